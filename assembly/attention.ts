@@ -1,0 +1,320 @@
+// Scaled dot-product attention, flash style.
+//
+// For every (batch, kv head) K is packed once into panels of 8 keys (panel[d][8]) and V is
+// used in place (or packed with zero padding when Dv is not a multiple of 8). For every query
+// head of the group and every block of BR query rows, the kernel streams over tiles of BC
+// keys: S = Q_blk * K_tileᵀ through the 4x8 register-blocked micro-kernel (Q pre-scaled by
+// scale * log2 e, so scores are in base 2 and the softmax calls exp2), then scale, mask,
+// causal limit and keyLengths are applied, the online softmax updates the running row max m
+// and sum l (rescaling the output accumulator when the max grows), and O += P * V_tile through
+// the same micro-kernel. Tiles wholly past the causal diagonal / key length are never visited.
+//
+// When weights are requested the normalised P is needed, so a first sweep computes the final
+// m and l of every row and a second recomputes S, writes P = exp2(S - m) / l and accumulates O.
+//
+// Pointer ABI: output first; byte pointers; element strides (0 = broadcast, for the mask);
+// `scratch` is attentionScratchBytes(...) bytes provided by the caller. No allocation.
+
+import { kernel4x8 } from './simd/gemm';
+import { exp2x4, exp2s, hsum, hmax, LOG2E } from './simd/math';
+
+/** query rows per block (multiple of 4) */
+// @ts-ignore: decorator
+@inline const BR: i32 = 32;
+/** keys per tile (multiple of 8) */
+// @ts-ignore: decorator
+@inline const BC: i32 = 64;
+
+export const MASK_NONE: i32 = 0;
+export const MASK_ADDITIVE: i32 = 1;
+export const MASK_BOOLEAN: i32 = 2;
+
+/** bytes of scratch attention() needs */
+export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): usize {
+  const sk8 = <usize>((seqK + 7) & ~7);
+  const dv8 = <usize>((headDimV + 7) & ~7);
+  const D = <usize>headDim;
+  return 4 * (sk8 * D + sk8 * dv8 + <usize>BR * D + <usize>BR * <usize>BC + <usize>BR * dv8 + 3 * <usize>BR) + 256;
+}
+
+// @ts-ignore: decorator
+@inline function align16(p: usize): usize {
+  return (p + 15) & ~(<usize>15);
+}
+
+/** S[r][0..tw8) for r < rows4 = Qb[r] . K[j0 + c], then limits and mask applied to rows < rows */
+// @ts-ignore: decorator
+@inline function scoreTile(
+  S: usize, Qb: usize, Kp: usize, D: i32, j0: i32, tw: i32, rows: i32, rows4: i32, lim: usize,
+  mask: usize, maskKind: i32, mrow0: usize, msq: usize, msk: usize
+): i32 {
+  const tw8 = (tw + 7) & ~7;
+  const lda = (<usize>D) * 4;
+  for (let r = 0; r < rows4; r += 4) {
+    const a = Qb + (<usize>r) * lda;
+    const crow = S + (<usize>r) * (<usize>BC) * 4;
+    for (let c = 0; c < tw8; c += 8) {
+      const panel = Kp + (<usize>((j0 + c) >> 3)) * (<usize>D) * 32;
+      kernel4x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, 0, false);
+    }
+  }
+  const ninf = f32x4.splat(-Infinity);
+  for (let r = 0; r < rows; r++) {
+    const srow = S + (<usize>r) * (<usize>BC) * 4;
+    let jv = load<i32>(lim + (<usize>r) * 4) - j0; // visible columns [0, jv)
+    if (jv < 0) jv = 0;
+    if (jv > tw8) jv = tw8;
+    let c = jv;
+    for (; c < tw8 && (c & 3) != 0; c++) store<f32>(srow + (<usize>c) * 4, -Infinity);
+    for (; c < tw8; c += 4) v128.store(srow + (<usize>c) * 4, ninf);
+    if (maskKind != 0 && jv > 0) {
+      const mr = mrow0 + (<usize>r) * msq;
+      if (maskKind == 1) {
+        if (msk == 1) {
+          const mp = mask + (mr + <usize>j0) * 4;
+          const l2 = f32x4.splat(LOG2E);
+          c = 0;
+          for (; c + 4 <= jv; c += 4) {
+            const p = srow + (<usize>c) * 4;
+            v128.store(p, f32x4.add(v128.load(p), f32x4.mul(v128.load(mp + (<usize>c) * 4), l2)));
+          }
+          for (; c < jv; c++) {
+            const p = srow + (<usize>c) * 4;
+            store<f32>(p, load<f32>(p) + load<f32>(mp + (<usize>c) * 4) * LOG2E);
+          }
+        } else {
+          for (c = 0; c < jv; c++) {
+            const p = srow + (<usize>c) * 4;
+            store<f32>(p, load<f32>(p) + load<f32>(mask + (mr + (<usize>(j0 + c)) * msk) * 4) * LOG2E);
+          }
+        }
+      } else {
+        for (c = 0; c < jv; c++) {
+          if (load<u8>(mask + mr + (<usize>(j0 + c)) * msk) == 0) store<f32>(srow + (<usize>c) * 4, -Infinity);
+        }
+      }
+    }
+  }
+  return tw8;
+}
+
+// @ts-ignore: decorator
+@inline function rowMax(srow: usize, tw8: i32): f32 {
+  let mv = v128.load(srow);
+  for (let c = 4; c < tw8; c += 4) mv = f32x4.max(mv, v128.load(srow + (<usize>c) * 4));
+  return hmax(mv);
+}
+
+export function attention(
+  out: usize, q: usize, k: usize, v: usize, mask: usize, keyLens: usize, weights: usize, scratch: usize,
+  B: i32, Hq: i32, Hkv: i32, Sq: i32, Sk: i32, D: i32, Dv: i32,
+  qsb: usize, qsh: usize, qss: usize,
+  ksb: usize, ksh: usize, kss: usize,
+  vsb: usize, vsh: usize, vss: usize,
+  osb: usize, osh: usize, oss: usize,
+  msb: usize, msh: usize, msq: usize, msk: usize,
+  maskKind: i32, causal: i32, scale: f32
+): void {
+  const sk8 = (Sk + 7) & ~7;
+  const dv8 = (Dv + 7) & ~7;
+  const group = Hq / Hkv;
+  const off = Sk - Sq;
+  const s2 = scale * LOG2E;
+  const packV = (Dv & 7) != 0;
+
+  // scratch layout
+  const Kp = align16(scratch);
+  const Vp = align16(Kp + (<usize>sk8) * (<usize>D) * 4);
+  const Qb = align16(Vp + (packV ? (<usize>sk8) * (<usize>dv8) * 4 : 0));
+  const S = align16(Qb + (<usize>BR) * (<usize>D) * 4);
+  const O = align16(S + (<usize>BR) * (<usize>BC) * 4);
+  const M = align16(O + (<usize>BR) * (<usize>dv8) * 4);
+  const L = M + (<usize>BR) * 4;
+  const LIM = L + (<usize>BR) * 4;
+  const ldo = (<usize>dv8) * 4;
+  const zero = f32x4.splat(0);
+
+  for (let b = 0; b < B; b++) {
+    let kl = keyLens != 0 ? load<i32>(keyLens + (<usize>b) * 4) : Sk;
+    if (kl > Sk) kl = Sk;
+    if (kl < 0) kl = 0;
+    for (let hk = 0; hk < Hkv; hk++) {
+      // ---- pack K [kl rounded up to 8 keys] into panels, zero beyond Sk
+      const kbase = k + ((<usize>b) * ksb + (<usize>hk) * ksh) * 4;
+      const kpack = min<i32>(sk8, (kl + 7) & ~7);
+      for (let j = 0; j < kpack; j++) {
+        const dst = Kp + (<usize>(j >> 3)) * (<usize>D) * 32 + (<usize>(j & 7)) * 4;
+        if (j < Sk) {
+          const src = kbase + (<usize>j) * kss * 4;
+          for (let d = 0; d < D; d++) store<f32>(dst + (<usize>d) * 32, load<f32>(src + (<usize>d) * 4));
+        } else {
+          for (let d = 0; d < D; d++) store<f32>(dst + (<usize>d) * 32, 0);
+        }
+      }
+      // ---- V in place, or packed with Dv padded to 8
+      const vbase0 = v + ((<usize>b) * vsb + (<usize>hk) * vsh) * 4;
+      let vbase = vbase0;
+      let ldv = vss * 4;
+      if (packV) {
+        for (let j = 0; j < kl; j++) {
+          const src = vbase0 + (<usize>j) * vss * 4;
+          const dst = Vp + (<usize>j) * (<usize>dv8) * 4;
+          for (let d = 0; d < dv8; d++) store<f32>(dst + (<usize>d) * 4, d < Dv ? load<f32>(src + (<usize>d) * 4) : 0);
+        }
+        vbase = Vp;
+        ldv = (<usize>dv8) * 4;
+      }
+
+      for (let g = 0; g < group; g++) {
+        const h = hk * group + g;
+        const qbase = q + ((<usize>b) * qsb + (<usize>h) * qsh) * 4;
+        const obase = out + ((<usize>b) * osb + (<usize>h) * osh) * 4;
+        const mbase = (<usize>b) * msb + (<usize>h) * msh;
+        for (let i0 = 0; i0 < Sq; i0 += BR) {
+          const rows = min<i32>(BR, Sq - i0);
+          const rows4 = (rows + 3) & ~3;
+          // Q block, pre-scaled into base 2
+          for (let r = 0; r < rows4; r++) {
+            const dst = Qb + (<usize>r) * (<usize>D) * 4;
+            if (r < rows) {
+              const src = qbase + (<usize>(i0 + r)) * qss * 4;
+              for (let d = 0; d < D; d++) store<f32>(dst + (<usize>d) * 4, load<f32>(src + (<usize>d) * 4) * s2);
+            } else {
+              for (let d = 0; d < D; d++) store<f32>(dst + (<usize>d) * 4, 0);
+            }
+          }
+          // per-row visible key limits; the block's last key
+          let kEnd = 0;
+          for (let r = 0; r < rows; r++) {
+            let lim = kl;
+            if (causal != 0) lim = min<i32>(lim, i0 + r + off + 1);
+            if (lim < 0) lim = 0;
+            store<i32>(LIM + (<usize>r) * 4, lim);
+            if (lim > kEnd) kEnd = lim;
+            store<f32>(M + (<usize>r) * 4, -Infinity);
+            store<f32>(L + (<usize>r) * 4, 0);
+          }
+          for (let x: usize = 0; x < (<usize>rows4) * ldo; x += 16) v128.store(O + x, zero);
+          const mrow0 = mbase + (<usize>i0) * msq;
+
+          if (weights == 0) {
+            // ---- single sweep, online softmax
+            for (let j0 = 0; j0 < kEnd; j0 += BC) {
+              const tw = min<i32>(BC, kEnd - j0);
+              const tw8 = scoreTile(S, Qb, Kp, D, j0, tw, rows, rows4, LIM, mask, maskKind, mrow0, msq, msk);
+              for (let r = 0; r < rows; r++) {
+                const srow = S + (<usize>r) * (<usize>BC) * 4;
+                const mold = load<f32>(M + (<usize>r) * 4);
+                const mnew = max<f32>(mold, rowMax(srow, tw8));
+                const mu: f32 = mnew == -Infinity ? 0 : mnew;
+                const vmu = f32x4.splat(mu);
+                let sv = zero;
+                for (let c = 0; c < tw8; c += 4) {
+                  const p = srow + (<usize>c) * 4;
+                  const e = exp2x4(f32x4.sub(v128.load(p), vmu));
+                  v128.store(p, e);
+                  sv = f32x4.add(sv, e);
+                }
+                const alpha = exp2s(mold - mu);
+                store<f32>(L + (<usize>r) * 4, load<f32>(L + (<usize>r) * 4) * alpha + hsum(sv));
+                store<f32>(M + (<usize>r) * 4, mnew);
+                if (alpha != 1) {
+                  const va = f32x4.splat(alpha);
+                  const orow = O + (<usize>r) * ldo;
+                  for (let d = 0; d < dv8; d += 4) {
+                    v128.store(orow + (<usize>d) * 4, f32x4.mul(v128.load(orow + (<usize>d) * 4), va));
+                  }
+                }
+              }
+              for (let r = rows; r < rows4; r++) {
+                const srow = S + (<usize>r) * (<usize>BC) * 4;
+                for (let c = 0; c < tw8; c += 4) v128.store(srow + (<usize>c) * 4, zero);
+              }
+              // O += P * V_tile
+              const vt = vbase + (<usize>j0) * ldv;
+              for (let r = 0; r < rows4; r += 4) {
+                const prow = S + (<usize>r) * (<usize>BC) * 4;
+                const orow = O + (<usize>r) * ldo;
+                for (let d0 = 0; d0 < dv8; d0 += 8) {
+                  kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
+                }
+              }
+            }
+            // normalise and write
+            for (let r = 0; r < rows; r++) {
+              const l = load<f32>(L + (<usize>r) * 4);
+              const inv: f32 = l == 0 ? 0 : 1 / l;
+              const vi = f32x4.splat(inv);
+              const orow = O + (<usize>r) * ldo;
+              const dst = obase + (<usize>(i0 + r)) * oss * 4;
+              let d = 0;
+              for (; d + 4 <= Dv; d += 4) v128.store(dst + (<usize>d) * 4, f32x4.mul(v128.load(orow + (<usize>d) * 4), vi));
+              for (; d < Dv; d++) store<f32>(dst + (<usize>d) * 4, load<f32>(orow + (<usize>d) * 4) * inv);
+            }
+          } else {
+            // ---- sweep 1: final row max and sum
+            for (let j0 = 0; j0 < kEnd; j0 += BC) {
+              const tw = min<i32>(BC, kEnd - j0);
+              const tw8 = scoreTile(S, Qb, Kp, D, j0, tw, rows, rows4, LIM, mask, maskKind, mrow0, msq, msk);
+              for (let r = 0; r < rows; r++) {
+                const srow = S + (<usize>r) * (<usize>BC) * 4;
+                const mold = load<f32>(M + (<usize>r) * 4);
+                const mnew = max<f32>(mold, rowMax(srow, tw8));
+                const mu: f32 = mnew == -Infinity ? 0 : mnew;
+                const vmu = f32x4.splat(mu);
+                let sv = zero;
+                for (let c = 0; c < tw8; c += 4) {
+                  sv = f32x4.add(sv, exp2x4(f32x4.sub(v128.load(srow + (<usize>c) * 4), vmu)));
+                }
+                const alpha = exp2s(mold - mu);
+                store<f32>(L + (<usize>r) * 4, load<f32>(L + (<usize>r) * 4) * alpha + hsum(sv));
+                store<f32>(M + (<usize>r) * 4, mnew);
+              }
+            }
+            // ---- sweep 2: P = exp2(S - m) / l, written out and multiplied into V
+            for (let j0 = 0; j0 < kEnd; j0 += BC) {
+              const tw = min<i32>(BC, kEnd - j0);
+              const tw8 = scoreTile(S, Qb, Kp, D, j0, tw, rows, rows4, LIM, mask, maskKind, mrow0, msq, msk);
+              for (let r = 0; r < rows; r++) {
+                const srow = S + (<usize>r) * (<usize>BC) * 4;
+                const m = load<f32>(M + (<usize>r) * 4);
+                const l = load<f32>(L + (<usize>r) * 4);
+                const vmu = f32x4.splat(m == -Infinity ? 0 : m);
+                const inv: f32 = l == 0 ? 0 : 1 / l;
+                const vi = f32x4.splat(inv);
+                for (let c = 0; c < tw8; c += 4) {
+                  const p = srow + (<usize>c) * 4;
+                  v128.store(p, f32x4.mul(exp2x4(f32x4.sub(v128.load(p), vmu)), vi));
+                }
+                const wrow = weights + ((((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>(i0 + r)) * (<usize>Sk) + <usize>j0) * 4;
+                memory.copy(wrow, srow, (<usize>tw) * 4);
+              }
+              for (let r = rows; r < rows4; r++) {
+                const srow = S + (<usize>r) * (<usize>BC) * 4;
+                for (let c = 0; c < tw8; c += 4) v128.store(srow + (<usize>c) * 4, zero);
+              }
+              const vt = vbase + (<usize>j0) * ldv;
+              for (let r = 0; r < rows4; r += 4) {
+                const prow = S + (<usize>r) * (<usize>BC) * 4;
+                const orow = O + (<usize>r) * ldo;
+                for (let d0 = 0; d0 < dv8; d0 += 8) {
+                  kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
+                }
+              }
+            }
+            for (let r = 0; r < rows; r++) {
+              // weights past the block's last visible key are zero
+              if (kEnd < Sk) {
+                const wrow = weights + ((((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>(i0 + r)) * (<usize>Sk) + <usize>kEnd) * 4;
+                memory.fill(wrow, 0, (<usize>(Sk - kEnd)) * 4);
+              }
+              const orow = O + (<usize>r) * ldo;
+              const dst = obase + (<usize>(i0 + r)) * oss * 4;
+              memory.copy(dst, orow, (<usize>Dv) * 4);
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,81 @@
+// Register-blocked micro-kernels shared by matmul and attention.
+//
+// A packed panel holds 8 columns of B for every k: panel[kk * 8 + c] (floats). A 4x8 tile of
+// C keeps 8 f32x4 accumulators in registers (x64 has 16 xmm registers: 8 accumulators, 2 panel
+// vectors, one broadcast and one temporary), so each k step issues 2 panel loads, 4 broadcasts
+// and 8 multiply-adds.
+
+import { fmadd } from './math';
+
+/**
+ * C[4][8] (row stride ldc bytes) = init + A[4][K] (row stride lda bytes) * panel[K][8]
+ * (row stride ldp bytes: 32 for a packed panel, or a plain row-major matrix's stride).
+ * init: pointer to an 8-float row added to every row (a bias), or 0 for none.
+ * accumulate: when true, C's current contents are added (init ignored).
+ */
+// @ts-ignore: decorator
+@inline export function kernel4x8(
+  a: usize, lda: usize, panel: usize, ldp: usize, K: i32, c: usize, ldc: usize, init: usize, accumulate: bool
+): void {
+  let c00: v128, c01: v128, c10: v128, c11: v128, c20: v128, c21: v128, c30: v128, c31: v128;
+  if (accumulate) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
+    c20 = v128.load(c + (ldc << 1)); c21 = v128.load(c + (ldc << 1), 16);
+    c30 = v128.load(c + ldc * 3); c31 = v128.load(c + ldc * 3, 16);
+  } else if (init != 0) {
+    c00 = v128.load(init); c01 = v128.load(init, 16);
+    c10 = c00; c11 = c01; c20 = c00; c21 = c01; c30 = c00; c31 = c01;
+  } else {
+    c00 = f32x4.splat(0); c01 = c00; c10 = c00; c11 = c00;
+    c20 = c00; c21 = c00; c30 = c00; c31 = c00;
+  }
+  let a0 = a;
+  const a1 = lda, a2 = lda << 1, a3 = lda * 3;
+  let p = panel;
+  const end = panel + (<usize>K) * ldp;
+  while (p < end) {
+    const b0 = v128.load(p);
+    const b1 = v128.load(p, 16);
+    let s = v128.load32_splat(a0);
+    c00 = fmadd(s, b0, c00); c01 = fmadd(s, b1, c01);
+    s = v128.load32_splat(a0 + a1);
+    c10 = fmadd(s, b0, c10); c11 = fmadd(s, b1, c11);
+    s = v128.load32_splat(a0 + a2);
+    c20 = fmadd(s, b0, c20); c21 = fmadd(s, b1, c21);
+    s = v128.load32_splat(a0 + a3);
+    c30 = fmadd(s, b0, c30); c31 = fmadd(s, b1, c31);
+    a0 += 4;
+    p += ldp;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
+  v128.store(c + (ldc << 1), c20); v128.store(c + (ldc << 1), c21, 16);
+  v128.store(c + ldc * 3, c30); v128.store(c + ldc * 3, c31, 16);
+}
+
+/** one row: C[1][8] = init + A[1][K] * panel[K][8] (same conventions as kernel4x8) */
+// @ts-ignore: decorator
+@inline export function kernel1x8(
+  a: usize, panel: usize, ldp: usize, K: i32, c: usize, init: usize, accumulate: bool
+): void {
+  let c0: v128, c1: v128;
+  if (accumulate) {
+    c0 = v128.load(c); c1 = v128.load(c, 16);
+  } else if (init != 0) {
+    c0 = v128.load(init); c1 = v128.load(init, 16);
+  } else {
+    c0 = f32x4.splat(0); c1 = c0;
+  }
+  let a0 = a;
+  let p = panel;
+  const end = panel + (<usize>K) * ldp;
+  while (p < end) {
+    const s = v128.load32_splat(a0);
+    c0 = fmadd(s, v128.load(p), c0);
+    c1 = fmadd(s, v128.load(p, 16), c1);
+    a0 += 4;
+    p += ldp;
+  }
+  v128.store(c, c0); v128.store(c, c1, 16);
+}

@@ -1,0 +1,50 @@
+// Row softmax: out[r, :] = softmax(scale * x[r, :]), max subtracted first. A row whose every
+// entry is -Infinity gives zeros; NaN propagates to its row. out may alias x.
+
+import { exp2x4, exp2s, hsum, hmax, LOG2E } from './simd/math';
+
+export function softmax(out: usize, x: usize, rows: i32, cols: i32, scale: f32): void {
+  const s2 = scale * LOG2E;
+  const vs = f32x4.splat(s2);
+  const c4 = cols & ~3;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + (<usize>r) * (<usize>cols) * 4;
+    const orow = out + (<usize>r) * (<usize>cols) * 4;
+    // 1. max of scale * x (scale may be negative, so scale the values, not the max)
+    let mv = f32x4.splat(-Infinity);
+    let j = 0;
+    for (; j < c4; j += 4) mv = f32x4.max(mv, f32x4.mul(v128.load(xr + (<usize>j) * 4), vs));
+    let m = hmax(mv);
+    for (; j < cols; j++) m = max<f32>(m, load<f32>(xr + (<usize>j) * 4) * s2);
+    const mu: f32 = m == -Infinity ? 0 : m;
+    const vm = f32x4.splat(mu);
+    // 2. exponentials and their sum
+    let sv = f32x4.splat(0);
+    j = 0;
+    for (; j < c4; j += 4) {
+      const e = exp2x4(f32x4.sub(f32x4.mul(v128.load(xr + (<usize>j) * 4), vs), vm));
+      v128.store(orow + (<usize>j) * 4, e);
+      sv = f32x4.add(sv, e);
+    }
+    let sum = hsum(sv);
+    for (; j < cols; j++) {
+      const e = exp2s(load<f32>(xr + (<usize>j) * 4) * s2 - mu);
+      store<f32>(orow + (<usize>j) * 4, e);
+      sum += e;
+    }
+    // 3. normalise (a row of -Infinity has sum 0: zeros stay zeros)
+    const inv: f32 = sum == 0 ? 0 : 1 / sum;
+    const vi = f32x4.splat(inv);
+    j = 0;
+    for (; j < c4; j += 4) v128.store(orow + (<usize>j) * 4, f32x4.mul(v128.load(orow + (<usize>j) * 4), vi));
+    for (; j < cols; j++) store<f32>(orow + (<usize>j) * 4, load<f32>(orow + (<usize>j) * 4) * inv);
+  }
+}
+
+/** exp(x) for n floats (for measuring the exp approximation's error in tests) */
+export function expArray(out: usize, x: usize, n: i32): void {
+  const l = f32x4.splat(LOG2E);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) v128.store(out + (<usize>j) * 4, exp2x4(f32x4.mul(v128.load(x + (<usize>j) * 4), l)));
+  for (; j < n; j++) store<f32>(out + (<usize>j) * 4, exp2s(load<f32>(x + (<usize>j) * 4) * LOG2E));
+}

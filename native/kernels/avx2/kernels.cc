@@ -1,0 +1,76 @@
+// AVX2 + FMA kernels (compiled with -mavx2 -mfma; only called when dispatch.cc has checked
+// CPUID for AVX2 and FMA and XGETBV for the OS saving YMM state).
+#include "../../include/attention_kernels.h"
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+namespace sa {
+namespace isa_avx2 {
+
+struct V {
+  using T = __m256;
+  static constexpr int W = 8;
+  static inline __m256i lanes_lt(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static inline T zero() { return _mm256_setzero_ps(); }
+  static inline T set1(float x) { return _mm256_set1_ps(x); }
+  static inline T load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static inline T load_partial(const float* p, int n) { return _mm256_maskload_ps(p, lanes_lt(n)); }
+  static inline void store_partial(float* p, T v, int n) { _mm256_maskstore_ps(p, lanes_lt(n), v); }
+  static inline T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static inline T sub(T a, T b) { return _mm256_sub_ps(a, b); }
+  static inline T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static inline T max(T a, T b) { return _mm256_max_ps(a, b); }
+  static inline float hsum(T v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static inline float hmax(T v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static inline T hide_lanes_below(T v, int n) {
+    return _mm256_blendv_ps(v, _mm256_set1_ps(-__builtin_inff()), _mm256_castsi256_ps(lanes_lt(n)));
+  }
+  static inline T ninf_to_zero(T v) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_set1_ps(-__builtin_inff()), _CMP_EQ_OQ), v);
+  }
+  static inline T exp2(T t) {
+    T keep = _mm256_cmp_ps(t, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ);  // NaN kept
+    t = _mm256_max_ps(_mm256_set1_ps(-127.0f), t);                    // NaN passes (2nd operand)
+    T n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    T f = _mm256_sub_ps(t, n);
+    T p = _mm256_set1_ps(1.535336188319500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+  }
+};
+
+constexpr int kAttMR = 2;   // 16 queries
+constexpr int kAttNR = 6;   // 12 accumulators
+constexpr int kMmMR = 6;
+constexpr int kMmNV = 2;
+constexpr int kProbeAcc = 12;
+static const char* const kIsaName = "avx2";
+
+#include "../impl.h"
+
+}  // namespace isa_avx2
+
+const KernelTable* kernels_avx2() { return &isa_avx2::kTable; }
+
+}  // namespace sa
+#endif

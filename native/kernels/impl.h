@@ -1,0 +1,703 @@
+// The kernels, written once over a small vector-traits type and compiled once per ISA.
+//
+// Included by native/kernels/<isa>/kernels.cc INSIDE a namespace of its own (sa::isa_<name>),
+// after that file defines:
+//   struct V            vector traits (see generic/kernels.cc for the list of operations)
+//   kAttMR, kAttNR      attention micro-kernel: kAttMR vectors of queries x kAttNR keys / columns
+//   kMmMR, kMmNV        matmul micro-kernel: kMmMR rows x kMmNV vectors of columns
+//   kProbeAcc           independent accumulators of the FMA probe
+// Everything here lives in that namespace, so no inline or template code compiled with one
+// ISA's flags can be merged by the linker with another's. No std:: templates are used here.
+//
+// Attention works in base 2: Q is packed pre-multiplied by scale*log2(e) (and an additive mask
+// by log2(e)), so every softmax exponential is an exp2.
+//
+// Determinism: every output element is computed by the same sequence of operations whatever
+// the thread count. Tasks partition outputs; the key split used for decoding uses fixed-size
+// chunks (a function of the shape only) combined in a fixed order.
+
+#include <cstdlib>
+#include <cstring>
+#include <cmath>
+
+#define SA_UNROLL _Pragma("GCC unroll 32")
+
+using T = V::T;
+constexpr int W = V::W;
+constexpr int BQ = kAttMR * W;  // queries per attention block (flash path)
+constexpr int MM_NB = kMmNV * W;  // columns per matmul panel
+constexpr int64_t MM_KC = 256;   // depth per matmul pass
+constexpr int64_t MM_MC = 96;    // rows per matmul task
+constexpr int64_t ATT_BK = 64;   // keys per block (flash path, no weights)
+constexpr int64_t DIRECT_MAX_SQ = 8;      // fewer queries than this: the direct (decode) path
+constexpr int64_t SPLIT_MIN_SK = 2048;    // decode key split: only for at least this many keys
+constexpr int64_t SPLIT_CHUNK = 512;      //   in chunks of this many keys
+constexpr int64_t SPLIT_MAX_TASKS = 64;   //   and only when fewer (b, kv head) tasks than this
+constexpr float kLog2e = 1.44269504088896340736f;
+static const float kNegInf = -__builtin_inff();
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t iclamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+static float* falloc(int64_t n) {
+  if (n <= 0) n = 1;
+  size_t bytes = (size_t)n * sizeof(float);
+  bytes = (bytes + 63) & ~(size_t)63;
+  void* p = nullptr;
+#if defined(_WIN32)
+  p = _aligned_malloc(bytes, 64);
+#else
+  if (posix_memalign(&p, 64, bytes) != 0) p = nullptr;
+#endif
+  return (float*)p;
+}
+static void ffree(void* p) {
+#if defined(_WIN32)
+  _aligned_free(p);
+#else
+  free(p);
+#endif
+}
+
+// Per-worker scratch buffers, allocated before a parallel run and freed after it.
+struct Scratch {
+  float** bufs = nullptr;
+  int n = 0;
+  bool alloc(int workers, int64_t floats) {
+    n = workers;
+    bufs = (float**)calloc((size_t)workers, sizeof(float*));
+    if (!bufs) return false;
+    for (int i = 0; i < workers; ++i) {
+      bufs[i] = falloc(floats);
+      if (!bufs[i]) return false;
+    }
+    return true;
+  }
+  ~Scratch() {
+    if (bufs) {
+      for (int i = 0; i < n; ++i) ffree(bufs[i]);
+      free(bufs);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Attention: flash path (queries on vector lanes; K and V read in place through broadcasts)
+// ---------------------------------------------------------------------------------------------
+
+// st[n][q] = sum_d qt[d][q] * k_n[d]   for n < N keys, q < BQ
+template <int N>
+static inline void qk_tile(const float* __restrict qt, const float* __restrict k0, int64_t ks, int64_t D,
+                           float* __restrict st) {
+  T acc[N][kAttMR];
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
+  const float* kp[N];
+  SA_UNROLL for (int n = 0; n < N; ++n) kp[n] = k0 + n * ks;
+  for (int64_t d = 0; d < D; ++d) {
+    T qv[kAttMR];
+    SA_UNROLL for (int m = 0; m < kAttMR; ++m) qv[m] = V::load(qt + d * BQ + m * W);
+    SA_UNROLL for (int n = 0; n < N; ++n) {
+      T b = V::set1(kp[n][d]);
+      SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::fmadd(qv[m], b, acc[n][m]);
+    }
+  }
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(st + n * BQ + m * W, acc[n][m]);
+}
+
+// ot[n][q] = ot[n][q] * alpha[q] + sum_j pt[j][q] * v_j[c0 + n]   for n < N columns
+template <int N>
+static inline void pv_tile(const float* __restrict pt, int64_t nk, const float* __restrict v0, int64_t vs,
+                           float* __restrict ot, const float* __restrict alpha) {
+  T acc[N][kAttMR];
+  T al[kAttMR];
+  SA_UNROLL for (int m = 0; m < kAttMR; ++m) al[m] = V::load(alpha + m * W);
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::mul(V::load(ot + n * BQ + m * W), al[m]);
+  for (int64_t j = 0; j < nk; ++j) {
+    T pv[kAttMR];
+    SA_UNROLL for (int m = 0; m < kAttMR; ++m) pv[m] = V::load(pt + j * BQ + m * W);
+    const float* vr = v0 + j * vs;
+    SA_UNROLL for (int n = 0; n < N; ++n) {
+      T b = V::set1(vr[n]);
+      SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::fmadd(pv[m], b, acc[n][m]);
+    }
+  }
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(ot + n * BQ + m * W, acc[n][m]);
+}
+
+template <int N>
+static inline void qk_dispatch(int n, const float* qt, const float* k0, int64_t ks, int64_t D, float* st) {
+  if constexpr (N > 0) {
+    if (n == N) return qk_tile<N>(qt, k0, ks, D, st);
+    qk_dispatch<N - 1>(n, qt, k0, ks, D, st);
+  }
+}
+template <int N>
+static inline void pv_dispatch(int n, const float* pt, int64_t nk, const float* v0, int64_t vs, float* ot, const float* alpha) {
+  if constexpr (N > 0) {
+    if (n == N) return pv_tile<N>(pt, nk, v0, vs, ot, alpha);
+    pv_dispatch<N - 1>(n, pt, nk, v0, vs, ot, alpha);
+  }
+}
+
+struct AttnPlan {
+  bool direct;
+  int64_t nqb;       // flash: query blocks per head
+  int64_t bk;        // flash: keys per block
+  int64_t group;     // Hq / Hkv
+  int64_t chunk;     // direct: keys per chunk
+  int64_t nchunks;   // direct: chunks (1 = no split)
+  int64_t scratch_floats;
+  float qscale;
+};
+
+struct AttnCtx {
+  const AttnParams* p;
+  AttnPlan plan;
+  Scratch* scratch;
+  float* partials;
+};
+
+static inline float mask_value(const AttnParams& p, int64_t b, int64_t h, int64_t i, int64_t j) {
+  int64_t idx = b * p.m_sb + h * p.m_sh + i * p.m_sq + j * p.m_sk;
+  if (p.mask_kind == kMaskAdditive) return ((const float*)p.mask)[idx] * kLog2e;
+  return ((const uint8_t*)p.mask)[idx] ? 0.0f : kNegInf;
+}
+
+static void flash_task(void* vctx, int64_t t, int worker) {
+  AttnCtx& c = *(AttnCtx*)vctx;
+  const AttnParams& p = *c.p;
+  const AttnPlan& pl = c.plan;
+  const int64_t nqb = pl.nqb;
+  const int64_t qb = nqb - 1 - (t % nqb);  // heaviest (causal) blocks first
+  const int64_t bh = t / nqb;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int64_t kvh = h / pl.group;
+  const int64_t D = p.head_dim, Dv = p.head_dim_v, Sq = p.seq_q, Sk = p.seq_k;
+  const int64_t i0 = qb * BQ, nq = imin(BQ, Sq - i0);
+  const int64_t off = Sk - Sq;
+
+  int64_t kend = Sk;
+  if (p.key_lengths) kend = iclamp(p.key_lengths[b], 0, Sk);
+  if (p.causal) kend = imin(kend, i0 + nq - 1 + off + 1);
+  if (kend < 0) kend = 0;
+
+  float* qt = c.scratch->bufs[worker];
+  float* ot = qt + D * BQ;
+  float* ml = ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], lsum[BQ]
+  float* mo = ml;
+  float* lo = ml + BQ;
+  float* alpha = ml + 2 * BQ;
+  float* st = ml + 4 * BQ;
+
+  const float* qbase = p.q + b * p.q_sb + h * p.q_sh;
+  const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
+  const float* vbase = p.v + b * p.v_sb + kvh * p.v_sh;
+  float* obase = p.out + b * p.o_sb + h * p.o_sh;
+  float* wbase = p.weights ? p.weights + ((b * p.heads + h) * Sq) * Sk : nullptr;
+
+  if (kend > 0) {
+    // pack Qᵀ (scaled into base-2 units); padded lanes are zero
+    for (int64_t d = 0; d < D; ++d) {
+      float* row = qt + d * BQ;
+      for (int64_t q = 0; q < nq; ++q) row[q] = qbase[(i0 + q) * p.q_ss + d] * pl.qscale;
+      for (int64_t q = nq; q < BQ; ++q) row[q] = 0.0f;
+    }
+    for (int64_t x = 0; x < Dv * BQ; ++x) ot[x] = 0.0f;
+    for (int q = 0; q < BQ; ++q) { mo[q] = kNegInf; lo[q] = 0.0f; }
+
+    for (int64_t kb = 0; kb < kend; kb += pl.bk) {
+      const int64_t nk = imin(pl.bk, kend - kb);
+      // S = Q·Kᵀ
+      for (int64_t j = 0; j < nk; j += kAttNR) {
+        int n = (int)imin(kAttNR, nk - j);
+        qk_dispatch<kAttNR>(n, qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ);
+      }
+      // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
+      if (p.causal && kb + nk - 1 > i0 + off) {
+        for (int64_t j = 0; j < nk; ++j) {
+          int64_t hid = kb + j - off - i0;
+          if (hid <= 0) continue;
+          SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+            int64_t cnt = iclamp(hid - m * W, 0, W);
+            if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
+          }
+        }
+      }
+      if (p.mask_kind != kMaskNone) {
+        for (int64_t j = 0; j < nk; ++j)
+          for (int64_t q = 0; q < nq; ++q) st[j * BQ + q] += mask_value(p, b, h, i0 + q, kb + j);
+      }
+      // online softmax (all vertical: lanes are queries)
+      SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+        T mx = V::load(mo + m * W);
+        for (int64_t j = 0; j < nk; ++j) mx = V::max(mx, V::load(st + j * BQ + m * W));
+        T mref = V::ninf_to_zero(mx);
+        T al = V::exp2(V::sub(V::load(mo + m * W), mref));
+        T s0 = V::zero(), s1 = V::zero();
+        int64_t j = 0;
+        for (; j + 1 < nk; j += 2) {
+          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
+          T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), mref));
+          V::store(st + j * BQ + m * W, e0);
+          V::store(st + (j + 1) * BQ + m * W, e1);
+          s0 = V::add(s0, e0);
+          s1 = V::add(s1, e1);
+        }
+        if (j < nk) {
+          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
+          V::store(st + j * BQ + m * W, e0);
+          s0 = V::add(s0, e0);
+        }
+        V::store(lo + m * W, V::fmadd(V::load(lo + m * W), al, V::add(s0, s1)));
+        V::store(alpha + m * W, al);
+        V::store(mo + m * W, mx);
+      }
+      // O = O * alpha + P·V
+      for (int64_t c0 = 0; c0 < Dv; c0 += kAttNR) {
+        int n = (int)imin(kAttNR, Dv - c0);
+        pv_dispatch<kAttNR>(n, st, nk, vbase + kb * p.v_ss + c0, p.v_ss, ot + c0 * BQ, alpha);
+      }
+    }
+  }
+  // normalise and write out (a row with no visible key gives zeros)
+  for (int64_t q = 0; q < nq; ++q) {
+    float l = kend > 0 ? lo[q] : 0.0f;
+    float inv = (l == 0.0f) ? 0.0f : 1.0f / l;
+    float* orow = obase + (i0 + q) * p.o_ss;
+    if (kend > 0)
+      for (int64_t c0 = 0; c0 < Dv; ++c0) orow[c0] = l == 0.0f ? 0.0f : ot[c0 * BQ + q] * inv;
+    else
+      for (int64_t c0 = 0; c0 < Dv; ++c0) orow[c0] = 0.0f;
+    if (wbase) {
+      float* wrow = wbase + (i0 + q) * Sk;
+      for (int64_t j = 0; j < kend; ++j) wrow[j] = l == 0.0f ? 0.0f : st[j * BQ + q] * inv;
+      for (int64_t j = kend; j < Sk; ++j) wrow[j] = 0.0f;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention: direct path (few queries: decoding). Task = (batch, kv head, key chunk); rows are
+// every (query head of the group, query). K and V are read once from memory per task.
+// ---------------------------------------------------------------------------------------------
+
+static inline float dot_row(const float* a, const float* b, int64_t D) {
+  T acc0 = V::zero(), acc1 = V::zero();
+  int64_t d = 0;
+  for (; d + 2 * W <= D; d += 2 * W) {
+    acc0 = V::fmadd(V::load(a + d), V::load(b + d), acc0);
+    acc1 = V::fmadd(V::load(a + d + W), V::load(b + d + W), acc1);
+  }
+  for (; d + W <= D; d += W) acc0 = V::fmadd(V::load(a + d), V::load(b + d), acc0);
+  if (d < D) acc1 = V::fmadd(V::load_partial(a + d, (int)(D - d)), V::load_partial(b + d, (int)(D - d)), acc1);
+  return V::hsum(V::add(acc0, acc1));
+}
+
+static void exp2_sum_inplace(float* s, int64_t n, float mref, float* sum_out) {
+  T mr = V::set1(mref);
+  T acc = V::zero();
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+    T e = V::exp2(V::sub(V::load(s + j), mr));
+    V::store(s + j, e);
+    acc = V::add(acc, e);
+  }
+  if (j < n) {
+    int r = (int)(n - j);
+    T e = V::exp2(V::sub(V::load_partial(s + j, r), mr));
+    V::store_partial(s + j, e, r);
+    acc = V::add(acc, V::load_partial(s + j, r));
+  }
+  *sum_out = V::hsum(acc);
+}
+
+// o[0..Dv) = sum_j p[j] * v_j
+static void pv_row(const float* pj, int64_t n, const float* v0, int64_t vs, int64_t Dv, float* o) {
+  constexpr int G = 8;
+  for (int64_t c = 0; c < Dv; c += G * W) {
+    const int64_t cw = imin(G * W, Dv - c);
+    const int full = (int)(cw / W);
+    const int rem = (int)(cw - (int64_t)full * W);
+    T acc[G + 1];
+    SA_UNROLL for (int g = 0; g <= G; ++g) acc[g] = V::zero();
+    for (int64_t j = 0; j < n; ++j) {
+      const float* vr = v0 + j * vs + c;
+      T pb = V::set1(pj[j]);
+      SA_UNROLL for (int g = 0; g < G; ++g) if (g < full) acc[g] = V::fmadd(pb, V::load(vr + g * W), acc[g]);
+      if (rem) acc[G] = V::fmadd(pb, V::load_partial(vr + (int64_t)full * W, rem), acc[G]);
+    }
+    SA_UNROLL for (int g = 0; g < G; ++g) if (g < full) V::store(o + c + g * W, acc[g]);
+    if (rem) V::store_partial(o + c + (int64_t)full * W, acc[G], rem);
+  }
+}
+
+static void direct_task(void* vctx, int64_t t, int worker) {
+  AttnCtx& c = *(AttnCtx*)vctx;
+  const AttnParams& p = *c.p;
+  const AttnPlan& pl = c.plan;
+  const int64_t chunk = t % pl.nchunks;
+  const int64_t bkv = t / pl.nchunks;
+  const int64_t b = bkv / p.kv_heads, kvh = bkv % p.kv_heads;
+  const int64_t D = p.head_dim, Dv = p.head_dim_v, Sq = p.seq_q, Sk = p.seq_k;
+  const int64_t off = Sk - Sq;
+  const int64_t lo = chunk * pl.chunk, hi = imin(lo + pl.chunk, Sk);
+  float* s = c.scratch->bufs[worker];
+  float* o = s + pl.chunk + W;
+  const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
+  const float* vbase = p.v + b * p.v_sb + kvh * p.v_sh;
+  int64_t kl = Sk;
+  if (p.key_lengths) kl = iclamp(p.key_lengths[b], 0, Sk);
+
+  for (int64_t r = 0; r < pl.group * Sq; ++r) {
+    const int64_t h = kvh * pl.group + r / Sq, i = r % Sq;
+    int64_t lim = kl;
+    if (p.causal) lim = imin(lim, i + off + 1);
+    const int64_t hi_eff = imax(lo, imin(hi, lim));
+    const int64_t n = hi_eff - lo;
+    const float* qrow = p.q + b * p.q_sb + h * p.q_sh + i * p.q_ss;
+    float mx = kNegInf;
+    for (int64_t j = 0; j < n; ++j) {
+      float sv = dot_row(qrow, kbase + (lo + j) * p.k_ss, D) * pl.qscale;
+      if (p.mask_kind != kMaskNone) sv += mask_value(p, b, h, i, lo + j);
+      s[j] = sv;
+      mx = sv > mx ? sv : mx;
+    }
+    for (int64_t j = 0; j < n; ++j)
+      if (s[j] != s[j]) mx = s[j];  // NaN propagates
+    const float mref = mx == kNegInf ? 0.0f : mx;
+    float l = 0.0f;
+    if (n > 0) exp2_sum_inplace(s, n, mref, &l);
+    for (int64_t x = 0; x < Dv; ++x) o[x] = 0.0f;
+    if (n > 0) pv_row(s, n, vbase + lo * p.v_ss, p.v_ss, Dv, o);
+    const int64_t row = (b * p.heads + h) * Sq + i;
+    if (pl.nchunks == 1) {
+      float* orow = p.out + b * p.o_sb + h * p.o_sh + i * p.o_ss;
+      const float inv = l == 0.0f ? 0.0f : 1.0f / l;
+      for (int64_t x = 0; x < Dv; ++x) orow[x] = l == 0.0f ? 0.0f : o[x] * inv;
+      if (p.weights) {
+        float* wrow = p.weights + row * Sk;
+        for (int64_t j = 0; j < n; ++j) wrow[j] = l == 0.0f ? 0.0f : s[j] * inv;
+        for (int64_t j = n; j < Sk; ++j) wrow[j] = 0.0f;
+      }
+    } else {
+      float* part = c.partials + (row * pl.nchunks + chunk) * (2 + Dv);
+      part[0] = mx;
+      part[1] = l;
+      for (int64_t x = 0; x < Dv; ++x) part[2 + x] = o[x];
+    }
+  }
+}
+
+static void combine_task(void* vctx, int64_t row, int) {
+  AttnCtx& c = *(AttnCtx*)vctx;
+  const AttnParams& p = *c.p;
+  const int64_t Dv = p.head_dim_v, Sq = p.seq_q;
+  const int64_t nch = c.plan.nchunks;
+  const int64_t b = row / (p.heads * Sq), h = (row / Sq) % p.heads, i = row % Sq;
+  const float* part = c.partials + row * nch * (2 + Dv);
+  float mx = kNegInf;
+  bool nan = false;
+  for (int64_t k = 0; k < nch; ++k) {
+    float m = part[k * (2 + Dv)];
+    if (m != m) nan = true;
+    if (m > mx) mx = m;
+  }
+  float* orow = p.out + b * p.o_sb + h * p.o_sh + i * p.o_ss;
+  if (!nan && mx == kNegInf) {
+    for (int64_t x = 0; x < Dv; ++x) orow[x] = 0.0f;
+    return;
+  }
+  float l = 0.0f;
+  for (int64_t x = 0; x < Dv; ++x) orow[x] = 0.0f;
+  for (int64_t k = 0; k < nch; ++k) {
+    const float* pk = part + k * (2 + Dv);
+    if (pk[0] == kNegInf) continue;  // chunk with no visible key
+    float e = nan ? __builtin_nanf("") : exp2f(pk[0] - mx);
+    l += pk[1] * e;
+    for (int64_t x = 0; x < Dv; ++x) orow[x] += pk[2 + x] * e;
+  }
+  const float inv = 1.0f / l;
+  for (int64_t x = 0; x < Dv; ++x) orow[x] = l == 0.0f ? 0.0f : orow[x] * inv;
+}
+
+static int attention_impl(const AttnParams& p, Parallel& par) {
+  if (p.batch <= 0 || p.heads <= 0 || p.seq_q <= 0 || p.kv_heads <= 0 || p.heads % p.kv_heads) return p.batch <= 0 || p.heads <= 0 || p.seq_q <= 0 ? kOk : kErrArgs;
+  AttnCtx c;
+  c.p = &p;
+  c.partials = nullptr;
+  AttnPlan& pl = c.plan;
+  pl.group = p.heads / p.kv_heads;
+  pl.qscale = p.scale * kLog2e;
+  pl.direct = p.seq_q < DIRECT_MAX_SQ;
+  Scratch scratch;
+  c.scratch = &scratch;
+  const int workers = par.workers();
+  if (pl.direct) {
+    const int64_t tasks = p.batch * p.kv_heads;
+    if (!p.weights && p.seq_k >= SPLIT_MIN_SK && tasks < SPLIT_MAX_TASKS) pl.chunk = SPLIT_CHUNK;
+    else pl.chunk = imax(p.seq_k, 1);
+    pl.nchunks = (imax(p.seq_k, 1) + pl.chunk - 1) / pl.chunk;
+    pl.scratch_floats = pl.chunk + W + p.head_dim_v + W;
+    if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
+    if (pl.nchunks > 1) {
+      c.partials = falloc(p.batch * p.heads * p.seq_q * pl.nchunks * (2 + p.head_dim_v));
+      if (!c.partials) return kErrAlloc;
+    }
+    par.run(tasks * pl.nchunks, direct_task, &c);
+    if (pl.nchunks > 1) {
+      par.run(p.batch * p.heads * p.seq_q, combine_task, &c);
+      ffree(c.partials);
+    }
+    return kOk;
+  }
+  pl.nqb = (p.seq_q + BQ - 1) / BQ;
+  pl.bk = p.weights ? imax(p.seq_k, 1) : ATT_BK;
+  pl.scratch_floats = (p.head_dim + p.head_dim_v + 4 + pl.bk) * BQ;
+  if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
+  par.run(p.batch * p.heads * pl.nqb, flash_task, &c);
+  return kOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matmul: B packed in panels of MM_NB columns ([panel][k][MM_NB], zero padded); micro-kernel
+// kMmMR rows x kMmNV vectors, depth blocked by MM_KC.
+// ---------------------------------------------------------------------------------------------
+
+static int64_t packed_b_floats_impl(int64_t k, int64_t n) { return ((n + MM_NB - 1) / MM_NB) * MM_NB * imax(k, 1); }
+
+static void pack_b_impl(const float* b, int64_t ldb, bool tb, int64_t k, int64_t n, float* dst, PackedB* out) {
+  const int64_t np = (n + MM_NB - 1) / MM_NB;
+  for (int64_t pn = 0; pn < np; ++pn) {
+    float* pd = dst + pn * k * MM_NB;
+    const int64_t c0 = pn * MM_NB, cw = imin(MM_NB, n - c0);
+    if (!tb) {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const float* src = b + kk * ldb + c0;
+        float* d = pd + kk * MM_NB;
+        int64_t jj = 0;
+        for (; jj < cw; ++jj) d[jj] = src[jj];
+        for (; jj < MM_NB; ++jj) d[jj] = 0.0f;
+      }
+    } else {
+      for (int64_t jj = 0; jj < MM_NB; ++jj) {
+        if (jj < cw) {
+          const float* src = b + (c0 + jj) * ldb;
+          for (int64_t kk = 0; kk < k; ++kk) pd[kk * MM_NB + jj] = src[kk];
+        } else {
+          for (int64_t kk = 0; kk < k; ++kk) pd[kk * MM_NB + jj] = 0.0f;
+        }
+      }
+    }
+  }
+  if (out) {
+    out->data = dst;
+    out->k = k;
+    out->n = n;
+    out->panel = MM_NB;
+  }
+}
+
+// init: 0 = zero, 1 = bias, 2 = accumulate into C
+template <int R>
+static inline void mm_tile(const float* __restrict a, int64_t lda, const float* __restrict bp, int64_t kc,
+                           float* __restrict cp, int64_t ldc, int cols, int init, const float* __restrict bias) {
+  T acc[R][kMmNV];
+  int cnt[kMmNV];
+  SA_UNROLL for (int v = 0; v < kMmNV; ++v) cnt[v] = (int)iclamp(cols - v * W, 0, W);
+  if (init == 0) {
+    SA_UNROLL for (int r = 0; r < R; ++r) SA_UNROLL for (int v = 0; v < kMmNV; ++v) acc[r][v] = V::zero();
+  } else if (init == 1) {
+    T bv[kMmNV];
+    SA_UNROLL for (int v = 0; v < kMmNV; ++v) bv[v] = cnt[v] == W ? V::load(bias + v * W) : V::load_partial(bias + v * W, cnt[v]);
+    SA_UNROLL for (int r = 0; r < R; ++r) SA_UNROLL for (int v = 0; v < kMmNV; ++v) acc[r][v] = bv[v];
+  } else {
+    SA_UNROLL for (int r = 0; r < R; ++r) SA_UNROLL for (int v = 0; v < kMmNV; ++v)
+      acc[r][v] = cnt[v] == W ? V::load(cp + r * ldc + v * W) : V::load_partial(cp + r * ldc + v * W, cnt[v]);
+  }
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    T bv[kMmNV];
+    SA_UNROLL for (int v = 0; v < kMmNV; ++v) bv[v] = V::load(bp + kk * MM_NB + v * W);
+    SA_UNROLL for (int r = 0; r < R; ++r) {
+      T av = V::set1(a[r * lda + kk]);
+      SA_UNROLL for (int v = 0; v < kMmNV; ++v) acc[r][v] = V::fmadd(av, bv[v], acc[r][v]);
+    }
+  }
+  SA_UNROLL for (int r = 0; r < R; ++r) SA_UNROLL for (int v = 0; v < kMmNV; ++v) {
+    if (cnt[v] == W) V::store(cp + r * ldc + v * W, acc[r][v]);
+    else if (cnt[v] > 0) V::store_partial(cp + r * ldc + v * W, acc[r][v], cnt[v]);
+  }
+}
+
+template <int R>
+static inline void mm_dispatch(int r, const float* a, int64_t lda, const float* bp, int64_t kc, float* cp, int64_t ldc,
+                               int cols, int init, const float* bias) {
+  if constexpr (R > 0) {
+    if (r == R) return mm_tile<R>(a, lda, bp, kc, cp, ldc, cols, init, bias);
+    mm_dispatch<R - 1>(r, a, lda, bp, kc, cp, ldc, cols, init, bias);
+  }
+}
+
+struct MmCtx {
+  const MatmulParams* p;
+  const float* packed;     // packed B of batch 0
+  int64_t packed_stride;   // floats between packed B of consecutive batches (0 = shared)
+  int64_t nmb, np;
+  // packing stage
+  const float* bsrc;
+  int64_t ldb;
+};
+
+static void mm_task(void* vctx, int64_t t, int) {
+  MmCtx& c = *(MmCtx*)vctx;
+  const MatmulParams& p = *c.p;
+  const int64_t pn = t % c.np;
+  const int64_t mb = (t / c.np) % c.nmb;
+  const int64_t bi = t / (c.np * c.nmb);
+  const float* a = p.a + bi * p.stride_a;
+  float* cc = p.c + bi * (p.m * p.ldc);
+  const float* bp = c.packed + bi * c.packed_stride + pn * p.k * MM_NB;
+  const int64_t r0 = mb * MM_MC, r1 = imin(p.m, r0 + MM_MC);
+  const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
+  const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
+  if (p.k == 0) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int j = 0; j < cols; ++j) cc[r * p.ldc + pn * MM_NB + j] = bias ? bias[j] : 0.0f;
+    return;
+  }
+  for (int64_t k0 = 0; k0 < p.k; k0 += MM_KC) {
+    const int64_t kc = imin(MM_KC, p.k - k0);
+    const int init = k0 > 0 ? 2 : (bias ? 1 : 0);
+    for (int64_t r = r0; r < r1; r += kMmMR) {
+      int rr = (int)imin(kMmMR, r1 - r);
+      mm_dispatch<kMmMR>(rr, a + r * p.lda + k0, p.lda, bp + k0 * MM_NB, kc, cc + r * p.ldc + pn * MM_NB, p.ldc, cols, init, bias);
+    }
+  }
+}
+
+static int matmul_packed_impl(const MatmulParams& p, const PackedB& pb, Parallel& par) {
+  if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return kOk;
+  if (pb.panel != MM_NB || pb.k != p.k || pb.n != p.n) return kErrArgs;
+  MmCtx c;
+  c.p = &p;
+  c.packed = pb.data;
+  c.packed_stride = 0;
+  c.nmb = (p.m + MM_MC - 1) / MM_MC;
+  c.np = (p.n + MM_NB - 1) / MM_NB;
+  par.run(p.batch * c.nmb * c.np, mm_task, &c);
+  return kOk;
+}
+
+static void pack_task(void* vctx, int64_t bi, int) {
+  MmCtx& c = *(MmCtx*)vctx;
+  const MatmulParams& p = *c.p;
+  pack_b_impl(c.bsrc + bi * p.stride_b, c.ldb, p.transpose_b, p.k, p.n, (float*)c.packed + bi * c.packed_stride, nullptr);
+}
+
+static int matmul_impl(const MatmulParams& p, Parallel& par) {
+  if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return kOk;
+  MmCtx c;
+  c.p = &p;
+  const int64_t per = packed_b_floats_impl(p.k, p.n);
+  const int64_t nb = p.stride_b == 0 ? 1 : p.batch;
+  float* packed = falloc(per * nb);
+  if (!packed) return kErrAlloc;
+  c.packed = packed;
+  c.packed_stride = p.stride_b == 0 ? 0 : per;
+  c.bsrc = p.b;
+  c.ldb = p.transpose_b ? p.k : p.n;
+  par.run(nb, pack_task, &c);
+  c.nmb = (p.m + MM_MC - 1) / MM_MC;
+  c.np = (p.n + MM_NB - 1) / MM_NB;
+  par.run(p.batch * c.nmb * c.np, mm_task, &c);
+  ffree(packed);
+  return kOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over rows: out = softmax(scale * x); a row of -Infinity gives zeros.
+// ---------------------------------------------------------------------------------------------
+
+struct SmCtx {
+  const SoftmaxParams* p;
+  int64_t rows_per_task;
+};
+
+static void softmax_task(void* vctx, int64_t t, int) {
+  SmCtx& c = *(SmCtx*)vctx;
+  const SoftmaxParams& p = *c.p;
+  const int64_t n = p.cols;
+  const float sc = p.scale * kLog2e;
+  const T scv = V::set1(sc);
+  for (int64_t r = t * c.rows_per_task; r < imin(p.rows, (t + 1) * c.rows_per_task); ++r) {
+    const float* x = p.x + r * n;
+    float* y = p.out + r * n;
+    // y = x * scale * log2e, running max
+    float mx = kNegInf;
+    bool nan = false;
+    {
+      T m = V::set1(kNegInf);
+      int64_t j = 0;
+      for (; j + W <= n; j += W) {
+        T v = V::mul(V::load(x + j), scv);
+        V::store(y + j, v);
+        m = V::max(m, v);
+      }
+      mx = V::hmax(m);
+      for (; j < n; ++j) {
+        float v = x[j] * sc;
+        y[j] = v;
+        mx = v > mx ? v : mx;
+      }
+      for (j = 0; j < n; ++j)
+        if (y[j] != y[j]) nan = true;
+    }
+    if (!nan && mx == kNegInf) {
+      for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
+      continue;
+    }
+    float s = 0.0f;
+    exp2_sum_inplace(y, n, mx, &s);
+    const float inv = 1.0f / s;
+    const T iv = V::set1(inv);
+    int64_t j = 0;
+    for (; j + W <= n; j += W) V::store(y + j, V::mul(V::load(y + j), iv));
+    for (; j < n; ++j) y[j] *= inv;
+  }
+}
+
+static int softmax_impl(const SoftmaxParams& p, Parallel& par) {
+  if (p.rows <= 0 || p.cols <= 0) return kOk;
+  SmCtx c;
+  c.p = &p;
+  c.rows_per_task = imax(1, 16384 / imax(p.cols, 1));
+  par.run((p.rows + c.rows_per_task - 1) / c.rows_per_task, softmax_task, &c);
+  return kOk;
+}
+
+static void exp2_n_impl(const float* x, float* y, int64_t n) {
+  int64_t j = 0;
+  for (; j + W <= n; j += W) V::store(y + j, V::exp2(V::load(x + j)));
+  if (j < n) V::store_partial(y + j, V::exp2(V::load_partial(x + j, (int)(n - j))), (int)(n - j));
+}
+
+static double fma_probe_impl(int64_t iters) {
+  T acc[kProbeAcc];
+  SA_UNROLL for (int i = 0; i < kProbeAcc; ++i) acc[i] = V::set1(1.0f + 0.001f * (float)i);
+  const T a = V::set1(0.9999999f), bb = V::set1(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+    SA_UNROLL for (int u = 0; u < 4; ++u) {
+      SA_UNROLL for (int i = 0; i < kProbeAcc; ++i) acc[i] = V::fmadd(acc[i], a, bb);
+    }
+  }
+  T s = acc[0];
+  for (int i = 1; i < kProbeAcc; ++i) s = V::add(s, acc[i]);
+  volatile float sink = V::hsum(s);
+  (void)sink;
+  return (double)iters * 4.0 * kProbeAcc * W * 2.0;
+}
+
+static const KernelTable kTable = {
+    kIsaName,        attention_impl,      matmul_impl,  matmul_packed_impl, packed_b_floats_impl,
+    pack_b_impl,     softmax_impl,        exp2_n_impl,  fma_probe_impl,     W,
+};

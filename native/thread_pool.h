@@ -1,0 +1,59 @@
+// A persistent thread pool: `threads - 1` workers plus the calling thread run the tasks of one
+// parallel region at a time (regions from different callers are serialised). Tasks are handed
+// out dynamically, but the kernels make every output depend only on its task, never on which
+// thread ran it or how many there are, so results are bit-identical for any thread count.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "include/attention_kernels.h"
+
+namespace sa {
+
+class ThreadPool final : public Parallel {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool() override;
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int workers() const override { return threads_; }
+  void run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) override;
+  int threads() const { return threads_; }
+
+ private:
+  void worker_main(int id);
+  void work(int id);
+
+  int threads_;
+  std::vector<std::thread> workers_;
+  std::mutex region_mu_;  // one parallel region at a time
+  std::mutex mu_;
+  std::condition_variable cv_start_, cv_done_;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  int active_ = 0;
+  // current region
+  int64_t n_ = 0;
+  void (*fn_)(void*, int64_t, int) = nullptr;
+  void* ctx_ = nullptr;
+  std::atomic<int64_t> next_{0};
+};
+
+// Limits a region to the first `limit` workers of a pool (per-call `threads` option).
+class LimitedParallel final : public Parallel {
+ public:
+  LimitedParallel(Parallel& base, int limit) : base_(base), limit_(limit < 1 ? 1 : limit) {}
+  int workers() const override { return base_.workers(); }
+  void run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) override;
+
+ private:
+  Parallel& base_;
+  int limit_;
+};
+
+}  // namespace sa

@@ -1,0 +1,234 @@
+/**
+ * The native backend: the C++ SIMD kernels of native/ reached through Node-API.
+ *
+ * Loader order (CONVENTIONS.md): SIMD_ATTENTION_NATIVE_PATH (when set, the only place tried)
+ * → prebuilds/<platform>-<arch>/*.node → build/Release → build/Debug, relative to the package
+ * root (found by walking up from this module to the package.json named "simd-attention").
+ * Every failure is collected, and one actionable reason is thrown when nothing loads.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type {
+  AttentionArgs,
+  Backend,
+  MatmulArgs,
+  MultiHeadForwardArgs,
+  MultiHeadKernel,
+  MultiHeadParams,
+  SoftmaxArgs,
+} from '../backend.js';
+
+/** The raw multi-head object of the addon (native/binding.cc). */
+export interface NativeMultiHead {
+  forward(args: MultiHeadForwardArgs & { selfAttention: boolean }): void;
+  forwardAsync(args: MultiHeadForwardArgs & { selfAttention: boolean }): Promise<void>;
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+/** The raw engine object of the addon: one ISA, one persistent thread pool. */
+export interface NativeEngine {
+  readonly isa: string;
+  readonly threads: number;
+  attention(args: AttentionArgs): void;
+  attentionAsync(args: AttentionArgs): Promise<void>;
+  matmul(args: MatmulArgs): void;
+  softmax(args: SoftmaxArgs): void;
+  createMultiHead(params: MultiHeadParams): NativeMultiHead;
+  close(): void;
+}
+
+/** The raw exports of simd_attention.node. */
+export interface NativeBinding {
+  readonly version: string;
+  /** ISAs this CPU and OS can run, best first */
+  isas(): string[];
+  /** the ISA SIMD_ATTENTION_ISA-free dispatch would pick */
+  bestIsa(): string;
+  createEngine(isa: string, threads: number): NativeEngine;
+  fmaPeakGflops(threads: number, millis: number): number;
+  readBandwidthGBs(bytes: number, threads: number): number;
+}
+
+export interface NativeProbes {
+  /** FP32 FMA throughput (GFLOP/s, 2 flops per lane per FMA) with the best ISA */
+  fmaPeakGflops(threads: number, millis: number): number;
+  /** sustained read bandwidth over a buffer of `bytes` bytes (GB/s, 1e9 bytes) */
+  readBandwidthGBs(bytes: number, threads: number): number;
+}
+
+interface Loaded {
+  binding?: NativeBinding;
+  file?: string;
+  source?: string;
+  reason?: string;
+}
+
+let cached: Loaded | undefined;
+
+function moduleDir(): string {
+  try {
+    return path.dirname(fileURLToPath(import.meta.url));
+  } catch {
+    return typeof __dirname === 'string' ? __dirname : process.cwd();
+  }
+}
+
+/** Walks up from this module to the package.json whose name is "simd-attention". */
+export function packageRoot(): string | undefined {
+  let dir = moduleDir();
+  for (;;) {
+    const pj = path.join(dir, 'package.json');
+    try {
+      if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'simd-attention') return dir;
+    } catch {
+      /* unreadable package.json: keep walking */
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+function candidates(root: string | undefined, tried: string[]): Array<{ file: string; source: string }> {
+  const env = process.env.SIMD_ATTENTION_NATIVE_PATH;
+  if (env) return [{ file: path.resolve(env), source: 'SIMD_ATTENTION_NATIVE_PATH' }];
+  if (!root) {
+    tried.push(`package root: no package.json named "simd-attention" above ${moduleDir()}`);
+    return [];
+  }
+  const out: Array<{ file: string; source: string }> = [];
+  const pre = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  let preFiles: string[] = [];
+  try {
+    preFiles = fs.readdirSync(pre).filter((f) => f.endsWith('.node'));
+  } catch {
+    tried.push(`${pre}: no such folder (no prebuilt binary for ${process.platform}-${process.arch})`);
+  }
+  if (preFiles.length === 0 && fs.existsSync(pre)) tried.push(`${pre}: holds no .node file`);
+  preFiles.sort((a, b) => Number(b.includes('napi')) - Number(a.includes('napi')));
+  for (const f of preFiles) out.push({ file: path.join(pre, f), source: 'prebuild' });
+  out.push({ file: path.join(root, 'build', 'Release', 'simd_attention.node'), source: 'build/Release' });
+  out.push({ file: path.join(root, 'build', 'Debug', 'simd_attention.node'), source: 'build/Debug' });
+  return out;
+}
+
+function loadBinding(): Loaded {
+  if (cached) return cached;
+  const tried: string[] = [];
+  const root = packageRoot();
+  const req = createRequire(import.meta.url);
+  for (const c of candidates(root, tried)) {
+    if (!fs.existsSync(c.file)) {
+      tried.push(`${c.file} (${c.source}): not found`);
+      continue;
+    }
+    try {
+      const b = req(c.file) as NativeBinding;
+      if (typeof b?.createEngine !== 'function') throw new Error('not a simd-attention addon (no createEngine export)');
+      cached = { binding: b, file: c.file, source: c.source };
+      return cached;
+    } catch (e) {
+      tried.push(`${c.file} (${c.source}): ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  cached = {
+    reason:
+      `native addon not available; tried: ${tried.join('; ')}. ` +
+      'Possible solutions: build it from source with `npm run build:native` ' +
+      '(needs python3, make and a C++17 compiler; or approve this package\'s install script), ' +
+      'install a release that ships prebuilds/ for this platform, ' +
+      'or use the wasm backend (SIMD_ATTENTION_BACKEND=wasm).',
+  };
+  return cached;
+}
+
+/** ISAs this CPU can run, best first (e.g. ['avx512', 'avx2', 'scalar']); [] when the addon cannot load. */
+export function nativeIsas(): string[] {
+  const l = loadBinding();
+  if (!l.binding) return [];
+  try {
+    return l.binding.isas();
+  } catch {
+    return [];
+  }
+}
+
+/** The FMA-peak and bandwidth probes of the addon; throws the loader's reason when it cannot load. */
+export function nativeProbes(): NativeProbes {
+  const l = loadBinding();
+  if (!l.binding) throw new Error(l.reason);
+  const b = l.binding;
+  return {
+    fmaPeakGflops: (threads, millis) => b.fmaPeakGflops(threads, millis),
+    readBandwidthGBs: (bytes, threads) => b.readBandwidthGBs(bytes, threads),
+  };
+}
+
+function defaultThreads(): number {
+  const ap = (os as { availableParallelism?: () => number }).availableParallelism;
+  return Math.max(1, typeof ap === 'function' ? ap() : os.cpus().length || 1);
+}
+
+/**
+ * Loads the native backend. `isa` defaults to SIMD_ATTENTION_ISA, else the best this CPU runs.
+ * Throws an Error with an actionable message when the addon cannot load or the ISA is unsupported.
+ */
+export function loadNativeBackend(opts: { threads?: number; isa?: string } = {}): Backend {
+  const l = loadBinding();
+  if (!l.binding) throw new Error(l.reason);
+  const binding = l.binding;
+  const requested = opts.isa ?? (process.env.SIMD_ATTENTION_ISA || undefined);
+  const supported = binding.isas();
+  let isa: string;
+  if (requested !== undefined) {
+    const r = requested.toLowerCase();
+    if (!supported.includes(r)) {
+      throw new Error(
+        `native ISA "${requested}" is not supported here: this CPU/OS runs ${JSON.stringify(supported)} ` +
+          `(from ${l.file}). Unset SIMD_ATTENTION_ISA or choose one of those.`,
+      );
+    }
+    isa = r;
+  } else {
+    isa = binding.bestIsa();
+  }
+  const threads = Math.max(1, Math.floor(opts.threads ?? defaultThreads()));
+  const engine = binding.createEngine(isa, threads);
+  let closed = false;
+
+  const backend: Backend = {
+    name: 'native',
+    isa,
+    threads,
+    details: () => ({
+      binary: l.file ?? '',
+      binarySource: l.source ?? '',
+      addonVersion: binding.version,
+      isasAvailable: supported.join(','),
+    }),
+    attention: (args: AttentionArgs) => engine.attention(args),
+    attentionAsync: (args: AttentionArgs) => engine.attentionAsync(args),
+    matmul: (args: MatmulArgs) => engine.matmul(args),
+    softmax: (args: SoftmaxArgs) => engine.softmax(args),
+    createMultiHead(params: MultiHeadParams): MultiHeadKernel {
+      const mh = engine.createMultiHead(params);
+      const withFlag = (a: MultiHeadForwardArgs) => ({ ...a, selfAttention: a.kv === a.x });
+      return {
+        forward: (a) => mh.forward(withFlag(a)),
+        forwardAsync: (a) => mh.forwardAsync(withFlag(a)),
+        dispose: () => mh.dispose(),
+      };
+    },
+    close() {
+      if (!closed) {
+        closed = true;
+        engine.close();
+      }
+    },
+  };
+  return backend;
+}

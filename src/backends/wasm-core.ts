@@ -1,0 +1,528 @@
+/**
+ * The wasm backend, environment-neutral: instantiates the AssemblyScript kernels (assembly/)
+ * from bytes or a compiled module, owns the linear memory (a small first-fit heap above the
+ * module's static data, grown on demand and reused between calls), and implements Backend on
+ * top of the raw exports. Nothing here imports Node modules: the Node loader (wasm.ts) and the
+ * browser entry (browser.ts) both build on it, and so does the worker (wasm-worker.ts).
+ */
+import type { AttentionArgs, Backend, MatmulArgs, SoftmaxArgs } from '../backend.js';
+import { attnError } from '../errors.js';
+import { VERSION } from '../version.js';
+
+/** 'relaxed-simd' uses f32x4.relaxed_madd (fused multiply-add); 'simd128' runs wherever WebAssembly SIMD does. */
+export type WasmBuild = 'relaxed-simd' | 'simd128';
+/** Where the module comes from: a URL (or URL string) to fetch, its bytes, or a compiled module. */
+export type WasmSource = URL | string | ArrayBuffer | Uint8Array | WebAssembly.Module;
+
+/** File name of each build inside <package>/dist/wasm/. */
+export const WASM_FILES: Record<WasmBuild, string> = {
+  'relaxed-simd': 'attention-relaxed.wasm',
+  simd128: 'attention-simd.wasm',
+};
+
+/** The raw exports of assembly/index.ts (byte pointers into `memory`, element strides). */
+export interface WasmExports {
+  memory: WebAssembly.Memory;
+  _initialize?: () => void;
+  heapBase(): number;
+  isRelaxed(): number;
+  attentionScratchBytes(seqK: number, headDim: number, headDimV: number): number;
+  attention(
+    out: number, q: number, k: number, v: number, mask: number, keyLengths: number, weights: number, scratch: number,
+    B: number, Hq: number, Hkv: number, Sq: number, Sk: number, D: number, Dv: number,
+    qsb: number, qsh: number, qss: number,
+    ksb: number, ksh: number, kss: number,
+    vsb: number, vsh: number, vss: number,
+    osb: number, osh: number, oss: number,
+    msb: number, msh: number, msq: number, msk: number,
+    maskKind: number, causal: number, scale: number,
+  ): void;
+  matmulScratchBytes(n: number, k: number): number;
+  matmul(
+    out: number, a: number, b: number, bias: number,
+    batch: number, m: number, n: number, k: number,
+    strideA: number, strideB: number, transB: number, scratch: number,
+  ): void;
+  softmax(out: number, x: number, rows: number, cols: number, scale: number): void;
+  expArray(out: number, x: number, n: number): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feature probes
+
+/** A module with one function returning f32x4.relaxed_madd of three constants. */
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x3d, 0x01, 0x3b, 0x00, // code section, one body of 59 bytes, no locals
+  0xfd, 0x0c, ...new Array<number>(16).fill(0),
+  0xfd, 0x0c, ...new Array<number>(16).fill(0),
+  0xfd, 0x0c, ...new Array<number>(16).fill(0),
+  0xfd, 0x85, 0x02, // f32x4.relaxed_madd (0xfd 0x105)
+  0x0b,
+]);
+
+/** The same module returning a plain v128.const (SIMD128). */
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b,
+  0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x16, 0x01, 0x14, 0x00,
+  0xfd, 0x0c, ...new Array<number>(16).fill(0),
+  0x0b,
+]);
+
+function validates(bytes: Uint8Array): boolean {
+  try {
+    return typeof WebAssembly === 'object' && WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>);
+  } catch {
+    return false;
+  }
+}
+
+/** Builds this runtime validates, best first (by probe modules; no files read). */
+export function probeWasmBuilds(): WasmBuild[] {
+  const builds: WasmBuild[] = [];
+  if (validates(RELAXED_PROBE)) builds.push('relaxed-simd');
+  if (validates(SIMD_PROBE)) builds.push('simd128');
+  return builds;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+const PAGE = 65536;
+/** wasm32 addresses: 4 GiB of linear memory at most */
+const MAX_PAGES = 65536;
+const MAX_BYTES = MAX_PAGES * PAGE;
+const ALIGN = 64;
+
+function allocError(bytes: number, why: string): Error {
+  return attnError('ERR_ATTN_ALLOC', `wasm: could not allocate ${bytes} bytes of WebAssembly memory: ${why}`);
+}
+
+/**
+ * A first-fit heap over the linear memory above the module's static data. Blocks are 64-byte
+ * aligned; freed blocks coalesce. The memory grows (never shrinks) when no block fits.
+ */
+export class WasmHeap {
+  readonly memory: WebAssembly.Memory;
+  readonly base: number;
+  /** free blocks [offset, size], sorted by offset */
+  #free: Array<[number, number]> = [];
+  #sizes = new Map<number, number>();
+  #end: number;
+  #buffer: ArrayBuffer | undefined;
+  #f32: Float32Array | undefined;
+  #u8: Uint8Array | undefined;
+  #i32: Int32Array | undefined;
+  /** buffers this memory has had: a view over one of the older ones was detached by a grow */
+  grows = 0;
+
+  constructor(memory: WebAssembly.Memory, heapBase: number) {
+    this.memory = memory;
+    this.base = Math.ceil(heapBase / ALIGN) * ALIGN;
+    this.#end = memory.buffer.byteLength;
+    if (this.#end > this.base) this.#free.push([this.base, this.#end - this.base]);
+  }
+
+  /** bytes of linear memory now */
+  get byteLength(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** bytes handed out and not freed */
+  get inUse(): number {
+    let n = 0;
+    for (const s of this.#sizes.values()) n += s;
+    return n;
+  }
+
+  #refresh(): void {
+    const buf = this.memory.buffer;
+    if (buf !== this.#buffer) {
+      this.#buffer = buf as ArrayBuffer;
+      this.#f32 = new Float32Array(buf);
+      this.#u8 = new Uint8Array(buf);
+      this.#i32 = new Int32Array(buf);
+    }
+  }
+
+  get f32(): Float32Array {
+    this.#refresh();
+    return this.#f32!;
+  }
+  get u8(): Uint8Array {
+    this.#refresh();
+    return this.#u8!;
+  }
+  get i32(): Int32Array {
+    this.#refresh();
+    return this.#i32!;
+  }
+
+  /** true when `view` lies inside this memory's current buffer */
+  owns(view: ArrayBufferView): boolean {
+    return view.buffer === this.memory.buffer && view.byteLength > 0;
+  }
+
+  /** Reserves `bytes` (rounded up to 64) and returns the byte offset; throws ERR_ATTN_ALLOC. */
+  alloc(bytes: number): number {
+    if (!Number.isFinite(bytes) || bytes < 0) throw allocError(bytes, 'invalid size');
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    if (size > MAX_BYTES - this.base) {
+      throw allocError(bytes, `more than the ${MAX_BYTES - this.base} bytes a 32-bit WebAssembly memory can address`);
+    }
+    for (let i = 0; i < this.#free.length; i++) {
+      const [off, len] = this.#free[i];
+      if (len >= size) {
+        if (len === size) this.#free.splice(i, 1);
+        else this.#free[i] = [off + size, len - size];
+        this.#sizes.set(off, size);
+        return off;
+      }
+    }
+    // grow: extend the last free block if it ends at the memory's end
+    const last = this.#free[this.#free.length - 1];
+    const tail = last && last[0] + last[1] === this.#end ? last[1] : 0;
+    const need = size - tail;
+    const have = this.#end / PAGE;
+    // grow by at least 1/8 of the current size so that many small grows do not happen
+    let pages = Math.max(Math.ceil(need / PAGE), Math.ceil(have / 8));
+    if (have + pages > MAX_PAGES) pages = Math.ceil(need / PAGE);
+    if (have + pages > MAX_PAGES) {
+      throw allocError(bytes, `the memory would exceed 4 GiB (${this.#end} bytes now, ${this.inUse} in use)`);
+    }
+    try {
+      this.memory.grow(pages);
+    } catch (err) {
+      throw allocError(bytes, `the runtime refused to grow the memory by ${pages * PAGE} bytes (${(err as Error).message})`);
+    }
+    this.grows++;
+    const oldEnd = this.#end;
+    this.#end = this.memory.buffer.byteLength;
+    if (tail > 0) last![1] += this.#end - oldEnd;
+    else this.#free.push([oldEnd, this.#end - oldEnd]);
+    return this.alloc(bytes);
+  }
+
+  free(off: number): void {
+    const size = this.#sizes.get(off);
+    if (size === undefined) return;
+    this.#sizes.delete(off);
+    let lo = 0;
+    let hi = this.#free.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#free[mid][0] < off) lo = mid + 1;
+      else hi = mid;
+    }
+    this.#free.splice(lo, 0, [off, size]);
+    // coalesce with the next and the previous block
+    if (lo + 1 < this.#free.length && off + size === this.#free[lo + 1][0]) {
+      this.#free[lo][1] += this.#free[lo + 1][1];
+      this.#free.splice(lo + 1, 1);
+    }
+    if (lo > 0 && this.#free[lo - 1][0] + this.#free[lo - 1][1] === off) {
+      this.#free[lo - 1][1] += this.#free[lo][1];
+      this.#free.splice(lo, 1);
+    }
+  }
+}
+
+type Typed = Float32Array | Uint8Array | Int32Array;
+
+/**
+ * The memory of one call: inputs already inside WASM memory are used in place (their offsets
+ * are read before anything can grow the memory), the others are copied into temporary blocks;
+ * outputs outside WASM memory are computed in temporary blocks and copied back.
+ */
+class CallFrame {
+  readonly #heap: WasmHeap;
+  readonly #temps: number[] = [];
+  readonly #copyIn: Array<[number, Typed]> = [];
+  readonly #copyOut: Array<[number, Float32Array]> = [];
+  readonly #pending: Array<{ bytes: number; assign: (off: number) => void }> = [];
+
+  constructor(heap: WasmHeap) {
+    this.#heap = heap;
+  }
+
+  /** an input array: its pointer (available after commit()) */
+  input(view: Typed | undefined, set: (ptr: number) => void): void {
+    if (!view) return set(0);
+    if (this.#heap.owns(view)) return set(view.byteOffset);
+    this.#pending.push({
+      bytes: view.byteLength,
+      assign: (off) => {
+        this.#copyIn.push([off, view]);
+        set(off);
+      },
+    });
+  }
+
+  output(view: Float32Array | undefined, set: (ptr: number) => void): void {
+    if (!view) return set(0);
+    if (this.#heap.owns(view)) return set(view.byteOffset);
+    this.#pending.push({
+      bytes: view.byteLength,
+      assign: (off) => {
+        this.#copyOut.push([off, view]);
+        set(off);
+      },
+    });
+  }
+
+  scratch(bytes: number, set: (ptr: number) => void): void {
+    this.#pending.push({ bytes, assign: set });
+  }
+
+  /** allocates every temporary block and copies the inputs in */
+  commit(): void {
+    try {
+      for (const p of this.#pending) {
+        const off = this.#heap.alloc(p.bytes);
+        this.#temps.push(off);
+        p.assign(off);
+      }
+    } catch (err) {
+      this.release();
+      throw err;
+    }
+    for (const [off, view] of this.#copyIn) {
+      new Uint8Array(this.#heap.memory.buffer, off, view.byteLength).set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    }
+  }
+
+  /** copies outputs back (after the kernel ran) */
+  finish(): void {
+    const f32 = this.#heap.f32;
+    for (const [off, view] of this.#copyOut) view.set(f32.subarray(off >> 2, (off >> 2) + view.length));
+  }
+
+  release(): void {
+    for (const off of this.#temps) this.#heap.free(off);
+    this.#temps.length = 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instantiation
+
+export interface WasmInstance {
+  exports: WasmExports;
+  heap: WasmHeap;
+  build: WasmBuild;
+  module: WebAssembly.Module;
+}
+
+function importsFor(memory: WebAssembly.Memory): WebAssembly.Imports {
+  return {
+    env: {
+      memory,
+      abort: () => {
+        throw new Error('wasm: abort');
+      },
+    },
+  };
+}
+
+function newMemory(): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES });
+}
+
+function buildOf(module: WebAssembly.Module, exports: WasmExports): WasmBuild {
+  void module;
+  return exports.isRelaxed() ? 'relaxed-simd' : 'simd128';
+}
+
+function finishInstance(module: WebAssembly.Module, instance: WebAssembly.Instance, memory: WebAssembly.Memory): WasmInstance {
+  const exports = instance.exports as unknown as WasmExports;
+  exports._initialize?.();
+  return { exports, heap: new WasmHeap(memory, exports.heapBase()), build: buildOf(module, exports), module };
+}
+
+/** Compiles and instantiates synchronously (Node; in browsers only off the main thread or for small modules). */
+export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.Module): WasmInstance {
+  const module = source instanceof WebAssembly.Module ? source : new WebAssembly.Module(source as BufferSource);
+  const memory = newMemory();
+  return finishInstance(module, new WebAssembly.Instance(module, importsFor(memory)), memory);
+}
+
+export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly.Module): Promise<WasmInstance> {
+  const module = source instanceof WebAssembly.Module ? source : await WebAssembly.compile(source as BufferSource);
+  const memory = newMemory();
+  return finishInstance(module, await WebAssembly.instantiate(module, importsFor(memory)), memory);
+}
+
+/** Fetches (streaming compile where the server sends application/wasm) and instantiates. */
+export async function instantiateUrl(url: URL | string): Promise<WasmInstance> {
+  if (typeof fetch !== 'function') throw new Error(`wasm: cannot fetch ${String(url)}: fetch() is not available here`);
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`wasm: fetching ${String(url)} failed: HTTP ${res.status}`);
+  let module: WebAssembly.Module;
+  if (typeof WebAssembly.compileStreaming === 'function' && /application\/wasm/.test(res.headers.get('content-type') ?? '')) {
+    module = await WebAssembly.compileStreaming(res);
+  } else {
+    module = await WebAssembly.compile(await res.arrayBuffer());
+  }
+  return instantiate(module);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Backend
+
+/** How attentionAsync gets off the calling thread: provided by the Node loader or the browser entry. */
+export interface AsyncRunner {
+  /** false once the worker failed: calls then compute on the calling thread */
+  readonly alive?: boolean;
+  attention(args: AttentionArgs): Promise<void>;
+  close(): void;
+}
+
+export interface WasmBackend extends Backend {
+  readonly name: 'wasm';
+  /** the instance (memory, exports): for tests and for the worker */
+  readonly instance: WasmInstance;
+  alloc(length: number): Float32Array;
+}
+
+const MASK_KIND = { additive: 1, boolean: 2 } as const;
+
+/** Runs one attention call on an instance (the core of both the sync and the worker path). */
+export function runAttention(inst: WasmInstance, a: AttentionArgs): void {
+  const { exports: x, heap } = inst;
+  const f = new CallFrame(heap);
+  let q = 0, k = 0, v = 0, out = 0, mask = 0, kl = 0, w = 0, scratch = 0;
+  f.input(a.q, (p) => (q = p));
+  f.input(a.k, (p) => (k = p));
+  f.input(a.v, (p) => (v = p));
+  f.input(a.mask?.data, (p) => (mask = p));
+  f.input(a.keyLengths, (p) => (kl = p));
+  f.output(a.out, (p) => (out = p));
+  f.output(a.weights, (p) => (w = p));
+  f.scratch(x.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (scratch = p));
+  f.commit();
+  try {
+    const m = a.mask;
+    x.attention(
+      out, q, k, v, mask, kl, w, scratch,
+      a.batch, a.numHeads, a.numKvHeads, a.seqQ, a.seqK, a.headDim, a.headDimV,
+      a.qStrides.b, a.qStrides.h, a.qStrides.s,
+      a.kStrides.b, a.kStrides.h, a.kStrides.s,
+      a.vStrides.b, a.vStrides.h, a.vStrides.s,
+      a.oStrides.b, a.oStrides.h, a.oStrides.s,
+      m ? m.strideB : 0, m ? m.strideH : 0, m ? m.strideQ : 0, m ? m.strideK : 0,
+      m ? MASK_KIND[m.kind] : 0, a.causal ? 1 : 0, a.scale,
+    );
+    f.finish();
+  } finally {
+    f.release();
+  }
+}
+
+export function runMatmul(inst: WasmInstance, a: MatmulArgs): void {
+  const { exports: x, heap } = inst;
+  const f = new CallFrame(heap);
+  let pa = 0, pb = 0, bias = 0, out = 0, scratch = 0;
+  f.input(a.a, (p) => (pa = p));
+  f.input(a.b, (p) => (pb = p));
+  f.input(a.bias, (p) => (bias = p));
+  f.output(a.out, (p) => (out = p));
+  f.scratch(x.matmulScratchBytes(a.n, a.k), (p) => (scratch = p));
+  f.commit();
+  try {
+    x.matmul(out, pa, pb, bias, a.batch, a.m, a.n, a.k, a.strideA, a.strideB, a.transposeB ? 1 : 0, scratch);
+    f.finish();
+  } finally {
+    f.release();
+  }
+}
+
+export function runSoftmax(inst: WasmInstance, a: SoftmaxArgs): void {
+  const { exports: x, heap } = inst;
+  const f = new CallFrame(heap);
+  let px = 0, out = 0;
+  f.input(a.x, (p) => (px = p));
+  f.output(a.out, (p) => (out = p));
+  f.commit();
+  try {
+    x.softmax(out, px, a.rows, a.cols, a.scale);
+    f.finish();
+  } finally {
+    f.release();
+  }
+}
+
+export interface WasmBackendOptions {
+  /** runs attentionAsync off the calling thread; without it attentionAsync computes here */
+  runner?: () => AsyncRunner | undefined;
+  /** where the module came from, for info().details */
+  origin?: string;
+}
+
+/** Wraps an instance as the wasm Backend. */
+export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions = {}): WasmBackend {
+  let runner: AsyncRunner | undefined;
+  let runnerTried = false;
+  let closed = false;
+  const allocated = new Set<number>();
+  const check = () => {
+    if (closed) throw attnError('ERR_ATTN_DISPOSED', 'wasm: the backend has been closed');
+  };
+  const backend: WasmBackend = {
+    name: 'wasm',
+    isa: inst.build,
+    threads: 1,
+    instance: inst,
+    details: () => ({
+      build: inst.build,
+      memoryBytes: String(inst.heap.byteLength),
+      module: opts.origin ?? 'bytes',
+      async: runner ? 'worker' : runnerTried ? 'calling thread' : 'worker (not started)',
+    }),
+    attention(args) {
+      check();
+      runAttention(inst, args);
+    },
+    async attentionAsync(args) {
+      check();
+      if (!runnerTried) {
+        runnerTried = true;
+        try {
+          runner = opts.runner?.();
+        } catch {
+          runner = undefined;
+        }
+      }
+      if (runner && runner.alive !== false) return runner.attention(args);
+      await Promise.resolve();
+      runAttention(inst, args);
+    },
+    matmul(args) {
+      check();
+      runMatmul(inst, args);
+    },
+    softmax(args) {
+      check();
+      runSoftmax(inst, args);
+    },
+    alloc(length) {
+      check();
+      const off = inst.heap.alloc(length * 4);
+      allocated.add(off);
+      const view = new Float32Array(inst.heap.memory.buffer, off, length);
+      view.fill(0);
+      return view;
+    },
+    close() {
+      closed = true;
+      runner?.close();
+      runner = undefined;
+    },
+  };
+  return backend;
+}
+
+export const WASM_VERSION = VERSION;

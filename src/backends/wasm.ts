@@ -1,0 +1,146 @@
+/**
+ * The wasm backend in Node: reads the module from the package's own files
+ * (<package root>/dist/wasm/attention-{relaxed,simd}.wasm), picks the best build this runtime
+ * validates, and runs attentionAsync in a worker_threads worker. The environment-neutral part
+ * lives in wasm-core.ts (the browser entry uses that directly).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { Backend } from '../backend.js';
+import {
+  WASM_FILES,
+  createWasmBackend,
+  instantiate,
+  instantiateSync,
+  instantiateUrl,
+  probeWasmBuilds,
+  type WasmBackend,
+  type WasmBuild,
+  type WasmInstance,
+  type WasmSource,
+} from './wasm-core.js';
+import { createWorkerRunner, type WorkerLike } from './wasm-runner.js';
+
+export type { WasmBuild, WasmSource } from './wasm-core.js';
+
+let packageRootCache: string | undefined;
+
+/** The folder of the package.json named "simd-attention" above this file. */
+export function packageRoot(): string {
+  if (packageRootCache) return packageRootCache;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if (JSON.parse(readFileSync(pj, 'utf8')).name === 'simd-attention') return (packageRootCache = dir);
+      } catch {
+        // unreadable package.json: keep walking up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`wasm: cannot find the simd-attention package root above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+}
+
+/** Path of a build's .wasm file in this package. */
+export function wasmPath(build: WasmBuild): string {
+  return join(packageRoot(), 'dist', 'wasm', WASM_FILES[build]);
+}
+
+/** Builds this runtime validates, best first (relaxed-simd needs Node 22+, or Node 20 with --experimental-wasm-relaxed-simd). */
+export function wasmBuilds(): WasmBuild[] {
+  return probeWasmBuilds();
+}
+
+function pickBuild(requested: WasmBuild | undefined): WasmBuild {
+  const available = wasmBuilds();
+  if (requested) {
+    if (!available.includes(requested)) {
+      throw new Error(
+        requested === 'relaxed-simd'
+          ? 'wasm: this runtime does not support relaxed SIMD (Node 22+, Chrome 114+; Node 20 needs --experimental-wasm-relaxed-simd)'
+          : 'wasm: this runtime does not support WebAssembly SIMD',
+      );
+    }
+    return requested;
+  }
+  if (available.length === 0) throw new Error('wasm: this runtime does not support WebAssembly SIMD');
+  return available[0];
+}
+
+function readBuild(build: WasmBuild): Uint8Array {
+  const file = wasmPath(build);
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new Error(`wasm: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); run \`npm run build:wasm\``);
+  }
+}
+
+/** The worker script: dist/wasm-worker.mjs next to a bundle, src/wasm-worker.ts when running from source. */
+function workerFile(): URL | undefined {
+  const here = fileURLToPath(import.meta.url);
+  const dir = dirname(here);
+  const candidates = here.endsWith('.ts')
+    ? [join(dir, '..', 'wasm-worker.ts'), join(dir, 'wasm-worker.ts')]
+    : [join(dir, 'wasm-worker.mjs'), join(dir, '..', 'wasm-worker.mjs')];
+  try {
+    candidates.push(join(packageRoot(), 'dist', 'wasm-worker.mjs'));
+  } catch {
+    // no package root: only the siblings
+  }
+  const found = candidates.find((f) => existsSync(f));
+  return found ? pathToFileURL(found) : undefined;
+}
+
+/** Starts a worker_threads worker (unref'ed while idle) for attentionAsync. */
+function nodeRunner(inst: WasmInstance) {
+  return () => {
+    const file = workerFile();
+    if (!file) return undefined;
+    const worker = new Worker(file);
+    const like: WorkerLike = {
+      post: (msg, transfer) => worker.postMessage(msg, transfer as never),
+      onMessage: (cb) => worker.on('message', cb),
+      onError: (cb) => {
+        worker.on('error', cb);
+        worker.on('exit', (code) => cb(new Error(`wasm worker exited (code ${code})`)));
+      },
+      ref: () => worker.ref(),
+      unref: () => worker.unref(),
+      terminate: () => void worker.terminate(),
+    };
+    return createWorkerRunner(like, inst.module);
+  };
+}
+
+function backendFor(inst: WasmInstance, origin: string): WasmBackend {
+  return createWasmBackend(inst, { runner: nodeRunner(inst), origin });
+}
+
+/** Loads the wasm backend synchronously from the package's files. Throws an Error saying why when it cannot. */
+export function loadWasmBackendSync(opts: { build?: WasmBuild } = {}): Backend {
+  const build = pickBuild(opts.build);
+  const inst = instantiateSync(readBuild(build));
+  return backendFor(inst, wasmPath(build));
+}
+
+/** Loads the wasm backend: from `source` when given (bytes, URL, path or compiled module), else from the package's files. */
+export async function loadWasmBackend(opts: { build?: WasmBuild; source?: WasmSource } = {}): Promise<Backend> {
+  const src = opts.source;
+  if (src === undefined) {
+    const build = pickBuild(opts.build);
+    return backendFor(await instantiate(readBuild(build)), wasmPath(build));
+  }
+  if (src instanceof WebAssembly.Module || src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
+    return backendFor(await instantiate(src as Uint8Array | ArrayBuffer | WebAssembly.Module), 'caller-provided');
+  }
+  const url = src instanceof URL ? src : /^[a-z][a-z0-9+.-]*:/i.test(src) && !/^[a-z]:[\\/]/i.test(src) ? new URL(src) : undefined;
+  if (url && url.protocol !== 'file:') return backendFor(await instantiateUrl(url), url.href);
+  const file = url ? fileURLToPath(url) : (src as string);
+  return backendFor(await instantiate(readFileSync(file)), file);
+}

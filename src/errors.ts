@@ -1,0 +1,50 @@
+/**
+ * Errors with stable codes. Wrong types raise TypeError, wrong shapes / sizes / values raise
+ * RangeError; both carry `code` so callers can branch without parsing messages.
+ */
+
+export type AttentionErrorCode =
+  | 'ERR_ATTN_TYPE' // an argument has the wrong JS type
+  | 'ERR_ATTN_SHAPE' // shapes do not agree or a shape is malformed
+  | 'ERR_ATTN_SIZE' // data length does not match the shape, or a size would overflow
+  | 'ERR_ATTN_VALUE' // a value is out of its allowed range
+  | 'ERR_ATTN_OPTION' // an unknown or malformed option
+  | 'ERR_ATTN_BACKEND_UNAVAILABLE' // the requested backend cannot be loaded here
+  | 'ERR_ATTN_DISPOSED' // a disposed object was used
+  | 'ERR_ATTN_ALLOC' // memory could not be allocated
+  | 'ERR_ATTN_NATIVE'; // the native kernel reported a failure
+
+export interface AttentionError extends Error {
+  code: AttentionErrorCode;
+}
+
+export function attnTypeError(code: AttentionErrorCode, message: string): TypeError & AttentionError {
+  const err = new TypeError(message) as TypeError & AttentionError;
+  err.code = code;
+  return err;
+}
+
+export function attnRangeError(code: AttentionErrorCode, message: string): RangeError & AttentionError {
+  const err = new RangeError(message) as RangeError & AttentionError;
+  err.code = code;
+  return err;
+}
+
+export function attnError(code: AttentionErrorCode, message: string): Error & AttentionError {
+  const err = new Error(message) as Error & AttentionError;
+  err.code = code;
+  return err;
+}
+
+/** A short, readable description of a given value for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (Array.isArray(value)) return `[${value.map((v) => describe(v)).join(', ')}]`;
+  if (ArrayBuffer.isView(value)) {
+    return `${value.constructor.name}(${(value as unknown as { length?: number }).length ?? value.byteLength})`;
+  }
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
+  return String(value);
+}

@@ -1,0 +1,119 @@
+/**
+ * The public Attention object, the same for every backend and every entry (Node, browser):
+ * it validates (validate.ts), allocates outputs, and hands resolved arguments to the backend.
+ */
+import type { Backend, BackendInfo, BackendName } from './backend.js';
+import { MultiHeadAttention } from './multihead.js';
+import { checkShape, numel, type Tensor } from './tensor.js';
+import { resolveAttention, resolveMatmul, resolveMultiHeadParams, resolveSoftmax, type Layout } from './validate.js';
+import { VERSION } from './version.js';
+
+export interface AttentionOptions {
+  /** defaults to 1/sqrt(D) */
+  scale?: number;
+  /** bottom-right aligned: query i sees key j iff j <= i + (Sk - Sq) */
+  causal?: boolean;
+  /** additive Float32Array or boolean Uint8Array (1 attend, 0 hide), broadcastable to [B, Hq, Sq, Sk] */
+  mask?: Tensor<Float32Array> | Tensor<Uint8Array>;
+  /** per batch: keys at positions >= keyLengths[b] are hidden */
+  keyLengths?: Int32Array | number[];
+  /** 'bhsd' (default, [B, H, S, D]) or 'bshd' ([B, S, H, D]) for q, k, v and the output */
+  layout?: Layout;
+  /** also return the softmax weights P [B, Hq, Sq, Sk] (materialises the score matrix) */
+  returnWeights?: boolean;
+  /** write the output into this Float32Array instead of allocating */
+  out?: Float32Array;
+}
+
+export interface AttentionResult {
+  output: Tensor;
+  weights?: Tensor;
+}
+
+export interface MultiHeadAttentionParams {
+  embedDim: number;
+  numHeads: number;
+  /** grouped-query attention: numHeads must be a multiple of it (defaults to numHeads) */
+  numKvHeads?: number;
+  /** nn.Linear weights [out, in]: wq [E, E], wk and wv [numKvHeads·E/numHeads, E], wo [E, E] */
+  wq: Float32Array | Tensor;
+  wk: Float32Array | Tensor;
+  wv: Float32Array | Tensor;
+  wo: Float32Array | Tensor;
+  bq?: Float32Array | Tensor;
+  bk?: Float32Array | Tensor;
+  bv?: Float32Array | Tensor;
+  bo?: Float32Array | Tensor;
+}
+
+export class Attention {
+  readonly #backend: Backend;
+  readonly #fallbackReason: string | undefined;
+
+  /** @internal */
+  constructor(backend: Backend, fallbackReason?: string) {
+    this.#backend = backend;
+    this.#fallbackReason = fallbackReason;
+  }
+
+  /** 'native' | 'wasm' | 'js' */
+  get backend(): BackendName {
+    return this.#backend.name;
+  }
+
+  info(): BackendInfo {
+    const info: BackendInfo = { backend: this.#backend.name, isa: this.#backend.isa, threads: this.#backend.threads, version: VERSION };
+    if (this.#fallbackReason) info.fallbackReason = this.#fallbackReason;
+    const details = this.#backend.details();
+    if (Object.keys(details).length > 0) info.details = details;
+    return info;
+  }
+
+  /** softmax(scale·Q·Kᵀ + mask)·V over every (batch, head). */
+  attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): AttentionResult {
+    const { args, outShape } = resolveAttention('attention', q, k, v, options);
+    this.#backend.attention(args);
+    return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
+  }
+
+  /** attention() computed off the calling thread where the backend can (native, wasm). */
+  async attentionAsync(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
+    const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
+    await this.#backend.attentionAsync(args);
+    return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
+  }
+
+  /** [.., M, K] x [.., K, N] (or [.., N, K] with transposeB), batched over equal leading dims or broadcast from one side. */
+  matmul(a: Tensor, b: Tensor, options?: { transposeB?: boolean; out?: Float32Array }): Tensor {
+    const { args, outShape } = resolveMatmul('matmul', a, b, options);
+    this.#backend.matmul(args);
+    return { data: args.out, shape: outShape };
+  }
+
+  /** softmax(scale·x) over the last axis, max subtracted first. */
+  softmax(x: Tensor, options?: { scale?: number; out?: Float32Array }): Tensor {
+    const { args, outShape } = resolveSoftmax('softmax', x, options);
+    this.#backend.softmax(args);
+    return { data: args.out, shape: outShape };
+  }
+
+  multiHeadAttention(params: MultiHeadAttentionParams): MultiHeadAttention {
+    return new MultiHeadAttention(this.#backend, resolveMultiHeadParams('multiHeadAttention', params));
+  }
+
+  /**
+   * A zero-filled tensor in the memory the backend computes in (WASM linear memory on the wasm
+   * backend), so inputs written into it are used without a copy. Elsewhere a plain Float32Array.
+   */
+  alloc(shape: readonly number[]): Tensor {
+    const dims = checkShape(shape, 'alloc');
+    const n = numel(dims, 'alloc');
+    return { data: this.#backend.alloc ? this.#backend.alloc(n) : new Float32Array(n), shape: dims };
+  }
+}
+
+function result(out: Float32Array, outShape: number[], weights: Float32Array | undefined, weightsShape: number[]): AttentionResult {
+  const res: AttentionResult = { output: { data: out, shape: outShape } };
+  if (weights) res.weights = { data: weights, shape: weightsShape };
+  return res;
+}

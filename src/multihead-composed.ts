@@ -1,0 +1,81 @@
+/**
+ * The multi-head block composed from a backend's own kernels, for backends without a
+ * specialised implementation: projections are matmuls with transposeB (nn.Linear weights
+ * [out, in]) and a fused bias, and attention runs in the bshd layout, which is exactly how
+ * the projections lay out [B, S, E] per head — no transposes, no math in JS.
+ */
+import type { AttentionArgs, Backend, MultiHeadForwardArgs, MultiHeadKernel, MultiHeadParams } from './backend.js';
+
+export function composeMultiHead(backend: Backend, p: MultiHeadParams): MultiHeadKernel {
+  const linear = (x: Float32Array, rows: number, w: Float32Array, outDim: number, bias?: Float32Array, out?: Float32Array) => {
+    const result = out ?? new Float32Array(rows * outDim);
+    backend.matmul({ a: x, b: w, out: result, batch: 1, m: rows, n: outDim, k: p.embedDim, strideA: 0, strideB: 0, transposeB: true, bias });
+    return result;
+  };
+
+  /** Projects q, k, v (appending k, v to the cache) and describes the attention call. */
+  const prepare = (a: MultiHeadForwardArgs): { attn: AttentionArgs; finish: () => void } => {
+    const { batch: B, seqQ: Sq, seqKv: Skv } = a;
+    const E = p.embedDim;
+    const KV = p.kvDim;
+    const q = linear(a.x, B * Sq, p.wq, E, p.bq);
+    const kNew = linear(a.kv, B * Skv, p.wk, KV, p.bk);
+    const vNew = linear(a.kv, B * Skv, p.wv, KV, p.bv);
+    let k = kNew;
+    let v = vNew;
+    let seqK = Skv;
+    let kvRows = Skv;
+    if (a.cache) {
+      const c = a.cache;
+      for (let b = 0; b < B; b++) {
+        const dst = (b * c.maxLength + c.length) * KV;
+        c.k.set(kNew.subarray(b * Skv * KV, (b + 1) * Skv * KV), dst);
+        c.v.set(vNew.subarray(b * Skv * KV, (b + 1) * Skv * KV), dst);
+      }
+      k = c.k;
+      v = c.v;
+      seqK = c.length + Skv;
+      kvRows = c.maxLength;
+    }
+    const ctx = new Float32Array(B * Sq * E);
+    const qStrides = { b: Sq * E, h: p.headDim, s: E };
+    const kvStrides = { b: kvRows * KV, h: p.headDim, s: KV };
+    const attn: AttentionArgs = {
+      q,
+      k,
+      v,
+      batch: B,
+      numHeads: p.numHeads,
+      numKvHeads: p.numKvHeads,
+      seqQ: Sq,
+      seqK,
+      headDim: p.headDim,
+      headDimV: p.headDim,
+      qStrides,
+      kStrides: kvStrides,
+      vStrides: kvStrides,
+      oStrides: qStrides,
+      scale: 1 / Math.sqrt(p.headDim),
+      causal: a.causal,
+      mask: a.mask,
+      keyLengths: a.keyLengths,
+      out: ctx,
+      threads: p.threads,
+    };
+    return { attn, finish: () => void linear(ctx, B * Sq, p.wo, E, p.bo, a.out) };
+  };
+
+  return {
+    forward(a) {
+      const { attn, finish } = prepare(a);
+      backend.attention(attn);
+      finish();
+    },
+    async forwardAsync(a) {
+      const { attn, finish } = prepare(a);
+      await backend.attentionAsync(attn);
+      finish();
+    },
+    dispose() {},
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * The public multi-head attention object: validates forward() arguments, owns KV caches and
+ * the disposed state, and drives a backend MultiHeadKernel.
+ */
+import type { Backend, KvCacheState, MultiHeadForwardArgs, MultiHeadKernel, MultiHeadParams } from './backend.js';
+import { attnError, attnRangeError, attnTypeError, describe } from './errors.js';
+import { composeMultiHead } from './multihead-composed.js';
+import { numel, type Tensor } from './tensor.js';
+import { checkOptions, checkPositiveInt, checkTensor, outputArray, resolveKeyLengths, resolveMask } from './validate.js';
+
+export interface MultiHeadForwardOptions {
+  causal?: boolean;
+  keyLengths?: Int32Array | number[];
+  mask?: Tensor<Float32Array> | Tensor<Uint8Array>;
+  /** cross-attention: keys/values come from this [B, Skv, E] input instead of x */
+  key?: Tensor;
+  /** must be the same tensor as `key` (one source feeds both projections) */
+  value?: Tensor;
+  cache?: KvCache;
+  out?: Float32Array;
+}
+
+const FORWARD_OPTIONS = ['causal', 'keyLengths', 'mask', 'key', 'value', 'cache', 'out'] as const;
+
+/** A KV cache for token-by-token decoding; positions fill up from 0 to maxLength. */
+export class KvCache {
+  /** @internal */ readonly state: KvCacheState;
+  /** @internal */ readonly owner: MultiHeadAttention;
+  /** @internal */ busy = false;
+  readonly batch: number;
+  /** @internal */
+  constructor(owner: MultiHeadAttention, batch: number, maxLength: number, kvDim: number) {
+    this.owner = owner;
+    this.batch = batch;
+    const n = numel([batch, maxLength, kvDim], 'createCache: cache');
+    this.state = { k: new Float32Array(n), v: new Float32Array(n), maxLength, length: 0 };
+  }
+  /** positions filled so far */
+  get length(): number {
+    return this.state.length;
+  }
+  get maxLength(): number {
+    return this.state.maxLength;
+  }
+  /** forget every position (the storage is kept) */
+  reset(): void {
+    if (this.busy) throw attnRangeError('ERR_ATTN_VALUE', 'KvCache.reset: the cache is in use by a pending forwardAsync');
+    this.state.length = 0;
+  }
+}
+
+export class MultiHeadAttention {
+  readonly embedDim: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  #kernel: MultiHeadKernel | undefined;
+  readonly #params: MultiHeadParams;
+
+  /** @internal */
+  constructor(backend: Backend, params: MultiHeadParams) {
+    this.#params = params;
+    this.embedDim = params.embedDim;
+    this.numHeads = params.numHeads;
+    this.numKvHeads = params.numKvHeads;
+    this.#kernel = backend.createMultiHead ? backend.createMultiHead(params) : composeMultiHead(backend, params);
+  }
+
+  #live(fn: string): MultiHeadKernel {
+    if (!this.#kernel) throw attnError('ERR_ATTN_DISPOSED', `${fn}: this multi-head attention was disposed`);
+    return this.#kernel;
+  }
+
+  /** A KV cache holding up to maxLength positions of `batch` sequences. */
+  createCache(options: { batch: number; maxLength: number }): KvCache {
+    const fn = 'createCache';
+    this.#live(fn);
+    const opts = checkOptions(fn, options, ['batch', 'maxLength']);
+    const batch = checkPositiveInt(fn, 'batch', opts.batch);
+    const maxLength = checkPositiveInt(fn, 'maxLength', opts.maxLength);
+    return new KvCache(this, batch, maxLength, this.#params.kvDim);
+  }
+
+  #resolve(fn: string, x: unknown, options: unknown): { args: MultiHeadForwardArgs; outShape: number[]; cache?: KvCache } {
+    const opts = checkOptions(fn, options, FORWARD_OPTIONS);
+    const E = this.embedDim;
+    const xt = checkTensor(`${fn}: x`, x, 3);
+    const [B, Sq, Ex] = xt.shape;
+    if (Ex !== E) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: x must be [B, S, ${E}] (embedDim ${E}), got [${xt.shape}]`);
+    let kvData = xt.data;
+    let Skv = Sq;
+    if (opts.key !== undefined || opts.value !== undefined) {
+      if (opts.key === undefined || opts.value === undefined) {
+        throw attnTypeError('ERR_ATTN_OPTION', `${fn}: cross-attention needs both key and value (the same [B, Skv, ${E}] tensor)`);
+      }
+      const kt = checkTensor(`${fn}: key`, opts.key, 3);
+      const vt = checkTensor(`${fn}: value`, opts.value, 3);
+      if (kt.data !== vt.data || kt.shape.join() !== vt.shape.join()) {
+        throw attnRangeError('ERR_ATTN_VALUE', `${fn}: key and value must be the same tensor (the source both projections read)`);
+      }
+      if (kt.shape[0] !== B || kt.shape[2] !== E) {
+        throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: key must be [${B}, Skv, ${E}] to match x [${xt.shape}], got [${kt.shape}]`);
+      }
+      kvData = kt.data;
+      Skv = kt.shape[1];
+    }
+    let cache: KvCache | undefined;
+    let seqK = Skv;
+    if (opts.cache !== undefined) {
+      if (!(opts.cache instanceof KvCache) || opts.cache.owner !== this) {
+        throw attnTypeError('ERR_ATTN_TYPE', `${fn}: cache must come from this object's createCache(), got ${describe(opts.cache)}`);
+      }
+      cache = opts.cache;
+      if (opts.key !== undefined) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: a cache cannot be combined with cross-attention key/value`);
+      if (cache.busy) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: the cache is in use by a pending forwardAsync`);
+      if (cache.batch !== B) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: cache was created for batch ${cache.batch}, x has batch ${B}`);
+      if (cache.length + Sq > cache.maxLength) {
+        throw attnRangeError('ERR_ATTN_SIZE', `${fn}: cache holds ${cache.length} of ${cache.maxLength} positions; ${Sq} more do not fit`);
+      }
+      seqK = cache.length + Sq;
+    }
+    const causal = opts.causal === undefined ? false : opts.causal;
+    if (typeof causal !== 'boolean') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: causal must be a boolean, got ${describe(causal)}`);
+    const outShape = [B, Sq, E];
+    const args: MultiHeadForwardArgs = {
+      x: xt.data,
+      kv: kvData,
+      batch: B,
+      seqQ: Sq,
+      seqKv: Skv,
+      causal,
+      mask: opts.mask === undefined ? undefined : resolveMask(fn, opts.mask, B, this.numHeads, Sq, seqK),
+      keyLengths: opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, seqK),
+      cache: cache?.state,
+      out: outputArray(fn, opts.out, numel(outShape, `${fn}: output`), [xt.data, kvData]),
+    };
+    return { args, outShape, cache };
+  }
+
+  /** y = concat_h(attention(x·Wqᵀ + bq, kv·Wkᵀ + bk, kv·Wvᵀ + bv))·Woᵀ + bo, x [B, S, E] -> [B, S, E] */
+  forward(x: Tensor, options?: MultiHeadForwardOptions): Tensor {
+    const kernel = this.#live('forward');
+    const { args, outShape, cache } = this.#resolve('forward', x, options);
+    kernel.forward(args);
+    if (cache) cache.state.length += args.seqQ;
+    return { data: args.out, shape: outShape };
+  }
+
+  /** forward() computed off the calling thread where the backend can. */
+  async forwardAsync(x: Tensor, options?: MultiHeadForwardOptions): Promise<Tensor> {
+    const kernel = this.#live('forwardAsync');
+    const { args, outShape, cache } = this.#resolve('forwardAsync', x, options);
+    if (cache) cache.busy = true;
+    try {
+      await kernel.forwardAsync(args);
+      if (cache) cache.state.length += args.seqQ;
+    } finally {
+      if (cache) cache.busy = false;
+    }
+    return { data: args.out, shape: outShape };
+  }
+
+  /** Frees the packed weights; every later call throws ERR_ATTN_DISPOSED. Calling it twice is harmless. */
+  dispose(): void {
+    this.#kernel?.dispose();
+    this.#kernel = undefined;
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * Validation shared by every backend: checks the caller's arguments once, names the argument,
+ * the expectation and what was given, and resolves layouts and broadcasting into the explicit
+ * strides backends consume (backend.ts).
+ */
+import type { AttentionArgs, MatmulArgs, MultiHeadParams, ResolvedMask, SoftmaxArgs, Strides3 } from './backend.js';
+import { attnRangeError, attnTypeError, describe } from './errors.js';
+import { checkShape, numel, type Tensor } from './tensor.js';
+
+export type Layout = 'bhsd' | 'bshd';
+
+/** Refuses option names the function does not know: a typo such as `casual` must not be ignored silently. */
+export function checkOptions(fn: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw attnTypeError('ERR_ATTN_OPTION', `${fn}: options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) {
+      throw attnTypeError('ERR_ATTN_OPTION', `${fn}: unknown option "${key}" (known: ${allowed.join(', ')})`);
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
+export function checkTensor(name: string, value: unknown, rank?: number | [number, number]): Tensor {
+  return checkTypedTensor(name, value, 'float32', rank) as Tensor;
+}
+
+function checkTypedTensor(
+  name: string,
+  value: unknown,
+  kind: 'float32' | 'mask',
+  rank?: number | [number, number],
+): Tensor<Float32Array | Uint8Array> {
+  if (value === null || typeof value !== 'object' || !('data' in value) || !('shape' in value)) {
+    throw attnTypeError('ERR_ATTN_TYPE', `${name}: expected a tensor { data, shape } (see tensor()), got ${describe(value)}`);
+  }
+  const { data, shape } = value as { data: unknown; shape: unknown };
+  const okType = data instanceof Float32Array || (kind === 'mask' && data instanceof Uint8Array);
+  if (!okType) {
+    const want = kind === 'mask' ? 'a Float32Array (additive mask) or a Uint8Array (boolean mask)' : 'a Float32Array';
+    throw attnTypeError('ERR_ATTN_TYPE', `${name}.data: expected ${want}, got ${describe(data)}`);
+  }
+  const dims = checkShape(shape, name);
+  if (rank !== undefined) {
+    const [lo, hi] = typeof rank === 'number' ? [rank, rank] : rank;
+    if (dims.length < lo || dims.length > hi) {
+      const want = lo === hi ? `${lo}` : `${lo} to ${hi}`;
+      throw attnRangeError('ERR_ATTN_SHAPE', `${name}: expected rank ${want}, got shape [${dims.join(', ')}]`);
+    }
+  }
+  const n = numel(dims, name);
+  const arr = data as Float32Array | Uint8Array;
+  if (arr.length !== n) {
+    throw attnRangeError('ERR_ATTN_SIZE', `${name}: data has ${arr.length} elements but shape [${dims.join(', ')}] needs ${n}`);
+  }
+  return { data: arr, shape: dims };
+}
+
+function checkBoolean(fn: string, name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+function checkScale(fn: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: scale must be a number, got ${describe(value)}`);
+  if (!Number.isFinite(value)) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: scale must be finite, got ${value}`);
+  return value;
+}
+
+export function checkLayout(fn: string, value: unknown): Layout {
+  if (value === undefined) return 'bhsd';
+  if (value !== 'bhsd' && value !== 'bshd') {
+    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: layout must be "bhsd" or "bshd", got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function checkPositiveInt(fn: string, name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} must be an integer, got ${describe(value)}`);
+  }
+  if (value < 1) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: ${name} must be >= 1, got ${value}`);
+  return value;
+}
+
+/** Two typed arrays share memory: writing one would change the other mid-computation. */
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  if (a.buffer !== b.buffer) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+/** The caller's `out` (checked for type, length and aliasing), or a fresh array. */
+export function outputArray(fn: string, out: unknown, length: number, inputs: ArrayBufferView[]): Float32Array {
+  if (out === undefined) return new Float32Array(length);
+  if (!(out instanceof Float32Array)) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: out must be a Float32Array, got ${describe(out)}`);
+  if (out.length !== length) {
+    throw attnRangeError('ERR_ATTN_SIZE', `${fn}: out must have exactly ${length} elements, got ${out.length}`);
+  }
+  for (const input of inputs) {
+    if (overlaps(out, input)) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: out must not share memory with an input`);
+  }
+  return out;
+}
+
+/** Strides of a [B, H, S, D] tensor stored in `layout`, with D contiguous. */
+export function layoutStrides(layout: Layout, H: number, S: number, D: number): Strides3 {
+  return layout === 'bhsd' ? { b: H * S * D, h: S * D, s: D } : { b: S * H * D, h: D, s: H * D };
+}
+
+/**
+ * Resolves a mask broadcastable (right-aligned, each dim 1 or full) to [B, Hq, Sq, Sk] into
+ * strides with 0 on broadcast axes.
+ */
+export function resolveMask(fn: string, value: unknown, B: number, Hq: number, Sq: number, Sk: number): ResolvedMask {
+  const mask = checkTypedTensor(`${fn}: mask`, value, 'mask', [2, 4]);
+  const full = [B, Hq, Sq, Sk];
+  const shape = [...new Array<number>(4 - mask.shape.length).fill(1), ...mask.shape];
+  const strides = [0, 0, 0, 0];
+  let stride = 1;
+  for (let i = 3; i >= 0; i--) {
+    if (shape[i] !== 1 && shape[i] !== full[i]) {
+      throw attnRangeError(
+        'ERR_ATTN_SHAPE',
+        `${fn}: mask shape [${mask.shape.join(', ')}] does not broadcast to [B, Hq, Sq, Sk] = [${full.join(', ')}] (each dim must be 1 or equal)`,
+      );
+    }
+    strides[i] = shape[i] === 1 ? 0 : stride;
+    stride *= shape[i];
+  }
+  return {
+    kind: mask.data instanceof Uint8Array ? 'boolean' : 'additive',
+    data: mask.data,
+    strideB: strides[0],
+    strideH: strides[1],
+    strideQ: strides[2],
+    strideK: strides[3],
+  };
+}
+
+export function resolveKeyLengths(fn: string, value: unknown, B: number, Sk: number): Int32Array {
+  let arr: Int32Array;
+  if (value instanceof Int32Array) arr = value;
+  else if (Array.isArray(value) && value.every((x) => typeof x === 'number' && Number.isInteger(x))) arr = Int32Array.from(value);
+  else throw attnTypeError('ERR_ATTN_TYPE', `${fn}: keyLengths must be an Int32Array (or integer[]) of length ${B}, got ${describe(value)}`);
+  if (arr.length !== B) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: keyLengths must have ${B} entries (one per batch), got ${arr.length}`);
+  arr.forEach((len, b) => {
+    if (len < 0 || len > Sk) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: keyLengths[${b}] must be in [0, ${Sk}], got ${len}`);
+  });
+  return arr;
+}
+
+export const ATTENTION_OPTIONS = ['scale', 'causal', 'mask', 'keyLengths', 'layout', 'returnWeights', 'out'] as const;
+
+export interface ResolvedAttention {
+  args: AttentionArgs;
+  outShape: number[];
+  returnWeights: boolean;
+}
+
+export function resolveAttention(fn: string, q: unknown, k: unknown, v: unknown, options: unknown): ResolvedAttention {
+  const opts = checkOptions(fn, options, ATTENTION_OPTIONS);
+  const layout = checkLayout(fn, opts.layout);
+  const qt = checkTensor(`${fn}: q`, q, 4);
+  const kt = checkTensor(`${fn}: k`, k, 4);
+  const vt = checkTensor(`${fn}: v`, v, 4);
+  const at = (t: Tensor) => (layout === 'bhsd' ? { b: t.shape[0], h: t.shape[1], s: t.shape[2], d: t.shape[3] } : { b: t.shape[0], s: t.shape[1], h: t.shape[2], d: t.shape[3] });
+  const Q = at(qt);
+  const K = at(kt);
+  const V = at(vt);
+  const names = layout === 'bhsd' ? '[B, H, S, D]' : '[B, S, H, D]';
+  const shapes = `q [${qt.shape}], k [${kt.shape}], v [${vt.shape}] (layout ${layout} = ${names})`;
+  if (K.b !== Q.b || V.b !== Q.b) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: q, k and v must have the same batch size, got ${shapes}`);
+  if (K.h !== V.h) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: k and v must have the same number of heads, got ${shapes}`);
+  if (Q.h % K.h !== 0) {
+    throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: query heads (${Q.h}) must be a multiple of key/value heads (${K.h}), got ${shapes}`);
+  }
+  if (K.s !== V.s) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: k and v must have the same sequence length, got ${shapes}`);
+  if (K.d !== Q.d) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: q and k must have the same head dim, got ${shapes}`);
+
+  const B = Q.b;
+  const Hq = Q.h;
+  const Sq = Q.s;
+  const Sk = K.s;
+  const returnWeights = checkBoolean(fn, 'returnWeights', opts.returnWeights);
+  const outShape = layout === 'bhsd' ? [B, Hq, Sq, V.d] : [B, Sq, Hq, V.d];
+  const outLength = numel(outShape, `${fn}: output`);
+  const weightsLength = returnWeights ? numel([B, Hq, Sq, Sk], `${fn}: weights`) : 0;
+
+  const args: AttentionArgs = {
+    q: qt.data,
+    k: kt.data,
+    v: vt.data,
+    batch: B,
+    numHeads: Hq,
+    numKvHeads: K.h,
+    seqQ: Sq,
+    seqK: Sk,
+    headDim: Q.d,
+    headDimV: V.d,
+    qStrides: layoutStrides(layout, Hq, Sq, Q.d),
+    kStrides: layoutStrides(layout, K.h, Sk, K.d),
+    vStrides: layoutStrides(layout, V.h, Sk, V.d),
+    oStrides: layoutStrides(layout, Hq, Sq, V.d),
+    scale: checkScale(fn, opts.scale, 1 / Math.sqrt(Q.d)),
+    causal: checkBoolean(fn, 'causal', opts.causal),
+    mask: opts.mask === undefined ? undefined : resolveMask(fn, opts.mask, B, Hq, Sq, Sk),
+    keyLengths: opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, Sk),
+    out: new Float32Array(0),
+  };
+  args.out = outputArray(fn, opts.out, outLength, [qt.data, kt.data, vt.data]);
+  if (returnWeights) args.weights = new Float32Array(weightsLength);
+  return { args, outShape, returnWeights };
+}
+
+export const MATMUL_OPTIONS = ['transposeB', 'out'] as const;
+
+export interface ResolvedMatmul {
+  args: MatmulArgs;
+  outShape: number[];
+}
+
+/**
+ * Leading (batch) dims must be equal, or one side must have none (or only 1s), which is then
+ * broadcast: every broadcast the kernels support is a single stride of 0.
+ */
+export function resolveMatmul(fn: string, a: unknown, b: unknown, options: unknown): ResolvedMatmul {
+  const opts = checkOptions(fn, options, MATMUL_OPTIONS);
+  const transposeB = checkBoolean(fn, 'transposeB', opts.transposeB);
+  const at = checkTensor(`${fn}: a`, a, [2, 8]);
+  const bt = checkTensor(`${fn}: b`, b, [2, 8]);
+  const [m, ka] = at.shape.slice(-2);
+  const [br, bc] = bt.shape.slice(-2);
+  const kb = transposeB ? bc : br;
+  const n = transposeB ? br : bc;
+  if (ka !== kb) {
+    const bDesc = transposeB ? '[.., N, K] (transposeB)' : '[.., K, N]';
+    throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: inner dims differ: a [${at.shape}] is [.., M, K] with K=${ka}, b [${bt.shape}] is ${bDesc} with K=${kb}`);
+  }
+  const aLead = at.shape.slice(0, -2);
+  const bLead = bt.shape.slice(0, -2);
+  const count = (dims: number[]) => dims.reduce((x, y) => x * y, 1);
+  let lead: number[];
+  if (aLead.length === bLead.length && aLead.every((d, i) => d === bLead[i])) lead = aLead;
+  else if (count(bLead) === 1 && aLead.length >= bLead.length) lead = aLead;
+  else if (count(aLead) === 1 && bLead.length >= aLead.length) lead = bLead;
+  else {
+    throw attnRangeError(
+      'ERR_ATTN_SHAPE',
+      `${fn}: batch dims of a [${aLead}] and b [${bLead}] must be equal, or one of them empty (broadcast)`,
+    );
+  }
+  const batch = count(lead);
+  const outShape = [...lead, m, n];
+  const out = outputArray(fn, opts.out, numel(outShape, `${fn}: output`), [at.data, bt.data]);
+  return {
+    args: {
+      a: at.data,
+      b: bt.data,
+      out,
+      batch,
+      m,
+      n,
+      k: ka,
+      strideA: count(aLead) === 1 ? 0 : m * ka,
+      strideB: count(bLead) === 1 ? 0 : kb * n,
+      transposeB,
+    },
+    outShape,
+  };
+}
+
+export const SOFTMAX_OPTIONS = ['scale', 'out'] as const;
+
+export function resolveSoftmax(fn: string, x: unknown, options: unknown): { args: SoftmaxArgs; outShape: number[] } {
+  const opts = checkOptions(fn, options, SOFTMAX_OPTIONS);
+  const xt = checkTensor(`${fn}: x`, x, [1, 8]);
+  const cols = xt.shape[xt.shape.length - 1];
+  return {
+    args: {
+      x: xt.data,
+      out: outputArray(fn, opts.out, xt.data.length, [xt.data]),
+      rows: xt.data.length / cols,
+      cols,
+      scale: checkScale(fn, opts.scale, 1),
+    },
+    outShape: xt.shape.slice(),
+  };
+}
+
+export const MULTIHEAD_PARAMS = ['embedDim', 'numHeads', 'numKvHeads', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo'] as const;
+
+/** A weight given as a Float32Array or a tensor, checked against its [rows, cols] shape. */
+function checkWeight(fn: string, name: string, value: unknown, rows: number, cols: number | undefined): Float32Array {
+  const want = cols === undefined ? `[${rows}]` : `[${rows}, ${cols}]`;
+  const size = cols === undefined ? rows : rows * cols;
+  let data: unknown = value;
+  if (value !== null && typeof value === 'object' && 'data' in value && 'shape' in value) {
+    const t = checkTensor(`${fn}: ${name}`, value);
+    const shapeOk = cols === undefined ? t.shape.length === 1 && t.shape[0] === rows : t.shape.length === 2 && t.shape[0] === rows && t.shape[1] === cols;
+    if (!shapeOk) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: ${name} must have shape ${want} (nn.Linear [out, in]), got [${t.shape}]`);
+    data = t.data;
+  }
+  if (!(data instanceof Float32Array)) {
+    throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} must be a Float32Array or a tensor of shape ${want}, got ${describe(value)}`);
+  }
+  if (data.length !== size) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: ${name} must have ${size} elements (shape ${want}), got ${data.length}`);
+  return data;
+}
+
+export function resolveMultiHeadParams(fn: string, params: unknown): MultiHeadParams {
+  if (params === undefined) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: parameters { embedDim, numHeads, wq, wk, wv, wo } are required`);
+  const p = checkOptions(fn, params, MULTIHEAD_PARAMS);
+  const E = checkPositiveInt(fn, 'embedDim', p.embedDim);
+  const Hq = checkPositiveInt(fn, 'numHeads', p.numHeads);
+  const Hkv = p.numKvHeads === undefined ? Hq : checkPositiveInt(fn, 'numKvHeads', p.numKvHeads);
+  if (E % Hq !== 0) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: embedDim (${E}) must be a multiple of numHeads (${Hq})`);
+  if (Hq % Hkv !== 0) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: numHeads (${Hq}) must be a multiple of numKvHeads (${Hkv})`);
+  numel([E, E], `${fn}: wq`);
+  const headDim = E / Hq;
+  const kvDim = Hkv * headDim;
+  const bias = (name: string, n: number) => (p[name] === undefined ? undefined : checkWeight(fn, name, p[name], n, undefined));
+  return {
+    embedDim: E,
+    numHeads: Hq,
+    numKvHeads: Hkv,
+    headDim,
+    kvDim,
+    wq: checkWeight(fn, 'wq', p.wq, E, E),
+    wk: checkWeight(fn, 'wk', p.wk, kvDim, E),
+    wv: checkWeight(fn, 'wv', p.wv, kvDim, E),
+    wo: checkWeight(fn, 'wo', p.wo, E, E),
+    bq: bias('bq', E),
+    bk: bias('bk', kvDim),
+    bv: bias('bv', kvDim),
+    bo: bias('bo', E),
+  };
+}

@@ -1,0 +1,67 @@
+/**
+ * The wasm backend's worker (dist/wasm-worker.mjs): runs attentionAsync off the caller's thread.
+ * The same file serves Node (worker_threads) and browsers (a module Web Worker): it receives the
+ * compiled module once, instantiates it with its own memory, then answers attention requests
+ * in order (protocol: backends/wasm-runner.ts).
+ */
+import type { AttentionArgs } from './backend.js';
+import { instantiateSync, runAttention, type WasmInstance } from './backends/wasm-core.js';
+import type { WorkerAttentionRequest, WorkerReply } from './backends/wasm-runner.js';
+
+interface Port {
+  post(message: unknown, transfer: Transferable[]): void;
+  listen(cb: (message: unknown) => void): void;
+}
+
+declare const WorkerGlobalScope: unknown;
+
+async function port(): Promise<Port> {
+  if (typeof WorkerGlobalScope !== 'undefined' && typeof self !== 'undefined') {
+    const scope = self as unknown as { postMessage(m: unknown, t: Transferable[]): void; onmessage: ((e: MessageEvent) => void) | null };
+    return {
+      post: (m, t) => scope.postMessage(m, t),
+      listen: (cb) => {
+        scope.onmessage = (e) => cb(e.data);
+      },
+    };
+  }
+  // Node: the module name is not a literal so that browser bundlers leave it alone
+  const name = 'node:worker_threads';
+  const wt = (await import(/* @vite-ignore */ /* webpackIgnore: true */ name)) as typeof import('node:worker_threads');
+  const parent = wt.parentPort;
+  if (!parent) throw new Error('wasm-worker: not running in a worker');
+  return {
+    post: (m, t) => parent.postMessage(m, t as never),
+    listen: (cb) => parent.on('message', cb),
+  };
+}
+
+let inst: WasmInstance | undefined;
+
+function handle(p: Port, msg: unknown): void {
+  const m = msg as { type: string; module?: WebAssembly.Module };
+  if (m.type === 'init') {
+    inst = instantiateSync(m.module!);
+    return;
+  }
+  if (m.type !== 'attention') return;
+  const req = msg as WorkerAttentionRequest;
+  let reply: WorkerReply;
+  const transfer: Transferable[] = [];
+  try {
+    if (!inst) throw new Error('wasm-worker: no module');
+    const out = new Float32Array(req.outLength);
+    const weights = req.weightsLength > 0 ? new Float32Array(req.weightsLength) : undefined;
+    const args: AttentionArgs = { ...req.args, out, weights };
+    runAttention(inst, args);
+    reply = { id: req.id, out, weights };
+    transfer.push(out.buffer);
+    if (weights) transfer.push(weights.buffer);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    reply = { id: req.id, error: { name: e.name, message: e.message, code: e.code } };
+  }
+  p.post(reply, transfer);
+}
+
+port().then((p) => p.listen((msg) => handle(p, msg)));

@@ -1,0 +1,142 @@
+/**
+ * Every bad input gets the documented error class and a stable code, on every backend, and
+ * never crashes or writes anything. The native binding's own re-checks are tested in
+ * native.test.ts by calling it directly, past the shared validation.
+ */
+import assert from 'node:assert/strict';
+import { tensor } from '../src/index.js';
+import type { Attention } from '../src/facade.js';
+import { facadeOf, variants } from './helpers/backends.js';
+
+type Ctor = typeof TypeError | typeof RangeError | typeof Error;
+
+function expectError(fn: () => unknown, ctor: Ctor, code: string, messagePart?: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ctor, `expected ${ctor.name}, got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
+    assert.equal((err as { code?: string }).code, code, (err as Error).message);
+    if (messagePart) assert.match((err as Error).message, messagePart);
+    return true;
+  });
+}
+
+const f = (shape: number[], fill = 0.5) => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(fill), shape);
+
+describe('errors: tensor()', () => {
+  it('refuses bad data and shapes', () => {
+    expectError(() => tensor('x' as never, [1]), TypeError, 'ERR_ATTN_TYPE', /data must be/);
+    expectError(() => tensor(new Float32Array(3), [2, 2]), RangeError, 'ERR_ATTN_SIZE', /3 elements but shape \[2, 2\] needs 4/);
+    expectError(() => tensor(new Float32Array(0), [0]), RangeError, 'ERR_ATTN_SHAPE', /must be >= 1/);
+    expectError(() => tensor(new Float32Array(2), [2.5]), TypeError, 'ERR_ATTN_TYPE', /integer/);
+    expectError(() => tensor(new Float32Array(2), 2 as never), TypeError, 'ERR_ATTN_TYPE', /shape must be an array/);
+  });
+
+  it('refuses element counts that overflow, before allocating', () => {
+    expectError(() => tensor(new Float32Array(1), [65536, 65536, 2]), RangeError, 'ERR_ATTN_SIZE', /more than/);
+  });
+});
+
+for (const variant of variants()) {
+  describe(`errors: ${variant.label}`, () => {
+    let attn: Attention;
+    before(() => {
+      attn = facadeOf(variant);
+    });
+    const q = f([1, 2, 3, 4]);
+    const k = f([1, 2, 5, 4]);
+    const v = f([1, 2, 5, 6]);
+
+    it('attention: wrong types', () => {
+      expectError(() => attn.attention(null as never, k, v), TypeError, 'ERR_ATTN_TYPE', /attention: q: expected a tensor/);
+      expectError(() => attn.attention({ data: new Float64Array(24), shape: [1, 2, 3, 4] } as never, k, v), TypeError, 'ERR_ATTN_TYPE', /q.data: expected a Float32Array, got Float64Array/);
+      expectError(() => attn.attention(q, k, v, { causal: 1 as never }), TypeError, 'ERR_ATTN_TYPE', /causal must be a boolean/);
+      expectError(() => attn.attention(q, k, v, { scale: '1' as never }), TypeError, 'ERR_ATTN_TYPE', /scale must be a number/);
+      expectError(() => attn.attention(q, k, v, { casual: true } as never), TypeError, 'ERR_ATTN_OPTION', /unknown option "casual"/);
+      expectError(() => attn.attention(q, k, v, { out: [] as never }), TypeError, 'ERR_ATTN_TYPE', /out must be a Float32Array/);
+      expectError(() => attn.attention(q, k, v, { keyLengths: new Float32Array(1) as never }), TypeError, 'ERR_ATTN_TYPE', /keyLengths/);
+      expectError(() => attn.attention(q, k, v, { mask: { data: new Int8Array(15), shape: [3, 5] } as never }), TypeError, 'ERR_ATTN_TYPE', /Uint8Array/);
+    });
+
+    it('attention: wrong shapes and values', () => {
+      expectError(() => attn.attention(f([2, 3, 4]), k, v), RangeError, 'ERR_ATTN_SHAPE', /q: expected rank 4/);
+      expectError(() => attn.attention(q, f([2, 2, 5, 4]), v), RangeError, 'ERR_ATTN_SHAPE', /same batch size/);
+      expectError(() => attn.attention(q, f([1, 2, 5, 3]), v), RangeError, 'ERR_ATTN_SHAPE', /same head dim/);
+      expectError(() => attn.attention(q, k, f([1, 2, 4, 6])), RangeError, 'ERR_ATTN_SHAPE', /same sequence length/);
+      expectError(() => attn.attention(f([1, 3, 3, 4]), k, v), RangeError, 'ERR_ATTN_SHAPE', /multiple of key\/value heads/);
+      expectError(() => attn.attention(q, f([1, 1, 5, 4]), v), RangeError, 'ERR_ATTN_SHAPE', /same number of heads/);
+      expectError(() => attn.attention({ data: new Float32Array(5), shape: [1, 2, 3, 4] }, k, v), RangeError, 'ERR_ATTN_SIZE', /5 elements/);
+      expectError(() => attn.attention(q, k, v, { layout: 'bsdh' as never }), RangeError, 'ERR_ATTN_VALUE', /layout/);
+      expectError(() => attn.attention(q, k, v, { scale: Infinity }), RangeError, 'ERR_ATTN_VALUE', /finite/);
+      expectError(() => attn.attention(q, k, v, { mask: f([3, 4]) }), RangeError, 'ERR_ATTN_SHAPE', /does not broadcast/);
+      expectError(() => attn.attention(q, k, v, { mask: f([2, 1, 3, 5]) }), RangeError, 'ERR_ATTN_SHAPE', /does not broadcast/);
+      expectError(() => attn.attention(q, k, v, { keyLengths: [6] }), RangeError, 'ERR_ATTN_VALUE', /keyLengths\[0\] must be in \[0, 5\]/);
+      expectError(() => attn.attention(q, k, v, { keyLengths: [1, 2] }), RangeError, 'ERR_ATTN_SIZE', /1 entries/);
+      expectError(() => attn.attention(q, k, v, { out: new Float32Array(5) }), RangeError, 'ERR_ATTN_SIZE', /exactly 36 elements/);
+      expectError(() => attn.attention(q, k, v, { out: q.data.subarray(0, 36) as Float32Array }), RangeError, 'ERR_ATTN_SIZE');
+      const shared = new Float32Array(100);
+      const qs = tensor(shared.subarray(0, 24), [1, 2, 3, 4]);
+      expectError(() => attn.attention(qs, k, v, { out: shared.subarray(20, 56) }), RangeError, 'ERR_ATTN_VALUE', /share memory/);
+    });
+
+    it('attention: returnWeights refuses an overflowing weights size before allocating', () => {
+      const big = { data: new Float32Array(1 * 1 * 50000 * 1), shape: [1, 1, 50000, 1] };
+      expectError(() => attn.attention(big, big, big, { returnWeights: true }), RangeError, 'ERR_ATTN_SIZE', /weights/);
+    });
+
+    it('attentionAsync rejects with the same errors (no unhandled throw)', async () => {
+      await assert.rejects(attn.attentionAsync(q, k, f([1, 2, 4, 6])), (err: Error & { code?: string }) => err instanceof RangeError && err.code === 'ERR_ATTN_SHAPE');
+    });
+
+    it('matmul and softmax', () => {
+      expectError(() => attn.matmul(f([2, 3]), f([4, 5])), RangeError, 'ERR_ATTN_SHAPE', /inner dims differ/);
+      expectError(() => attn.matmul(f([2, 3]), f([5, 4]), { transposeB: true }), RangeError, 'ERR_ATTN_SHAPE', /inner dims differ/);
+      expectError(() => attn.matmul(f([2, 2, 3]), f([3, 3, 4])), RangeError, 'ERR_ATTN_SHAPE', /batch dims/);
+      expectError(() => attn.matmul(f([3]), f([3, 4])), RangeError, 'ERR_ATTN_SHAPE', /rank 2 to 8/);
+      expectError(() => attn.matmul(f([2, 3]), f([3, 4]), { transposeB: 'yes' as never }), TypeError, 'ERR_ATTN_TYPE');
+      expectError(() => attn.softmax(f([2, 3]), { scale: NaN }), RangeError, 'ERR_ATTN_VALUE', /finite/);
+      expectError(() => attn.softmax(f([2, 3]), { out: new Float32Array(5) }), RangeError, 'ERR_ATTN_SIZE');
+      expectError(() => attn.softmax({ data: [1, 2], shape: [2] } as never), TypeError, 'ERR_ATTN_TYPE');
+    });
+
+    it('multiHeadAttention: parameters, forward arguments, cache limits, dispose', async () => {
+      const E = 8;
+      const w = (n: number) => new Float32Array(n).fill(0.1);
+      const good = { embedDim: E, numHeads: 2, wq: w(64), wk: w(64), wv: w(64), wo: w(64) };
+      expectError(() => attn.multiHeadAttention(undefined as never), TypeError, 'ERR_ATTN_TYPE');
+      expectError(() => attn.multiHeadAttention({ ...good, numHeads: 3 }), RangeError, 'ERR_ATTN_VALUE', /multiple of numHeads/);
+      expectError(() => attn.multiHeadAttention({ ...good, numKvHeads: 3 }), RangeError, 'ERR_ATTN_VALUE', /multiple of numKvHeads/);
+      expectError(() => attn.multiHeadAttention({ ...good, wk: w(32) }), RangeError, 'ERR_ATTN_SIZE', /wk must have 64/);
+      expectError(() => attn.multiHeadAttention({ ...good, wq: tensor(w(64), [4, 16]) }), RangeError, 'ERR_ATTN_SHAPE', /wq must have shape \[8, 8\]/);
+      expectError(() => attn.multiHeadAttention({ ...good, bo: w(3) }), RangeError, 'ERR_ATTN_SIZE', /bo/);
+      expectError(() => attn.multiHeadAttention({ ...good, wv: [1] as never }), TypeError, 'ERR_ATTN_TYPE');
+      expectError(() => attn.multiHeadAttention({ ...good, embedDim: 0 }), RangeError, 'ERR_ATTN_VALUE');
+      expectError(() => attn.multiHeadAttention({ ...good, extra: 1 } as never), TypeError, 'ERR_ATTN_OPTION', /unknown option "extra"/);
+
+      const mha = attn.multiHeadAttention(good);
+      const x = f([1, 3, E]);
+      expectError(() => mha.forward(f([1, 3, 7])), RangeError, 'ERR_ATTN_SHAPE', /embedDim 8/);
+      expectError(() => mha.forward(x, { key: x }), TypeError, 'ERR_ATTN_OPTION', /both key and value/);
+      expectError(() => mha.forward(x, { key: x, value: f([1, 3, E]) }), RangeError, 'ERR_ATTN_VALUE', /same tensor/);
+      expectError(() => mha.forward(x, { key: f([2, 3, E]), value: undefined as never }), TypeError, 'ERR_ATTN_OPTION');
+      const cache = mha.createCache({ batch: 1, maxLength: 4 });
+      mha.forward(x, { cache, causal: true });
+      expectError(() => mha.forward(f([1, 2, E]), { cache }), RangeError, 'ERR_ATTN_SIZE', /3 of 4 positions; 2 more do not fit/);
+      assert.equal(cache.length, 3, 'a refused call leaves the cache as it was');
+      expectError(() => mha.forward(f([2, 1, E]), { cache }), RangeError, 'ERR_ATTN_SHAPE', /batch 1/);
+      expectError(() => mha.forward(x, { cache: {} as never }), TypeError, 'ERR_ATTN_TYPE', /createCache/);
+      const other = attn.multiHeadAttention(good);
+      expectError(() => mha.forward(x, { cache: other.createCache({ batch: 1, maxLength: 4 }) }), TypeError, 'ERR_ATTN_TYPE');
+      expectError(() => mha.createCache({ batch: 1, maxLength: 0 }), RangeError, 'ERR_ATTN_VALUE');
+      expectError(() => mha.createCache({ batch: 1 << 20, maxLength: 1 << 20 }), RangeError, 'ERR_ATTN_SIZE');
+      const pending = mha.forwardAsync(f([1, 1, E]), { cache });
+      expectError(() => mha.forward(f([1, 1, E]), { cache }), RangeError, 'ERR_ATTN_VALUE', /pending/);
+      await pending;
+      assert.equal(cache.length, 4);
+      mha.dispose();
+      mha.dispose();
+      expectError(() => mha.forward(x), Error, 'ERR_ATTN_DISPOSED');
+      await assert.rejects(mha.forwardAsync(x), (err: Error & { code?: string }) => err.code === 'ERR_ATTN_DISPOSED');
+      expectError(() => mha.createCache({ batch: 1, maxLength: 2 }), Error, 'ERR_ATTN_DISPOSED');
+      other.dispose();
+    });
+  });
+}
