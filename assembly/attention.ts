@@ -98,6 +98,51 @@ export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): u
   return tw8;
 }
 
+/** true when rows [0, n) x [0, cols) (cols a multiple of 4) hold a NaN or an Infinity */
+function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
+  let acc = f32x4.splat(0);
+  for (let j = 0; j < n; j++) {
+    const row = base + (<usize>j) * ld;
+    for (let d = 0; d < cols; d += 4) {
+      const x = v128.load(row + (<usize>d) * 4);
+      acc = f32x4.add(acc, f32x4.sub(x, x)); // x - x is 0, or NaN for NaN and +-Infinity
+    }
+  }
+  return hsum(acc) != 0;
+}
+
+/**
+ * O[rows4][dv8] += P[rows4][tw] * V_tile[tw][dv8]. With non-finite values in V, keys of zero
+ * weight are skipped row by row instead (a hidden key's value is never read, as in the reference).
+ */
+// @ts-ignore: decorator
+@inline function pvTile(S: usize, O: usize, ldo: usize, vt: usize, ldv: usize, tw: i32, rows4: i32, dv8: i32, safe: bool): void {
+  if (!safe) {
+    for (let r = 0; r < rows4; r += 4) {
+      const prow = S + (<usize>r) * (<usize>BC) * 4;
+      const orow = O + (<usize>r) * ldo;
+      for (let d0 = 0; d0 < dv8; d0 += 8) {
+        kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
+      }
+    }
+  } else {
+    for (let r = 0; r < rows4; r++) {
+      const prow = S + (<usize>r) * (<usize>BC) * 4;
+      const orow = O + (<usize>r) * ldo;
+      for (let j = 0; j < tw; j++) {
+        const p = load<f32>(prow + (<usize>j) * 4);
+        if (p == 0) continue;
+        const vp = f32x4.splat(p);
+        const vrow = vt + (<usize>j) * ldv;
+        for (let d = 0; d < dv8; d += 4) {
+          const o = orow + (<usize>d) * 4;
+          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(vp, v128.load(vrow + (<usize>d) * 4))));
+        }
+      }
+    }
+  }
+}
+
 // @ts-ignore: decorator
 @inline function rowMax(srow: usize, tw8: i32): f32 {
   let mv = v128.load(srow);
@@ -164,6 +209,8 @@ export function attention(
         vbase = Vp;
         ldv = (<usize>dv8) * 4;
       }
+      // a NaN / Infinity in V must not leak through a hidden key's zero weight (0 * NaN)
+      const vNonFinite = hasNonFinite(vbase, ldv, kl, dv8);
 
       for (let g = 0; g < group; g++) {
         const h = hk * group + g;
@@ -230,15 +277,7 @@ export function attention(
                 const srow = S + (<usize>r) * (<usize>BC) * 4;
                 for (let c = 0; c < tw8; c += 4) v128.store(srow + (<usize>c) * 4, zero);
               }
-              // O += P * V_tile
-              const vt = vbase + (<usize>j0) * ldv;
-              for (let r = 0; r < rows4; r += 4) {
-                const prow = S + (<usize>r) * (<usize>BC) * 4;
-                const orow = O + (<usize>r) * ldo;
-                for (let d0 = 0; d0 < dv8; d0 += 8) {
-                  kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
-                }
-              }
+              pvTile(S, O, ldo, vbase + (<usize>j0) * ldv, ldv, tw, rows4, dv8, vNonFinite);
             }
             // normalise and write
             for (let r = 0; r < rows; r++) {
@@ -293,14 +332,7 @@ export function attention(
                 const srow = S + (<usize>r) * (<usize>BC) * 4;
                 for (let c = 0; c < tw8; c += 4) v128.store(srow + (<usize>c) * 4, zero);
               }
-              const vt = vbase + (<usize>j0) * ldv;
-              for (let r = 0; r < rows4; r += 4) {
-                const prow = S + (<usize>r) * (<usize>BC) * 4;
-                const orow = O + (<usize>r) * ldo;
-                for (let d0 = 0; d0 < dv8; d0 += 8) {
-                  kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
-                }
-              }
+              pvTile(S, O, ldo, vbase + (<usize>j0) * ldv, ldv, tw, rows4, dv8, vNonFinite);
             }
             for (let r = 0; r < rows; r++) {
               // weights past the block's last visible key are zero

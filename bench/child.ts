@@ -11,7 +11,7 @@ import path from 'node:path';
 import { BENCH_DIR, ROOT } from './paths.js';
 
 export type ChildPayload =
-  | { mode: 'cases'; runner: string; shapes: string[]; threads: number; jsMaxFlops?: number; maxTime: number; minSamples: number }
+  | { mode: 'cases'; runner: string; shapes: string[]; threads: number; jsMaxFlops?: number; maxTime: number; minSamples: number; minTime?: number }
   | { mode: 'memory'; runner: string; shape: string; threads: number }
   | { mode: 'probe'; probe: 'wasmRelaxed' | 'wasmSimd'; millis: number };
 
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     const { findShapes } = await import('./shapes.js');
     const runner = findRunner(payload.runner, { threads: payload.threads, jsMaxFlops: payload.jsMaxFlops });
     for (const shape of findShapes(payload.shapes)) {
-      emit(await runCase({ ...runner, childFlags: undefined }, shape, { maxTime: payload.maxTime, minSamples: payload.minSamples }));
+      emit(await runCase({ ...runner, childFlags: undefined }, shape, { maxTime: payload.maxTime, minSamples: payload.minSamples, minTime: payload.minTime }));
     }
   } else if (payload.mode === 'memory') {
     const { memoryInProcess } = await import('./memory.js');

@@ -20,6 +20,8 @@ export interface MeasureOptions {
   minSamples?: number;
   /** calls made (and not timed) before sampling; default 1 */
   warmup?: number;
+  /** shortest cycle (seconds) benchmark.js accepts as a sample; default its own (~0.05 s) */
+  minTime?: number;
 }
 
 export interface Measurement {
@@ -89,6 +91,7 @@ export async function measure(name: string, fn: () => unknown, opts: MeasureOpti
   const common = {
     maxTime: opts.maxTime ?? 1,
     minSamples: opts.minSamples ?? 5,
+    ...(opts.minTime !== undefined ? { minTime: opts.minTime } : {}),
     // no setup/teardown: benchmark.js then calls our closure instead of decompiling it
   };
   let bench: Benchmark;

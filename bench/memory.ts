@@ -18,7 +18,7 @@ function maxRssMiB(): number {
 }
 
 export async function memoryInProcess(runnerId: string, shapeName: string, threads: number): Promise<MemoryResult> {
-  const runner = findRunner(runnerId, { threads, jsMaxFlops: Infinity });
+  const runner = findRunner(runnerId, { threads, jsMaxFlops: Infinity }); // the parent decided it runs
   const [shape] = findShapes([shapeName]);
   const base: MemoryResult = { runner: runner.id, label: runner.label, shape: shape.name, status: 'skipped' };
   if (shape.kind === 'attention') base.scoresMiB = (shape.batch * shape.heads * shape.seqQ * shape.seqK * 4) / MiB;

@@ -8,6 +8,8 @@ export interface CaseOptions {
   /** seconds of sampling per case (benchmark.js maxTime) */
   maxTime: number;
   minSamples: number;
+  /** shortest benchmark.js cycle (seconds); smoke tests lower it */
+  minTime?: number;
 }
 
 function firstLine(e: unknown): string {
@@ -46,6 +48,7 @@ export async function runCase(runner: Runner, shape: Shape, o: CaseOptions): Pro
     const m = await measure(`${runner.label} ${shape.name}`, () => prepared.run(), {
       maxTime: o.maxTime,
       minSamples: o.minSamples,
+      minTime: o.minTime,
       warmup: 1,
     });
     result.status = 'ok';

@@ -17,7 +17,14 @@ const nodeEntries = [['src/index.ts', 'index'], ['src/demo.ts', 'demo'], ['src/c
 
 await Promise.all([
   ...nodeEntries.map(([src, name]) =>
-    esbuild.build({ ...common, entryPoints: [src], outfile: `dist/${name}.mjs`, platform: 'node', format: 'esm' })),
+    esbuild.build({
+      ...common,
+      entryPoints: [src],
+      outfile: `dist/${name}.mjs`,
+      platform: 'node',
+      format: 'esm',
+      banner: name === 'cli' ? { js: '#!/usr/bin/env node' } : undefined,
+    })),
   // CommonJS has no import.meta.url: give it one derived from __filename.
   esbuild.build({
     ...common,

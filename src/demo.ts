@@ -37,9 +37,10 @@ function embed(words: string[]): Tensor {
   return tensor(data, [words.length, E]);
 }
 
-function weights(seed: number, rows: number, cols: number): Float32Array {
+/** Toy projection weights; `gain` > 1 on Wq and Wk makes the softmax sharp enough to see structure. */
+function weights(seed: number, rows: number, cols: number, gain = 1): Float32Array {
   const r = seeded(seed);
-  return Float32Array.from({ length: rows * cols }, () => r() / Math.sqrt(cols));
+  return Float32Array.from({ length: rows * cols }, () => (gain * r()) / Math.sqrt(cols));
 }
 
 const fmt = (x: number) => (x >= 0 ? ' ' : '') + x.toFixed(2);
@@ -66,7 +67,7 @@ function printHeatmap(title: string, p: Float32Array, labels: string[]): void {
     for (let j = 0; j < n; j++) {
       const w = p[i * n + j];
       const shade = shades[Math.min(4, Math.round(w * 4 / 0.6))];
-      const cell = `${shade}${shade}${w.toFixed(2).slice(1)}`.padStart(7);
+      const cell = `${shade}${shade}${w >= 0.995 ? '1.0' : w.toFixed(2).slice(1)}`.padStart(7);
       line += color ? `\x1b[48;5;${232 + Math.round(w * 23)}m\x1b[38;5;${w > 0.5 ? 232 : 255}m${cell}\x1b[0m` : cell;
     }
     console.log(line);
@@ -85,8 +86,8 @@ async function main(): Promise<void> {
   printMatrix('1. Embeddings X (word vector + position code):', x, labels);
 
   // 2. Projections: Q = X·Wqᵀ, K = X·Wkᵀ, V = X·Wvᵀ (nn.Linear weights are [out, in]).
-  const wq = weights(1, E, E);
-  const wk = weights(2, E, E);
+  const wq = weights(1, E, E, 3);
+  const wk = weights(2, E, E, 3);
   const wv = weights(3, E, E);
   const wo = weights(4, E, E);
   const project = (w: Float32Array) => attn.matmul(x, tensor(w, [E, E]), { transposeB: true });

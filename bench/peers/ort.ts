@@ -210,7 +210,7 @@ async function prepareOrt(
         k: new ort.Tensor('float32', bhsdToBshd(k, s.batch, s.heads, s.seqK, s.headDim), [s.batch, s.seqK, hd]),
         v: new ort.Tensor('float32', bhsdToBshd(v, s.batch, s.heads, s.seqK, s.headDim), [s.batch, s.seqK, hd]),
       };
-      toCanonical = (y) => bshdToBhsd(y, s.batch, s.seqQ, s.heads, s.headDim);
+      toCanonical = (y) => bshdToBhsd(y, s.batch, s.heads, s.seqQ, s.headDim);
       if (s.causal) note = 'unidirectional=1';
     } else {
       model = graphModel(s);

@@ -16,9 +16,7 @@
 // the thread count. Tasks partition outputs; the key split used for decoding uses fixed-size
 // chunks (a function of the shape only) combined in a fixed order.
 
-#include <cstdlib>
-#include <cstring>
-#include <cmath>
+// (the including file includes <cstdlib>, <cstring> and <cmath> before its namespace)
 
 #define SA_UNROLL _Pragma("GCC unroll 32")
 

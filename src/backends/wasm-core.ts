@@ -117,11 +117,15 @@ export class WasmHeap {
   #f32: Float32Array | undefined;
   #u8: Uint8Array | undefined;
   #i32: Int32Array | undefined;
-  /** buffers this memory has had: a view over one of the older ones was detached by a grow */
+  /** how many times the memory grew (each grow detaches views over the previous buffer) */
   grows = 0;
+  /** bytes copied into the memory for calls (inputs that were not already inside it) */
+  copiedIn = 0;
+  readonly maxBytes: number;
 
-  constructor(memory: WebAssembly.Memory, heapBase: number) {
+  constructor(memory: WebAssembly.Memory, heapBase: number, maxPages = MAX_PAGES) {
     this.memory = memory;
+    this.maxBytes = maxPages * PAGE;
     this.base = Math.ceil(heapBase / ALIGN) * ALIGN;
     this.#end = memory.buffer.byteLength;
     if (this.#end > this.base) this.#free.push([this.base, this.#end - this.base]);
@@ -171,8 +175,8 @@ export class WasmHeap {
   alloc(bytes: number): number {
     if (!Number.isFinite(bytes) || bytes < 0) throw allocError(bytes, 'invalid size');
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
-    if (size > MAX_BYTES - this.base) {
-      throw allocError(bytes, `more than the ${MAX_BYTES - this.base} bytes a 32-bit WebAssembly memory can address`);
+    if (size > this.maxBytes - this.base) {
+      throw allocError(bytes, `more than the ${this.maxBytes - this.base} bytes this WebAssembly memory can address (4 GiB at most in wasm32)`);
     }
     for (let i = 0; i < this.#free.length; i++) {
       const [off, len] = this.#free[i];
@@ -189,10 +193,11 @@ export class WasmHeap {
     const need = size - tail;
     const have = this.#end / PAGE;
     // grow by at least 1/8 of the current size so that many small grows do not happen
+    const maxPages = this.maxBytes / PAGE;
     let pages = Math.max(Math.ceil(need / PAGE), Math.ceil(have / 8));
-    if (have + pages > MAX_PAGES) pages = Math.ceil(need / PAGE);
-    if (have + pages > MAX_PAGES) {
-      throw allocError(bytes, `the memory would exceed 4 GiB (${this.#end} bytes now, ${this.inUse} in use)`);
+    if (have + pages > maxPages) pages = Math.ceil(need / PAGE);
+    if (have + pages > maxPages) {
+      throw allocError(bytes, `the memory would exceed its maximum of ${this.maxBytes} bytes (${this.#end} bytes now, ${this.inUse} in use)`);
     }
     try {
       this.memory.grow(pages);
@@ -205,6 +210,30 @@ export class WasmHeap {
     if (tail > 0) last![1] += this.#end - oldEnd;
     else this.#free.push([oldEnd, this.#end - oldEnd]);
     return this.alloc(bytes);
+  }
+
+  /** largest free block, in bytes */
+  get largestFree(): number {
+    let m = 0;
+    for (const [, len] of this.#free) m = Math.max(m, len);
+    return m;
+  }
+
+  /**
+   * Makes sure a block of `bytes` is free, growing now (with as much again of slack) if not;
+   * never throws: without headroom later calls simply grow when they must.
+   */
+  reserve(bytes: number): void {
+    if (this.largestFree >= bytes) return;
+    try {
+      this.free(this.alloc(2 * bytes));
+    } catch {
+      try {
+        this.free(this.alloc(bytes));
+      } catch {
+        // no room: nothing reserved
+      }
+    }
   }
 
   free(off: number): void {
@@ -291,6 +320,7 @@ class CallFrame {
       throw err;
     }
     for (const [off, view] of this.#copyIn) {
+      this.#heap.copiedIn += view.byteLength;
       new Uint8Array(this.#heap.memory.buffer, off, view.byteLength).set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
     }
   }
@@ -328,8 +358,14 @@ function importsFor(memory: WebAssembly.Memory): WebAssembly.Imports {
   };
 }
 
-function newMemory(): WebAssembly.Memory {
-  return new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES });
+export interface InstantiateOptions {
+  /** maximum memory in 64 KiB pages (default and most: 65536, i.e. 4 GiB) */
+  maxPages?: number;
+}
+
+function newMemory(o: InstantiateOptions): WebAssembly.Memory {
+  const maximum = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES));
+  return new WebAssembly.Memory({ initial: 32, maximum });
 }
 
 function buildOf(module: WebAssembly.Module, exports: WasmExports): WasmBuild {
@@ -337,23 +373,24 @@ function buildOf(module: WebAssembly.Module, exports: WasmExports): WasmBuild {
   return exports.isRelaxed() ? 'relaxed-simd' : 'simd128';
 }
 
-function finishInstance(module: WebAssembly.Module, instance: WebAssembly.Instance, memory: WebAssembly.Memory): WasmInstance {
+function finishInstance(module: WebAssembly.Module, instance: WebAssembly.Instance, memory: WebAssembly.Memory, o: InstantiateOptions): WasmInstance {
   const exports = instance.exports as unknown as WasmExports;
   exports._initialize?.();
-  return { exports, heap: new WasmHeap(memory, exports.heapBase()), build: buildOf(module, exports), module };
+  const maxPages = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES));
+  return { exports, heap: new WasmHeap(memory, exports.heapBase(), maxPages), build: buildOf(module, exports), module };
 }
 
 /** Compiles and instantiates synchronously (Node; in browsers only off the main thread or for small modules). */
-export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.Module): WasmInstance {
+export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): WasmInstance {
   const module = source instanceof WebAssembly.Module ? source : new WebAssembly.Module(source as BufferSource);
-  const memory = newMemory();
-  return finishInstance(module, new WebAssembly.Instance(module, importsFor(memory)), memory);
+  const memory = newMemory(o);
+  return finishInstance(module, new WebAssembly.Instance(module, importsFor(memory)), memory, o);
 }
 
-export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly.Module): Promise<WasmInstance> {
+export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): Promise<WasmInstance> {
   const module = source instanceof WebAssembly.Module ? source : await WebAssembly.compile(source as BufferSource);
-  const memory = newMemory();
-  return finishInstance(module, await WebAssembly.instantiate(module, importsFor(memory)), memory);
+  const memory = newMemory(o);
+  return finishInstance(module, await WebAssembly.instantiate(module, importsFor(memory)), memory, o);
 }
 
 /** Fetches (streaming compile where the server sends application/wasm) and instantiates. */
@@ -389,6 +426,15 @@ export interface WasmBackend extends Backend {
 }
 
 const MASK_KIND = { additive: 1, boolean: 2 } as const;
+
+/** free space kept after an alloc() (at most; at least the tensor's own size, from 4 MiB) */
+const ALLOC_HEADROOM = 64 * 1024 * 1024;
+
+/** frees an alloc()ed block once its view is garbage collected */
+const finalizer =
+  typeof FinalizationRegistry === 'function'
+    ? new FinalizationRegistry<{ heap: WasmHeap; off: number }>(({ heap, off }) => heap.free(off))
+    : undefined;
 
 /** Runs one attention call on an instance (the core of both the sync and the worker path). */
 export function runAttention(inst: WasmInstance, a: AttentionArgs): void {
@@ -467,7 +513,6 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
   let runner: AsyncRunner | undefined;
   let runnerTried = false;
   let closed = false;
-  const allocated = new Set<number>();
   const check = () => {
     if (closed) throw attnError('ERR_ATTN_DISPOSED', 'wasm: the backend has been closed');
   };
@@ -510,10 +555,15 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
     },
     alloc(length) {
       check();
-      const off = inst.heap.alloc(length * 4);
-      allocated.add(off);
-      const view = new Float32Array(inst.heap.memory.buffer, off, length);
+      const heap = inst.heap;
+      const off = heap.alloc(length * 4);
+      // Keep headroom, so that calls on alloc()ed tensors (and further alloc()s) find their
+      // memory without growing it: a grow detaches every view over the old buffer, these
+      // tensors included.
+      heap.reserve(Math.min(ALLOC_HEADROOM, Math.max(length * 4 * 4, 16 * 1024 * 1024)));
+      const view = new Float32Array(heap.memory.buffer, off, length);
       view.fill(0);
+      finalizer?.register(view, { heap, off });
       return view;
     },
     close() {

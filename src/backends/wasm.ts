@@ -5,6 +5,7 @@
  * lives in wasm-core.ts (the browser entry uses that directly).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -24,6 +25,23 @@ import {
 import { createWorkerRunner, type WorkerLike } from './wasm-runner.js';
 
 export type { WasmBuild, WasmSource } from './wasm-core.js';
+
+/**
+ * A worker for the script at `file`. A .ts worker (running from source under tsx, as the tests
+ * do) gets tsx registered first: Node 20 does not run `--import` preloads in workers.
+ */
+function startWorker(file: URL): Worker {
+  if (!file.pathname.endsWith('.ts')) return new Worker(file);
+  let api: string;
+  try {
+    api = import.meta.resolve('tsx/esm/api');
+  } catch {
+    // import.meta.resolve is missing where this file was loaded through require (mocha under tsx)
+    api = pathToFileURL(createRequire(fileURLToPath(import.meta.url)).resolve('tsx/esm/api')).href;
+  }
+  const boot = `import(${JSON.stringify(api)}).then((m) => m.register()).then(() => import(${JSON.stringify(file.href)}))`;
+  return new Worker(boot, { eval: true });
+}
 
 let packageRootCache: string | undefined;
 
@@ -102,7 +120,7 @@ function nodeRunner(inst: WasmInstance) {
   return () => {
     const file = workerFile();
     if (!file) return undefined;
-    const worker = new Worker(file);
+    const worker = startWorker(file);
     const like: WorkerLike = {
       post: (msg, transfer) => worker.postMessage(msg, transfer as never),
       onMessage: (cb) => worker.on('message', cb),

@@ -1,5 +1,9 @@
 // AVX2 + FMA kernels (compiled with -mavx2 -mfma; only called when dispatch.cc has checked
 // CPUID for AVX2 and FMA and XGETBV for the OS saving YMM state).
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
 #include "../../include/attention_kernels.h"
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>

@@ -1,5 +1,9 @@
 // AVX-512 (F, BW, VL, DQ) kernels, compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq
 // -mfma; only called when dispatch.cc has checked CPUID and XGETBV (opmask + ZMM state).
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
 #include "../../include/attention_kernels.h"
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>

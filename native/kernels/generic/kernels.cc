@@ -1,5 +1,9 @@
 // Scalar ("generic") kernels: baseline flags, one float per "vector". The fallback for every
 // CPU, and the reference layout the SIMD paths mirror.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
 #include "../../include/attention_kernels.h"
 
 namespace sa {

@@ -1,4 +1,8 @@
 // NEON (AArch64 Advanced SIMD) kernels. AArch64 always has NEON with FMA.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
 #include "../../include/attention_kernels.h"
 #if defined(__aarch64__) || defined(_M_ARM64)
 #include <arm_neon.h>

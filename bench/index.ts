@@ -1,0 +1,247 @@
+/**
+ * npm run bench [-- --quick] [--shapes enc128,long2k] [--backends native,wasm,js,ort-node,ort-web,tfjs]
+ *                [--threads N] [--max-time S] [--no-memory] [--memory] [--out DIR]
+ *
+ * Every backend of ours against the peers and the machine's limits, on the shape grid of
+ * issue 5: a table on the terminal as it goes, then bench/results/latest.{json,md,svg}.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { renderChart } from './chart.js';
+import { expectedFor } from './check.js';
+import { runChild } from './child.js';
+import { measureLimits } from './limits.js';
+import { measureMemory } from './memory.js';
+import { ourInfo } from './ours.js';
+import { NODE_MODULES, RESULTS_DIR, ROOT } from './paths.js';
+import { annotateLimits, caseLine, evaluateTargets, shapeEntries, terminalSummary, writeReport } from './report.js';
+import { runCase } from './run.js';
+import { allRunners, defaultThreads, FAMILIES } from './runners.js';
+import { findShapes, GRID, makeInputs, QUICK_SHAPES, type Shape } from './shapes.js';
+import type { BenchReport, CaseResult, MemoryResult, Runner } from './types.js';
+
+export interface BenchOptions {
+  quick: boolean;
+  shapes: Shape[];
+  families: string[];
+  threads: number;
+  /** seconds of sampling per case */
+  maxTime: number;
+  minSamples: number;
+  /** shortest benchmark.js cycle in seconds (default: benchmark.js's own) */
+  minTime?: number;
+  memory: boolean;
+  memoryShape: string;
+  /** restrict the memory runs to these runner ids (default: every selected runner at 1 thread, plus native at all cores) */
+  memoryRunners?: string[];
+  limits: boolean;
+  outDir: string;
+  /** the js reference runs shapes up to this many flops */
+  jsMaxFlops: number;
+  /** probe duration (ms) */
+  probeMillis: number;
+  log: (line: string) => void;
+}
+
+const HELP = `usage: npm run bench -- [options]
+  --quick              a couple of small shapes, short runs (< 2 min)
+  --shapes a,b         shapes of the grid: ${GRID.map((s) => s.name).join(', ')}
+  --backends a,b       ${FAMILIES.join(', ')}
+  --threads N          "all cores" thread count for native and onnxruntime-node (default ${defaultThreads()})
+  --max-time S         seconds of sampling per case (default 1.5, quick 0.25)
+  --memory / --no-memory   peak-memory runs on long2k (default: on when long2k is benchmarked)
+  --out DIR            where latest.{json,md,svg} go (default bench/results)`;
+
+export function parseArgs(argv: string[], log: (l: string) => void = console.log): BenchOptions {
+  const get = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    if (i < 0) return undefined;
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
+    return v;
+  };
+  for (const a of argv) {
+    if (a.startsWith('--') && !['--quick', '--shapes', '--backends', '--threads', '--max-time', '--memory', '--no-memory', '--out', '--no-limits', '--help'].includes(a)) {
+      throw new RangeError(`unknown option ${a}\n${HELP}`);
+    }
+  }
+  const quick = argv.includes('--quick');
+  const shapeNames = get('--shapes')?.split(',').filter(Boolean) ?? (quick ? QUICK_SHAPES : GRID.map((s) => s.name));
+  const shapes = findShapes(shapeNames);
+  const families = get('--backends')?.split(',').filter(Boolean) ?? [...FAMILIES];
+  for (const f of families) if (!(FAMILIES as readonly string[]).includes(f)) throw new RangeError(`unknown backend "${f}"; known: ${FAMILIES.join(', ')}`);
+  const threadsArg = get('--threads');
+  const threads = threadsArg ? Number(threadsArg) : defaultThreads();
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`--threads must be a positive integer, got ${threadsArg}`);
+  const maxTimeArg = get('--max-time');
+  const memoryShape = 'long2k';
+  const memory = argv.includes('--memory') ? true : argv.includes('--no-memory') ? false : shapes.some((s) => s.name === memoryShape);
+  return {
+    quick,
+    shapes,
+    families,
+    threads,
+    maxTime: maxTimeArg ? Number(maxTimeArg) : quick ? 0.25 : 1.5,
+    minSamples: quick ? 3 : 5,
+    memory,
+    memoryShape,
+    limits: !argv.includes('--no-limits'),
+    outDir: path.resolve(get('--out') ?? RESULTS_DIR),
+    jsMaxFlops: 1e9,
+    probeMillis: quick ? 150 : 400,
+    log,
+  };
+}
+
+function pkgVersion(name: string): string | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(NODE_MODULES, name, 'package.json'), 'utf8')).version;
+  } catch {
+    return undefined;
+  }
+}
+
+function cpuModel(): string {
+  try {
+    const m = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    /* not Linux */
+  }
+  return os.cpus()[0]?.model ?? 'unknown CPU';
+}
+
+function cpuFlags(): string[] {
+  try {
+    const m = /flags\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    return m ? m[1].split(/\s+/).filter((f) => /^(avx|fma|sse4_2|amx)/.test(f)) : [];
+  } catch {
+    return [];
+  }
+}
+
+export async function machineInfo(threads: number): Promise<Record<string, unknown>> {
+  const packages: Record<string, string> = {};
+  const own = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
+  packages[own.name] = own.version;
+  for (const n of ['benchmark', 'onnxruntime-node', 'onnxruntime-web', '@tensorflow/tfjs', '@tensorflow/tfjs-backend-wasm', 'assemblyscript', 'tsx']) {
+    const v = pkgVersion(n);
+    if (v) packages[n] = v;
+  }
+  return {
+    cpu: cpuModel(),
+    cores: defaultThreads(),
+    cpuFlags: cpuFlags(),
+    memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.versions.node,
+    v8: process.versions.v8,
+    packages,
+    backends: await ourInfo(threads),
+  };
+}
+
+/** Runs the whole bench and returns the report (writing files when outDir is set). */
+export async function runBench(o: BenchOptions, write = true): Promise<BenchReport> {
+  const t0 = performance.now();
+  const log = o.log;
+  const runners = allRunners({ threads: o.threads, jsMaxFlops: o.jsMaxFlops }).filter((r) => o.families.includes(r.family));
+  const machine = await machineInfo(o.threads);
+  log(`simd-attention bench — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}`);
+  for (const [k, v] of Object.entries(machine.backends as Record<string, Record<string, unknown>>)) {
+    log(`  ${k}: ${v.unavailable ? `unavailable (${v.unavailable})` : `isa ${v.isa}, ${v.threads} thread(s)`}`);
+  }
+
+  const limits = o.limits ? (log('limits:'), await measureLimits({ threads: o.threads, millis: o.probeMillis, bandwidthBytes: 256 * 2 ** 20, onProgress: log })) : [];
+
+  const results: CaseResult[] = [];
+  for (const shape of o.shapes) {
+    const tRef = performance.now();
+    expectedFor(shape, makeInputs(shape));
+    log(`${shape.name}: reference check data ready (${((performance.now() - tRef) / 1e3).toFixed(1)} s)`);
+    for (const r of runners) {
+      let res: CaseResult;
+      if (r.childFlags && !r.skipReason?.(shape)) {
+        const c = await runChild(
+          { mode: 'cases', runner: r.id, shapes: [shape.name], threads: o.threads, jsMaxFlops: o.jsMaxFlops, maxTime: o.maxTime, minSamples: o.minSamples, minTime: o.minTime },
+          r.childFlags,
+          (l) => log(`    [child] ${l}`),
+        );
+        res = (c.objects[0] as CaseResult | undefined) ?? {
+          shape: shape.name,
+          runner: r.id,
+          label: r.label,
+          family: r.family,
+          kind: r.kind,
+          threads: r.threads,
+          status: 'failed',
+          reason: `child process (node ${r.childFlags.join(' ')}) exited ${c.code}: ${c.stderr.trim().split('\n').pop() ?? ''}`,
+        };
+        if (res.status === 'ok') res.note = [res.note, `node ${r.childFlags.join(' ')}`].filter(Boolean).join('; ');
+      } else {
+        res = await runCase(r, shape, { maxTime: o.maxTime, minSamples: o.minSamples, minTime: o.minTime });
+      }
+      annotateLimits([res], o.shapes, limits, (id) => runners.find((x) => x.id === id)?.limit ?? 'none');
+      results.push(res);
+      log(caseLine(res));
+    }
+  }
+
+  let memory: MemoryResult[] = [];
+  if (o.memory) {
+    log(`peak memory on ${o.memoryShape} (one call per fresh process):`);
+    const [memShape] = findShapes([o.memoryShape]);
+    const memRunners: Runner[] = runners.filter(
+      (r) => !r.skipReason?.(memShape) && (o.memoryRunners ? o.memoryRunners.includes(r.id) : r.threads === 1 || r.id === 'native-all'),
+    );
+    memory = await measureMemory(memRunners, o.memoryShape, o.threads, log);
+  }
+
+  const notes = [
+    'flops = 4·B·Hq·Sq·Sk·D per attention (+ 2·B·S·E·E per projection, four projections, for mha768); causal shapes are counted as the full square, so skipping hidden tiles shows as higher GFLOP/s.',
+    'Decoding (Sq = 1) is limited by memory: its figure is GB/s of K and V read once, against the read bandwidth at the same thread count.',
+    'onnxruntime-node runs with intraOpNumThreads = the thread count shown, interOpNumThreads = 1, graphOptimizationLevel all; onnxruntime-web and tfjs-backend-wasm run single-threaded in this Node process from their local .wasm files.',
+    'ONNX models are built in code (bench/peers/onnx-proto.ts); inputs are converted to each peer\'s layout once, before timing.',
+    'Outputs are checked once per shape against the float64 reference on query heads 0 and H-1 of the full shape (heads are independent, so that is exact); mha768 is checked whole.',
+    `The js reference backend runs shapes up to ${(o.jsMaxFlops / 1e9).toFixed(1)} GFLOP only.`,
+  ];
+
+  const report: BenchReport = {
+    schema: 1,
+    date: new Date().toISOString(),
+    command: `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
+    options: { quick: o.quick, shapes: o.shapes.map((s) => s.name), backends: o.families, threads: o.threads, maxTime: o.maxTime, minSamples: o.minSamples },
+    machine,
+    notes,
+    limits,
+    shapes: shapeEntries(o.shapes),
+    results,
+    memory,
+    targets: evaluateTargets(results, o.threads).filter((t) => o.shapes.some((s) => t.what.startsWith(s.name + ':'))),
+    durationSeconds: 0,
+  };
+  report.durationSeconds = (performance.now() - t0) / 1e3;
+  log(terminalSummary(report));
+  if (write) {
+    const files = writeReport(o.outDir, report, renderChart(report));
+    log(`\nwrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')} in ${report.durationSeconds.toFixed(0)} s`);
+  }
+  return report;
+}
+
+const isMain = process.argv[1] && path.resolve(process.argv[1]).replace(/\.ts$/, '') === path.resolve(path.dirname(new URL(import.meta.url).pathname), 'index');
+if (isMain) {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help')) {
+    console.log(HELP);
+  } else {
+    runBench(parseArgs(argv)).then(
+      () => process.exit(0),
+      (e: Error) => {
+        console.error(e.stack ?? e);
+        process.exit(1);
+      },
+    );
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * Turns measured cases into the report: fractions of the limits, the targets of issues 3 and 4,
+ * the terminal lines and tables, bench/results/latest.json and latest.md.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, flops, isBandwidthBound, kvBytes, type Shape } from './shapes.js';
+import type { BenchReport, CaseResult, LimitResult, MemoryResult, TargetResult } from './types.js';
+
+export function limitValue(limits: LimitResult[], key: string): LimitResult | undefined {
+  const l = limits.find((x) => x.key === key);
+  return l && l.status === 'ok' ? l : undefined;
+}
+
+/** Attaches to each measured case the limit it is compared with and the fraction reached. */
+export function annotateLimits(results: CaseResult[], shapes: Shape[], limits: LimitResult[], runnerLimit: (id: string) => string): void {
+  for (const r of results) {
+    if (r.status !== 'ok') continue;
+    const shape = shapes.find((s) => s.name === r.shape);
+    if (!shape) continue;
+    if (isBandwidthBound(shape) && r.gbs !== undefined) {
+      const l = limitValue(limits, r.threads === 1 ? 'bw1' : 'bwAll');
+      if (l?.value) r.limit = { name: l.label, value: l.value, unit: 'GB/s', fraction: r.gbs / l.value };
+    } else if (r.gflops !== undefined) {
+      const key = runnerLimit(r.runner);
+      const l = limitValue(limits, key);
+      if (l?.value) r.limit = { name: l.label, value: l.value, unit: 'GFLOP/s', fraction: r.gflops / l.value };
+    }
+  }
+}
+
+function find(results: CaseResult[], shape: string, runner: string): CaseResult | undefined {
+  return results.find((r) => r.shape === shape && r.runner === runner);
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+
+/** The performance targets of issue 3 (native) and issue 4 (wasm), evaluated on this run. */
+export function evaluateTargets(results: CaseResult[], threads: number): TargetResult[] {
+  const out: TargetResult[] = [];
+  const ratio = (issue: number, shape: string, ours: string, peer: string, min: number, what: string) => {
+    const a = find(results, shape, ours);
+    const b = find(results, shape, peer);
+    const t: TargetResult = { issue, what: `${shape}: ${what}`, target: `≥ ${min.toFixed(2)}×` };
+    if (a?.status !== 'ok' || b?.status !== 'ok') {
+      t.reason = [a, b]
+        .map((x, i) => (x?.status === 'ok' ? null : `${i === 0 ? ours : peer}: ${x ? `${x.status}${x.reason ? ` (${x.reason})` : ''}` : 'not run'}`))
+        .filter(Boolean)
+        .join('; ');
+    } else {
+      const r = b.median! / a.median!;
+      t.measured = `${r.toFixed(2)}× (${(a.median! * 1e3).toFixed(2)} vs ${(b.median! * 1e3).toFixed(2)} ms)`;
+      t.met = r >= min;
+    }
+    out.push(t);
+  };
+  const frac = (issue: number, shape: string, ours: string, min: number, what: string) => {
+    const a = find(results, shape, ours);
+    const t: TargetResult = { issue, what: `${shape}: ${what}`, target: `≥ ${pct(min)}` };
+    if (a?.status !== 'ok') t.reason = `${ours}: ${a ? `${a.status}${a.reason ? ` (${a.reason})` : ''}` : 'not run'}`;
+    else if (!a.limit) t.reason = 'limit not measured';
+    else {
+      t.measured = `${pct(a.limit.fraction)} (${(a.gbs ?? a.gflops)!.toFixed(1)} of ${a.limit.value.toFixed(1)} ${a.limit.unit})`;
+      t.met = a.limit.fraction >= min;
+    }
+    out.push(t);
+  };
+  const N = threads;
+  const tn = N > 1 ? [1, N] : [1];
+  const id = (base: string, t: number) => `${base}-${t === 1 ? '1' : 'all'}`;
+  for (const t of tn) ratio(3, 'long2k', id('native', t), id('ort-node-mha', t), 1.0, `native ×${t} vs ort-node MultiHeadAttention ×${t}`);
+  frac(3, 'long2k', 'native-1', 0.85, 'native ×1 fraction of FMA peak (1 thread)');
+  for (const t of tn) ratio(3, 'enc512', id('native', t), id('ort-node-mha', t), 1.25, `native ×${t} vs ort-node MultiHeadAttention ×${t}`);
+  for (const t of tn) ratio(3, 'enc128', id('native', t), id('ort-node-mha', t), 1.3, `native ×${t} vs ort-node MultiHeadAttention ×${t}`);
+  for (const t of tn) ratio(3, 'causal1k', id('native', t), id('ort-node-graph', t), 1.8, `native ×${t} vs ort-node MatMul/Softmax graph + mask ×${t}`);
+  frac(3, 'decode4k', N > 1 ? 'native-all' : 'native-1', 0.75, `native ×${N} K+V read speed, fraction of read bandwidth (${N} threads)`);
+  for (const t of tn) ratio(3, 'mha768', id('native', t), id('ort-node-mha', t), 1.0, `native ×${t} vs ort-node MatMul + MultiHeadAttention ×${t}`);
+  frac(3, 'mha768', 'native-1', 0.85, 'native ×1 fraction of FMA peak (1 thread)');
+  for (const s of ['enc512', 'long2k']) ratio(4, s, 'wasm', 'ort-web-mha', 1.3, 'wasm simd128 vs ort-web MultiHeadAttention (1 thread)');
+  ratio(4, 'causal1k', 'wasm', 'ort-web-graph', 1.3, 'wasm simd128 vs ort-web MatMul/Softmax graph + mask (1 thread)');
+  frac(4, 'long2k', 'wasm', 0.75, 'wasm simd128 fraction of the f32x4 mul+add peak');
+  frac(4, 'long2k', 'wasm-relaxed', 0.7, 'wasm relaxed fraction of the relaxed_madd peak');
+  return out;
+}
+
+// ---- terminal ----------------------------------------------------------------------------------
+
+export function fmtMs(s?: number): string {
+  if (s === undefined) return '';
+  const ms = s * 1e3;
+  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3);
+}
+
+function fmtErr(r: CaseResult): string {
+  if (!r.check) return '';
+  return Number.isNaN(r.check.maxAbsErr) ? 'NaN' : r.check.maxAbsErr.toExponential(1);
+}
+
+/** One progress line per finished case. */
+export function caseLine(r: CaseResult): string {
+  const head = `  ${r.shape.padEnd(9)} ${r.label.padEnd(22)}`;
+  if (r.status === 'ok') {
+    const spread = `[${fmtMs(r.q1)}–${fmtMs(r.q3)}]`;
+    const speed = r.gbs !== undefined ? `${r.gbs.toFixed(1).padStart(6)} GB/s` : `${r.gflops!.toFixed(1).padStart(6)} GFLOP/s`;
+    const lim = r.limit ? `${pct(r.limit.fraction).padStart(4)} of limit` : '';
+    return `${head} ${fmtMs(r.median).padStart(8)} ms ${spread.padEnd(17)} ${speed} ${lim.padEnd(14)} err ${fmtErr(r)}  (${r.samples} samples)`;
+  }
+  const tag = r.status === 'wrong' ? 'WRONG' : r.status;
+  const reason = r.reason ?? '';
+  return `${head} ${tag}: ${reason.length > 150 ? reason.slice(0, 147) + '...' : reason}`;
+}
+
+function table(headers: string[], rows: string[][], align: Array<'l' | 'r'>): string {
+  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (align[i] === 'r' ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ');
+  return [fmt(headers), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(fmt)].join('\n');
+}
+
+function caseCells(r: CaseResult, bw: boolean): string[] {
+  if (r.status !== 'ok') return [r.label, r.status === 'wrong' ? 'WRONG' : r.status, '', '', '', fmtErr(r)];
+  return [
+    r.label,
+    fmtMs(r.median),
+    `${fmtMs(r.q1)}–${fmtMs(r.q3)}`,
+    bw ? `${r.gbs!.toFixed(1)} GB/s` : r.gflops!.toFixed(1),
+    r.limit ? pct(r.limit.fraction) : '',
+    fmtErr(r),
+  ];
+}
+
+export function terminalSummary(report: BenchReport): string {
+  const lines: string[] = [];
+  for (const s of report.shapes) {
+    const rows = report.results.filter((r) => r.shape === s.name && r.status !== 'skipped');
+    if (rows.length === 0) continue;
+    const bw = s.kvBytes > 0 && report.results.some((r) => r.shape === s.name && r.gbs !== undefined);
+    lines.push(`\n${s.name}  (${s.description}; ${(s.flops / 1e9).toFixed(2)} GFLOP)`);
+    lines.push(
+      table(['backend', 'median ms', 'IQR ms', bw ? 'K+V read' : 'GFLOP/s', '% limit', 'max err'], rows.map((r) => caseCells(r, bw)), [
+        'l',
+        'r',
+        'r',
+        'r',
+        'r',
+        'r',
+      ]),
+    );
+  }
+  const t = report.targets.filter((x) => x.measured || x.reason);
+  if (t.length) {
+    lines.push('\nTargets (issues 3 and 4)');
+    lines.push(
+      table(
+        ['issue', 'what', 'target', 'measured', 'met'],
+        t.map((x) => [`#${x.issue}`, x.what, x.target, x.measured ?? `n/a: ${x.reason}`.slice(0, 70), x.met === undefined ? '' : x.met ? 'yes' : 'NO']),
+        ['l', 'l', 'l', 'l', 'l'],
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+// ---- markdown ----------------------------------------------------------------------------------
+
+function mdTable(headers: string[], rows: string[][], align?: Array<'l' | 'r'>): string {
+  const a = align ?? headers.map(() => 'l');
+  return [
+    `| ${headers.join(' | ')} |`,
+    `|${a.map((x) => (x === 'r' ? '---:' : ':---')).join('|')}|`,
+    ...rows.map((r) => `| ${r.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`),
+  ].join('\n');
+}
+
+export function markdown(report: BenchReport): string {
+  const m = report.machine as Record<string, unknown>;
+  const out: string[] = [];
+  out.push(`# simd-attention benchmark`);
+  out.push('');
+  out.push(`${report.date} · \`${report.command}\` · ${report.durationSeconds.toFixed(0)} s`);
+  out.push('');
+  out.push(`**Machine:** ${m.cpu} · ${m.cores} cores · Node ${m.node} (V8 ${m.v8}) · ${m.os}`);
+  const pk = m.packages as Record<string, string> | undefined;
+  if (pk) out.push(`**Packages:** ${Object.entries(pk).map(([k, v]) => `${k} ${v}`).join(' · ')}`);
+  out.push('');
+  out.push(
+    'Median time per call (benchmark.js samples), interquartile range, GFLOP/s with flops = 4·B·Hq·Sq·Sk·D ' +
+      '(+ 2·S·E·E per projection for the multi-head block; **causal shapes are counted as the full square**), ' +
+      'GB/s of K and V read for decoding, and each figure as a fraction of its limit: native and onnxruntime-node ' +
+      'against the FMA peak at the same thread count, wasm / onnxruntime-web / tfjs against the WASM peak, decoding ' +
+      'against the read bandwidth. Every output is checked against the float64 reference before it is timed; a wrong one ' +
+      'is marked WRONG and not timed.',
+  );
+  out.push('');
+  out.push('## Limits');
+  out.push('');
+  out.push(
+    mdTable(
+      ['limit', 'value', 'how'],
+      report.limits.map((l) => [l.label, l.status === 'ok' ? `${l.value!.toFixed(1)} ${l.unit}` : `${l.status}`, l.status === 'ok' ? l.detail ?? '' : l.reason ?? '']),
+      ['l', 'r', 'l'],
+    ),
+  );
+  for (const s of report.shapes) {
+    const rows = report.results.filter((r) => r.shape === s.name);
+    if (rows.length === 0) continue;
+    const bw = rows.some((r) => r.gbs !== undefined);
+    out.push('');
+    out.push(`## ${s.name}`);
+    out.push('');
+    out.push(`${s.description} — ${(s.flops / 1e9).toFixed(3)} GFLOP${s.kvBytes ? `, K+V ${(s.kvBytes / 2 ** 20).toFixed(0)} MiB` : ''}`);
+    out.push('');
+    out.push(
+      mdTable(
+        ['backend', 'median ms', 'IQR ms', 'GFLOP/s', ...(bw ? ['K+V GB/s'] : []), '% of limit', 'max abs err', 'notes'],
+        rows.map((r) =>
+          r.status === 'ok'
+            ? [
+                r.label,
+                fmtMs(r.median),
+                `${fmtMs(r.q1)}–${fmtMs(r.q3)}`,
+                r.gflops!.toFixed(1),
+                ...(bw ? [r.gbs?.toFixed(1) ?? ''] : []),
+                r.limit ? `${pct(r.limit.fraction)} of ${r.limit.value.toFixed(0)} ${r.limit.unit}` : '',
+                fmtErr(r),
+                r.note ?? '',
+              ]
+            : [r.label, r.status === 'wrong' ? '**WRONG**' : r.status, '', '', ...(bw ? [''] : []), '', fmtErr(r), r.reason ?? ''],
+        ),
+        ['l', 'r', 'r', 'r', ...(bw ? ['r' as const] : []), 'r', 'r', 'l'],
+      ),
+    );
+  }
+  if (report.targets.length) {
+    out.push('');
+    out.push('## Targets (issues 3 and 4)');
+    out.push('');
+    out.push(
+      mdTable(
+        ['issue', 'what', 'target', 'measured', 'met'],
+        report.targets.map((t) => [`#${t.issue}`, t.what, t.target, t.measured ?? `n/a — ${t.reason ?? ''}`, t.met === undefined ? '' : t.met ? 'yes' : '**no**']),
+      ),
+    );
+  }
+  if (report.memory.length) {
+    out.push('');
+    out.push(`## Peak memory (${report.memory[0].shape}, one call in a fresh process)`);
+    out.push('');
+    const sc = report.memory.find((x) => x.scoresMiB)?.scoresMiB;
+    if (sc) out.push(`The full score matrix B·H·S² would take ${sc.toFixed(0)} MiB.`);
+    out.push('');
+    out.push(
+      mdTable(
+        ['backend', 'maxRSS before call MiB', 'maxRSS after call MiB', 'added by the call MiB'],
+        report.memory.map((x) =>
+          x.status === 'ok'
+            ? [x.label, x.baselineMiB!.toFixed(0), x.peakMiB!.toFixed(0), x.deltaMiB!.toFixed(1)]
+            : [x.label, x.status, '', x.reason ?? ''],
+        ),
+        ['l', 'r', 'r', 'r'],
+      ),
+    );
+  }
+  if (report.notes.length) {
+    out.push('');
+    out.push('## Notes');
+    out.push('');
+    for (const n of report.notes) out.push(`- ${n}`);
+  }
+  out.push('');
+  return out.join('\n');
+}
+
+export function shapeEntries(shapes: Shape[]): BenchReport['shapes'] {
+  return shapes.map((s) => ({
+    name: s.name,
+    description: describe(s),
+    flops: flops(s),
+    kvBytes: isBandwidthBound(s) ? kvBytes(s) : 0,
+    causal: s.kind === 'attention' && s.causal,
+  }));
+}
+
+export function writeReport(dir: string, report: BenchReport, svg: string): string[] {
+  fs.mkdirSync(dir, { recursive: true });
+  const files = [
+    [path.join(dir, 'latest.json'), JSON.stringify(report, null, 2) + '\n'],
+    [path.join(dir, 'latest.md'), markdown(report)],
+    [path.join(dir, 'latest.svg'), svg],
+  ] as const;
+  for (const [f, text] of files) fs.writeFileSync(f, text);
+  return files.map(([f]) => f);
+}

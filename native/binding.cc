@@ -1,0 +1,669 @@
+// The only file that knows Node-API. Reads the (already validated) arguments of
+// src/backend.ts, checks every size again against the typed arrays it was given (the last line
+// of defence against out-of-bounds access), and calls the Node-free kernels.
+//
+// - Zero copy: Float32Array inputs and outputs are used in place.
+// - Async: Napi::AsyncWorker; the worker thread touches no JS, holds references to every typed
+//   array it reads or writes until it completes, and reports errors as data (sharp's pattern).
+// - Errors: every failure becomes a JS Error/TypeError/RangeError with a `code` (ERR_ATTN_*).
+#include <napi.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "include/attention_kernels.h"
+#include "multihead.h"
+#include "probe/probe.h"
+#include "thread_pool.h"
+
+#ifndef SIMD_ATTENTION_VERSION
+#define SIMD_ATTENTION_VERSION "0.1.0"
+#endif
+
+namespace {
+
+using sa::AttnParams;
+using sa::KernelTable;
+using sa::MatmulParams;
+using sa::SoftmaxParams;
+
+enum class Kind { Error, Type, Range };
+
+Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string& msg, Kind kind = Kind::Error) {
+  Napi::Error e = kind == Kind::Type    ? Napi::TypeError::New(env, msg)
+                  : kind == Kind::Range ? Napi::RangeError::New(env, msg)
+                                        : Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+[[noreturn]] void Throw(Napi::Env env, const std::string& code, const std::string& msg, Kind kind = Kind::Error) {
+  throw MakeError(env, code, msg, kind);
+}
+
+// Runs body and turns every C++ failure into a JS exception with a code.
+template <typename F>
+Napi::Value Guard(Napi::Env env, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    Throw(env, "ERR_ATTN_ALLOC", "simd-attention native: out of memory");
+  } catch (const std::exception& e) {
+    Throw(env, "ERR_ATTN_NATIVE", std::string("simd-attention native: ") + e.what());
+  } catch (...) {
+    Throw(env, "ERR_ATTN_NATIVE", "simd-attention native: unknown failure");
+  }
+}
+
+void CheckStatus(Napi::Env env, int st, const char* what) {
+  if (st == sa::kOk) return;
+  if (st == sa::kErrAlloc) Throw(env, "ERR_ATTN_ALLOC", std::string(what) + ": out of memory");
+  Throw(env, "ERR_ATTN_SHAPE", std::string(what) + ": the kernel refused its arguments", Kind::Range);
+}
+
+// ---- argument readers ------------------------------------------------------------------------
+
+struct Reader {
+  Napi::Env env;
+  Napi::Object obj;
+  const char* ctx;
+  std::vector<Napi::Object>* keep;  // typed arrays to hold alive (async)
+
+  std::string Name(const char* n) const { return std::string(ctx) + "." + n; }
+
+  Napi::Value Get(const char* n) const { return obj.Get(n); }
+
+  int64_t Int(const char* n, int64_t lo, int64_t hi) const {
+    Napi::Value v = Get(n);
+    if (!v.IsNumber()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected an integer, got " + TypeName(v), Kind::Type);
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || d != std::floor(d) || d < (double)lo || d > (double)hi)
+      Throw(env, "ERR_ATTN_SHAPE", Name(n) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(d), Kind::Range);
+    return (int64_t)d;
+  }
+  int64_t IntOr(const char* n, int64_t dflt, int64_t lo, int64_t hi) const {
+    Napi::Value v = Get(n);
+    if (v.IsUndefined() || v.IsNull()) return dflt;
+    return Int(n, lo, hi);
+  }
+  double Num(const char* n) const {
+    Napi::Value v = Get(n);
+    if (!v.IsNumber()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected a number, got " + TypeName(v), Kind::Type);
+    return v.As<Napi::Number>().DoubleValue();
+  }
+  bool Bool(const char* n) const {
+    Napi::Value v = Get(n);
+    if (v.IsUndefined() || v.IsNull()) return false;
+    if (!v.IsBoolean()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected a boolean, got " + TypeName(v), Kind::Type);
+    return v.As<Napi::Boolean>().Value();
+  }
+  template <typename E>
+  E* Array(const char* n, napi_typedarray_type type, const char* tname, size_t* len, bool optional) const {
+    Napi::Value v = Get(n);
+    if (optional && (v.IsUndefined() || v.IsNull())) {
+      *len = 0;
+      return nullptr;
+    }
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+      Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected a " + tname + ", got " + TypeName(v), Kind::Type);
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    *len = ta.ElementLength();
+    if (keep) keep->push_back(ta);
+    Napi::ArrayBuffer ab = ta.ArrayBuffer();
+    if (*len == 0) return reinterpret_cast<E*>(alignof(E));  // never dereferenced
+    return reinterpret_cast<E*>(static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset());
+  }
+  float* F32(const char* n, size_t* len, bool optional = false) const {
+    return Array<float>(n, napi_float32_array, "Float32Array", len, optional);
+  }
+  Reader Sub(const char* n) const {
+    Napi::Value v = Get(n);
+    if (!v.IsObject()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected an object, got " + TypeName(v), Kind::Type);
+    return Reader{env, v.As<Napi::Object>(), ctx, keep};
+  }
+  static std::string TypeName(const Napi::Value& v) {
+    if (v.IsUndefined()) return "undefined";
+    if (v.IsNull()) return "null";
+    if (v.IsNumber()) return "number";
+    if (v.IsBoolean()) return "boolean";
+    if (v.IsString()) return "string";
+    if (v.IsTypedArray()) {
+      switch (v.As<Napi::TypedArray>().TypedArrayType()) {
+        case napi_float32_array: return "Float32Array";
+        case napi_uint8_array: return "Uint8Array";
+        case napi_int32_array: return "Int32Array";
+        case napi_float64_array: return "Float64Array";
+        default: return "another TypedArray";
+      }
+    }
+    if (v.IsArray()) return "Array";
+    if (v.IsFunction()) return "function";
+    return "object";
+  }
+};
+
+constexpr int64_t kMaxDim = (int64_t)1 << 40;
+constexpr int64_t kMaxStride = (int64_t)1 << 50;
+
+// Elements needed by a tensor with these counts and strides: 1 + sum (n_i - 1) * s_i (0 if any
+// count is 0). __int128 so that no product can overflow.
+__int128 Needed(std::initializer_list<std::pair<int64_t, int64_t>> dims) {
+  __int128 need = 1;
+  for (auto& d : dims) {
+    if (d.first == 0) return 0;
+    need += (__int128)(d.first - 1) * d.second;
+  }
+  return need;
+}
+
+void CheckLen(Napi::Env env, const std::string& name, size_t len, __int128 need) {
+  if ((__int128)len < need)
+    Throw(env, "ERR_ATTN_SHAPE",
+          name + ": expected at least " + std::to_string((long long)need) + " elements for the given shape and strides, got " + std::to_string(len),
+          Kind::Range);
+}
+
+void ReadMask(const Reader& r, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int* kind, const void** data, int64_t* s) {
+  Napi::Value mv = r.Get("mask");
+  *kind = sa::kMaskNone;
+  *data = nullptr;
+  s[0] = s[1] = s[2] = s[3] = 0;
+  if (mv.IsUndefined() || mv.IsNull()) return;
+  Reader m = r.Sub("mask");
+  m.ctx = "mask";
+  Napi::Value kv = m.Get("kind");
+  std::string k = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : "";
+  size_t len = 0;
+  if (k == "additive") {
+    *data = m.F32("data", &len);
+    *kind = sa::kMaskAdditive;
+  } else if (k == "boolean") {
+    *data = m.Array<uint8_t>("data", napi_uint8_array, "Uint8Array", &len, false);
+    *kind = sa::kMaskBoolean;
+  } else {
+    Throw(r.env, "ERR_ATTN_MASK", "mask.kind: expected 'additive' or 'boolean', got " + Reader::TypeName(kv), Kind::Type);
+  }
+  s[0] = m.Int("strideB", 0, kMaxStride);
+  s[1] = m.Int("strideH", 0, kMaxStride);
+  s[2] = m.Int("strideQ", 0, kMaxStride);
+  s[3] = m.Int("strideK", 0, kMaxStride);
+  CheckLen(r.env, "mask.data", len, Needed({{B, s[0]}, {H, s[1]}, {Sq, s[2]}, {Sk, s[3]}}));
+}
+
+const int32_t* ReadKeyLengths(const Reader& r, int64_t B, int64_t Sk) {
+  size_t len = 0;
+  const int32_t* kl = r.Array<int32_t>("keyLengths", napi_int32_array, "Int32Array", &len, true);
+  if (!kl) return nullptr;
+  if ((int64_t)len < B)
+    Throw(r.env, "ERR_ATTN_SHAPE", "keyLengths: expected " + std::to_string(B) + " entries, got " + std::to_string(len), Kind::Range);
+  for (int64_t b = 0; b < B; ++b)
+    if (kl[b] < 0 || kl[b] > Sk)
+      Throw(r.env, "ERR_ATTN_SHAPE", "keyLengths[" + std::to_string(b) + "]: expected a value in [0, " + std::to_string(Sk) + "], got " + std::to_string(kl[b]), Kind::Range);
+  return kl;
+}
+
+void ReadStrides(const Reader& r, const char* n, int64_t* sb, int64_t* sh, int64_t* ss) {
+  Reader s = r.Sub(n);
+  std::string ctx = std::string("args.") + n;
+  s.ctx = n;
+  *sb = s.Int("b", 0, kMaxStride);
+  *sh = s.Int("h", 0, kMaxStride);
+  *ss = s.Int("s", 0, kMaxStride);
+}
+
+AttnParams ReadAttention(Napi::Env env, Napi::Object o, std::vector<Napi::Object>* keep, int* threads) {
+  Reader r{env, o, "args", keep};
+  AttnParams p{};
+  size_t lq, lk, lv, lo, lw;
+  p.batch = r.Int("batch", 0, kMaxDim);
+  p.heads = r.Int("numHeads", 1, kMaxDim);
+  p.kv_heads = r.Int("numKvHeads", 1, kMaxDim);
+  p.seq_q = r.Int("seqQ", 0, kMaxDim);
+  p.seq_k = r.Int("seqK", 0, kMaxDim);
+  p.head_dim = r.Int("headDim", 0, kMaxDim);
+  p.head_dim_v = r.Int("headDimV", 0, kMaxDim);
+  if (p.heads % p.kv_heads != 0)
+    Throw(env, "ERR_ATTN_SHAPE", "args.numHeads: expected a multiple of numKvHeads (" + std::to_string(p.kv_heads) + "), got " + std::to_string(p.heads), Kind::Range);
+  p.q = r.F32("q", &lq);
+  p.k = r.F32("k", &lk);
+  p.v = r.F32("v", &lv);
+  p.out = r.F32("out", &lo);
+  p.weights = r.F32("weights", &lw, true);
+  ReadStrides(r, "qStrides", &p.q_sb, &p.q_sh, &p.q_ss);
+  ReadStrides(r, "kStrides", &p.k_sb, &p.k_sh, &p.k_ss);
+  ReadStrides(r, "vStrides", &p.v_sb, &p.v_sh, &p.v_ss);
+  ReadStrides(r, "oStrides", &p.o_sb, &p.o_sh, &p.o_ss);
+  CheckLen(env, "args.q", lq, Needed({{p.batch, p.q_sb}, {p.heads, p.q_sh}, {p.seq_q, p.q_ss}, {p.head_dim, 1}}));
+  CheckLen(env, "args.k", lk, Needed({{p.batch, p.k_sb}, {p.kv_heads, p.k_sh}, {p.seq_k, p.k_ss}, {p.head_dim, 1}}));
+  CheckLen(env, "args.v", lv, Needed({{p.batch, p.v_sb}, {p.kv_heads, p.v_sh}, {p.seq_k, p.v_ss}, {p.head_dim_v, 1}}));
+  CheckLen(env, "args.out", lo, Needed({{p.batch, p.o_sb}, {p.heads, p.o_sh}, {p.seq_q, p.o_ss}, {p.head_dim_v, 1}}));
+  if (p.weights) CheckLen(env, "args.weights", lw, (__int128)p.batch * p.heads * p.seq_q * p.seq_k);
+  p.scale = (float)r.Num("scale");
+  p.causal = r.Bool("causal");
+  int64_t ms[4];
+  ReadMask(r, p.batch, p.heads, p.seq_q, p.seq_k, &p.mask_kind, &p.mask, ms);
+  p.m_sb = ms[0]; p.m_sh = ms[1]; p.m_sq = ms[2]; p.m_sk = ms[3];
+  p.key_lengths = ReadKeyLengths(r, p.batch, p.seq_k);
+  *threads = (int)r.IntOr("threads", 0, 0, 1 << 20);
+  return p;
+}
+
+MatmulParams ReadMatmul(Napi::Env env, Napi::Object o, int* threads) {
+  Reader r{env, o, "args", nullptr};
+  MatmulParams p{};
+  size_t la, lb, lc, lbias;
+  p.batch = r.Int("batch", 0, kMaxDim);
+  p.m = r.Int("m", 0, kMaxDim);
+  p.n = r.Int("n", 0, kMaxDim);
+  p.k = r.Int("k", 0, kMaxDim);
+  p.stride_a = r.Int("strideA", 0, kMaxStride);
+  p.stride_b = r.Int("strideB", 0, kMaxStride);
+  p.transpose_b = r.Bool("transposeB");
+  p.a = r.F32("a", &la);
+  p.b = r.F32("b", &lb);
+  p.c = r.F32("out", &lc);
+  p.bias = r.F32("bias", &lbias, true);
+  p.lda = p.k;
+  p.ldc = p.n;
+  auto need = [](int64_t batch, int64_t stride, int64_t elems) -> __int128 {
+    return (batch == 0 || elems == 0) ? 0 : (__int128)(batch - 1) * stride + elems;
+  };
+  CheckLen(env, "args.a", la, need(p.batch, p.stride_a, p.m * p.k));
+  CheckLen(env, "args.b", lb, need(p.batch, p.stride_b, p.k * p.n));
+  CheckLen(env, "args.out", lc, (__int128)p.batch * p.m * p.n);
+  if (p.bias) CheckLen(env, "args.bias", lbias, p.n);
+  *threads = (int)r.IntOr("threads", 0, 0, 1 << 20);
+  return p;
+}
+
+// ---- engine ------------------------------------------------------------------------------------
+
+struct Core {
+  const KernelTable* kt;
+  sa::ThreadPool pool;
+  Core(const KernelTable* t, int threads) : kt(t), pool(threads) {}
+};
+
+// Runs fn with the pool limited to `threads` (0 = all).
+template <typename F>
+int WithPool(Core& core, int threads, F&& fn) {
+  if (threads > 0 && threads < core.pool.workers()) {
+    sa::LimitedParallel lp(core.pool, threads);
+    return fn((sa::Parallel&)lp);
+  }
+  return fn((sa::Parallel&)core.pool);
+}
+
+// Computes off the JS thread; resolves/rejects a promise. Holds the typed arrays alive.
+class KernelWorker : public Napi::AsyncWorker {
+ public:
+  using Job = std::function<int()>;
+  KernelWorker(Napi::Env env, std::shared_ptr<void> keep_native, std::vector<Napi::Object>& arrays, Job job)
+      : Napi::AsyncWorker(env, "simd-attention"), deferred_(Napi::Promise::Deferred::New(env)), keep_native_(std::move(keep_native)), job_(std::move(job)) {
+    for (auto& a : arrays) refs_.push_back(Napi::Persistent(a));
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      int st = job_();
+      if (st == sa::kErrAlloc) Fail("ERR_ATTN_ALLOC", "out of memory");
+      else if (st != sa::kOk) Fail("ERR_ATTN_SHAPE", "the kernel refused its arguments");
+    } catch (const std::bad_alloc&) {
+      Fail("ERR_ATTN_ALLOC", "out of memory");
+    } catch (const std::exception& e) {
+      Fail("ERR_ATTN_NATIVE", e.what());
+    } catch (...) {
+      Fail("ERR_ATTN_NATIVE", "unknown failure");
+    }
+  }
+  void OnOK() override {
+    Release();
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error&) override {
+    Release();
+    Napi::Env env = Env();
+    deferred_.Reject(MakeError(env, code_, "simd-attention native: " + msg_).Value());
+  }
+
+ private:
+  void Fail(const char* code, const std::string& msg) {
+    code_ = code;
+    msg_ = msg;
+    SetError(msg);
+  }
+  void Release() {
+    for (auto& r : refs_) r.Reset();
+    refs_.clear();
+    keep_native_.reset();
+  }
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> refs_;
+  std::shared_ptr<void> keep_native_;
+  Job job_;
+  std::string code_ = "ERR_ATTN_NATIVE", msg_;
+};
+
+class Engine;
+
+class MultiHead : public Napi::ObjectWrap<MultiHead> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeMultiHead",
+                       {InstanceMethod<&MultiHead::Forward>("forward"), InstanceMethod<&MultiHead::ForwardAsync>("forwardAsync"),
+                        InstanceMethod<&MultiHead::Dispose>("dispose"), InstanceAccessor<&MultiHead::Disposed>("disposed")});
+  }
+  MultiHead(const Napi::CallbackInfo& info);
+  ~MultiHead() override { weights_.reset(); }
+  void Finalize(Napi::Env env) override {
+    if (adjusted_) {
+      Napi::MemoryManagement::AdjustExternalMemory(env, -adjusted_);
+      adjusted_ = 0;
+    }
+  }
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info) { return Run(info, false); }
+  Napi::Value ForwardAsync(const Napi::CallbackInfo& info) { return Run(info, true); }
+  Napi::Value Run(const Napi::CallbackInfo& info, bool async);
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    weights_.reset();
+    if (adjusted_) {
+      Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -adjusted_);
+      adjusted_ = 0;
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !weights_); }
+
+  std::shared_ptr<Core> core_;
+  std::shared_ptr<sa::MultiHeadWeights> weights_;
+  int threads_ = 0;
+  int64_t adjusted_ = 0;
+};
+
+struct AddonData {
+  Napi::FunctionReference engine_ctor;
+  Napi::FunctionReference multihead_ctor;
+};
+
+class Engine : public Napi::ObjectWrap<Engine> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeEngine",
+                       {InstanceMethod<&Engine::Attention>("attention"), InstanceMethod<&Engine::AttentionAsync>("attentionAsync"),
+                        InstanceMethod<&Engine::Matmul>("matmul"), InstanceMethod<&Engine::Softmax>("softmax"),
+                        InstanceMethod<&Engine::CreateMultiHead>("createMultiHead"), InstanceMethod<&Engine::Close>("close"),
+                        InstanceAccessor<&Engine::Isa>("isa"), InstanceAccessor<&Engine::Threads>("threads")});
+  }
+  Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
+    Napi::Env env = info.Env();
+    Guard(env, [&]() -> Napi::Value {
+      if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
+        Throw(env, "ERR_ATTN_TYPE", "createEngine(isa: string, threads: number)", Kind::Type);
+      std::string isa = info[0].As<Napi::String>().Utf8Value();
+      double th = info[1].As<Napi::Number>().DoubleValue();
+      if (!(th >= 1 && th <= 1024)) Throw(env, "ERR_ATTN_SHAPE", "threads: expected 1..1024, got " + std::to_string(th), Kind::Range);
+      const KernelTable* kt = sa::kernels_for(isa.c_str());
+      if (!kt) {
+        const char* isas[8];
+        int n = sa::supported_isas(isas, 8);
+        std::string list;
+        for (int i = 0; i < n; ++i) list += (i ? ", " : "") + std::string(isas[i]);
+        Throw(env, "ERR_ATTN_ISA", "ISA '" + isa + "' is not supported by this CPU/OS or this build (supported: " + list + ")");
+      }
+      core_ = std::make_shared<Core>(kt, (int)th);
+      return env.Undefined();
+    });
+  }
+  std::shared_ptr<Core> core(Napi::Env env) const {
+    if (!core_) Throw(env, "ERR_ATTN_DISPOSED", "the native backend was closed");
+    return core_;
+  }
+
+ private:
+  Napi::Value Isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), core_ ? core_->kt->name : "closed"); }
+  Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_ ? core_->pool.workers() : 0); }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    core_.reset();
+    return info.Env().Undefined();
+  }
+  static Napi::Object ArgObject(const Napi::CallbackInfo& info, const char* fn) {
+    if (info.Length() < 1 || !info[0].IsObject())
+      Throw(info.Env(), "ERR_ATTN_TYPE", std::string(fn) + ": expected an arguments object", Kind::Type);
+    return info[0].As<Napi::Object>();
+  }
+  Napi::Value Attention(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, [&]() -> Napi::Value {
+      auto c = core(env);
+      int threads = 0;
+      AttnParams p = ReadAttention(env, ArgObject(info, "attention"), nullptr, &threads);
+      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); }), "attention");
+      return env.Undefined();
+    });
+  }
+  Napi::Value AttentionAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, [&]() -> Napi::Value {
+      auto c = core(env);
+      int threads = 0;
+      std::vector<Napi::Object> keep;
+      AttnParams p = ReadAttention(env, ArgObject(info, "attentionAsync"), &keep, &threads);
+      auto* w = new KernelWorker(env, c, keep, [c, p, threads]() {
+        return WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); });
+      });
+      Napi::Promise promise = w->Promise();
+      w->Queue();
+      return promise;
+    });
+  }
+  Napi::Value Matmul(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, [&]() -> Napi::Value {
+      auto c = core(env);
+      int threads = 0;
+      MatmulParams p = ReadMatmul(env, ArgObject(info, "matmul"), &threads);
+      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->matmul(p, par); }), "matmul");
+      return env.Undefined();
+    });
+  }
+  Napi::Value Softmax(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, [&]() -> Napi::Value {
+      auto c = core(env);
+      Reader r{env, ArgObject(info, "softmax"), "args", nullptr};
+      SoftmaxParams p{};
+      size_t lx, lo;
+      p.rows = r.Int("rows", 0, kMaxDim);
+      p.cols = r.Int("cols", 0, kMaxDim);
+      p.scale = (float)r.Num("scale");
+      p.x = r.F32("x", &lx);
+      p.out = r.F32("out", &lo);
+      CheckLen(env, "args.x", lx, (__int128)p.rows * p.cols);
+      CheckLen(env, "args.out", lo, (__int128)p.rows * p.cols);
+      int threads = (int)r.IntOr("threads", 0, 0, 1 << 20);
+      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->softmax(p, par); }), "softmax");
+      return env.Undefined();
+    });
+  }
+  Napi::Value CreateMultiHead(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, [&]() -> Napi::Value {
+      core(env);
+      Napi::Object params = ArgObject(info, "createMultiHead");
+      AddonData* data = env.GetInstanceData<AddonData>();
+      return data->multihead_ctor.New({params, this->Value()});
+    });
+  }
+
+  std::shared_ptr<Core> core_;
+};
+
+MultiHead::MultiHead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MultiHead>(info) {
+  Napi::Env env = info.Env();
+  Guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject())
+      Throw(env, "ERR_ATTN_TYPE", "NativeMultiHead is created by engine.createMultiHead(params)", Kind::Type);
+    Engine* eng = Engine::Unwrap(info[1].As<Napi::Object>());
+    core_ = eng->core(env);
+    Reader r{env, info[0].As<Napi::Object>(), "params", nullptr};
+    sa::MultiHeadConfig cfg{};
+    cfg.embed_dim = r.Int("embedDim", 1, 1 << 20);
+    cfg.num_heads = r.Int("numHeads", 1, 1 << 20);
+    cfg.num_kv_heads = r.Int("numKvHeads", 1, 1 << 20);
+    cfg.head_dim = r.Int("headDim", 1, 1 << 20);
+    cfg.kv_dim = r.Int("kvDim", 1, 1 << 30);
+    const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;
+    if (cfg.num_heads * cfg.head_dim != E || cfg.num_kv_heads * cfg.head_dim != KV || cfg.num_heads % cfg.num_kv_heads)
+      Throw(env, "ERR_ATTN_SHAPE", "params: expected embedDim = numHeads*headDim, kvDim = numKvHeads*headDim and numHeads a multiple of numKvHeads", Kind::Range);
+    size_t l;
+    cfg.wq = r.F32("wq", &l); CheckLen(env, "params.wq", l, (__int128)E * E);
+    cfg.wk = r.F32("wk", &l); CheckLen(env, "params.wk", l, (__int128)KV * E);
+    cfg.wv = r.F32("wv", &l); CheckLen(env, "params.wv", l, (__int128)KV * E);
+    cfg.wo = r.F32("wo", &l); CheckLen(env, "params.wo", l, (__int128)E * E);
+    cfg.bq = r.F32("bq", &l, true); if (cfg.bq) CheckLen(env, "params.bq", l, E);
+    cfg.bk = r.F32("bk", &l, true); if (cfg.bk) CheckLen(env, "params.bk", l, KV);
+    cfg.bv = r.F32("bv", &l, true); if (cfg.bv) CheckLen(env, "params.bv", l, KV);
+    cfg.bo = r.F32("bo", &l, true); if (cfg.bo) CheckLen(env, "params.bo", l, E);
+    threads_ = (int)r.IntOr("threads", 0, 0, 1 << 20);
+    weights_ = std::make_shared<sa::MultiHeadWeights>(core_->kt, cfg);
+    adjusted_ = weights_->bytes();
+    Napi::MemoryManagement::AdjustExternalMemory(env, adjusted_);
+    return env.Undefined();
+  });
+}
+
+Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    if (!weights_) Throw(env, "ERR_ATTN_DISPOSED", "multiHeadAttention: this block was disposed");
+    if (info.Length() < 1 || !info[0].IsObject()) Throw(env, "ERR_ATTN_TYPE", "forward: expected an arguments object", Kind::Type);
+    std::vector<Napi::Object> keep;
+    Reader r{env, info[0].As<Napi::Object>(), "args", async ? &keep : nullptr};
+    const sa::MultiHeadConfig& cfg = weights_->config();
+    const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;
+    sa::MultiHeadForward f{};
+    size_t lx, lkv, lo;
+    f.batch = r.Int("batch", 0, kMaxDim);
+    f.seq_q = r.Int("seqQ", 0, kMaxDim);
+    f.seq_kv = r.Int("seqKv", 0, kMaxDim);
+    f.x = r.F32("x", &lx);
+    f.kv = r.F32("kv", &lkv);
+    f.out = r.F32("out", &lo);
+    f.self_attention = r.Bool("selfAttention") && f.x == f.kv && f.seq_q == f.seq_kv;
+    f.causal = r.Bool("causal");
+    CheckLen(env, "args.x", lx, (__int128)f.batch * f.seq_q * E);
+    CheckLen(env, "args.kv", lkv, (__int128)f.batch * f.seq_kv * E);
+    CheckLen(env, "args.out", lo, (__int128)f.batch * f.seq_q * E);
+    int64_t seq_k = f.seq_kv;
+    Napi::Value cv = r.Get("cache");
+    if (!cv.IsUndefined() && !cv.IsNull()) {
+      Reader c = r.Sub("cache");
+      c.ctx = "cache";
+      size_t lk, lv;
+      f.cache_k = c.F32("k", &lk);
+      f.cache_v = c.F32("v", &lv);
+      f.cache_max = c.Int("maxLength", 0, kMaxDim);
+      f.cache_len = c.Int("length", 0, f.cache_max);
+      if (f.cache_len + f.seq_kv > f.cache_max)
+        Throw(env, "ERR_ATTN_CACHE_FULL", "cache: " + std::to_string(f.cache_len) + " + " + std::to_string(f.seq_kv) + " positions exceed maxLength " + std::to_string(f.cache_max), Kind::Range);
+      CheckLen(env, "cache.k", lk, (__int128)f.batch * f.cache_max * KV);
+      CheckLen(env, "cache.v", lv, (__int128)f.batch * f.cache_max * KV);
+      if (f.cache_k == f.cache_v && lk > 0) Throw(env, "ERR_ATTN_SHAPE", "cache: k and v must be different arrays", Kind::Range);
+      seq_k = f.cache_len + f.seq_kv;
+    }
+    int64_t ms[4];
+    ReadMask(r, f.batch, cfg.num_heads, f.seq_q, seq_k, &f.mask_kind, &f.mask, ms);
+    f.m_sb = ms[0]; f.m_sh = ms[1]; f.m_sq = ms[2]; f.m_sk = ms[3];
+    f.key_lengths = ReadKeyLengths(r, f.batch, seq_k);
+    auto c = core_;
+    auto w = weights_;
+    const int threads = threads_;
+    if (!async) {
+      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); }), "forward");
+      return env.Undefined();
+    }
+    auto keep_native = std::make_shared<std::pair<std::shared_ptr<Core>, std::shared_ptr<sa::MultiHeadWeights>>>(c, w);
+    auto* wk = new KernelWorker(env, keep_native, keep, [c, w, f, threads]() {
+      return WithPool(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); });
+    });
+    Napi::Promise promise = wk->Promise();
+    wk->Queue();
+    return promise;
+  });
+}
+
+Napi::Value Isas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* isas[8];
+  int n = sa::supported_isas(isas, 8);
+  Napi::Array a = Napi::Array::New(env, (size_t)n);
+  for (int i = 0; i < n; ++i) a.Set((uint32_t)i, Napi::String::New(env, isas[i]));
+  return a;
+}
+
+Napi::Value BestIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), sa::best_isa()); }
+
+Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddonData* data = env.GetInstanceData<AddonData>();
+  std::vector<napi_value> args;
+  for (size_t i = 0; i < info.Length(); ++i) args.push_back(info[i]);
+  return data->engine_ctor.New(args);
+}
+
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+      Throw(env, "ERR_ATTN_TYPE", "fmaPeakGflops(threads: number, millis: number)", Kind::Type);
+    int th = info[0].As<Napi::Number>().Int32Value();
+    double ms = info[1].As<Napi::Number>().DoubleValue();
+    if (th < 1 || th > 1024 || !(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_SHAPE", "fmaPeakGflops: threads 1..1024, millis (0, 60000]", Kind::Range);
+    return Napi::Number::New(env, sa::fma_peak_gflops(nullptr, th, ms));
+  });
+}
+
+Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+      Throw(env, "ERR_ATTN_TYPE", "readBandwidthGBs(bytes: number, threads: number)", Kind::Type);
+    double bytes = info[0].As<Napi::Number>().DoubleValue();
+    int th = info[1].As<Napi::Number>().Int32Value();
+    if (!(bytes >= 1 && bytes <= 64.0 * (1 << 30)) || th < 1 || th > 1024)
+      Throw(env, "ERR_ATTN_SHAPE", "readBandwidthGBs: bytes 1..64 GiB, threads 1..1024", Kind::Range);
+    double r = sa::read_bandwidth_gbs((int64_t)bytes, th);
+    if (r < 0) Throw(env, "ERR_ATTN_ALLOC", "readBandwidthGBs: could not allocate the buffer");
+    return Napi::Number::New(env, r);
+  });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  AddonData* data = new AddonData();
+  data->engine_ctor = Napi::Persistent(Engine::Init(env));
+  data->multihead_ctor = Napi::Persistent(MultiHead::Init(env));
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("version", Napi::String::New(env, SIMD_ATTENTION_VERSION));
+  exports.Set("isas", Napi::Function::New<Isas>(env, "isas"));
+  exports.Set("bestIsa", Napi::Function::New<BestIsa>(env, "bestIsa"));
+  exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));
+  exports.Set("fmaPeakGflops", Napi::Function::New<FmaPeak>(env, "fmaPeakGflops"));
+  exports.Set("readBandwidthGBs", Napi::Function::New<ReadBandwidth>(env, "readBandwidthGBs"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(simd_attention, Init)

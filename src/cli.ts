@@ -1,0 +1,52 @@
+/**
+ * `npx simd-attention info` — which backend loads here, with which instruction set and
+ * threads, and why any faster one did not; `npx simd-attention bench [--quick ...]` runs the
+ * benchmark shipped in the package.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load } from './index.js';
+
+const USAGE = `usage: simd-attention <command>
+  info            the backend in use, its ISA and threads, and why a faster one did not load
+  bench [args]    run the benchmark (e.g. bench --quick)`;
+
+async function info(): Promise<number> {
+  const attn = await load();
+  const i = attn.info();
+  console.log(`simd-attention ${i.version}`);
+  console.log(`backend:  ${i.backend}`);
+  console.log(`isa:      ${i.isa}`);
+  console.log(`threads:  ${i.threads}`);
+  for (const [key, value] of Object.entries(i.details ?? {})) console.log(`${`${key}:`.padEnd(10)}${value}`);
+  if (i.fallbackReason) console.log(`fallback: ${i.fallbackReason}`);
+  return 0;
+}
+
+function bench(args: string[]): number {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const script = join(here, 'bench.mjs');
+  if (!existsSync(script)) {
+    console.error(`simd-attention bench: ${script} is missing from this installation`);
+    return 1;
+  }
+  return spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' }).status ?? 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === 'info') return info();
+  if (command === 'bench') return bench(rest);
+  console.log(USAGE);
+  return command === undefined || command === '--help' || command === '-h' ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`simd-attention: ${err instanceof Error ? err.message : err}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,169 @@
+/**
+ * Smoke test of the bench code paths on tiny shapes: every runner that is available here (ours
+ * and the peers), the reference check (including a deliberately wrong runner), the ONNX models
+ * built in code, the limit probes, a peak-memory child process, and the report files. No timing
+ * is asserted.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { compare, expectedFor } from '../bench/check.js';
+import { measure, summarise } from '../bench/harness.js';
+import { parseArgs, runBench, type BenchOptions } from '../bench/index.js';
+import { runCase } from '../bench/run.js';
+import { FAMILIES } from '../bench/runners.js';
+import { findShapes, flops, makeInputs, outputSize, TINY } from '../bench/shapes.js';
+import type { BenchReport, Runner } from '../bench/types.js';
+
+describe('bench (smoke, tiny shapes)', function () {
+  this.timeout(120_000);
+  let report: BenchReport;
+  let outDir: string;
+
+  before(async () => {
+    outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'simd-attention-bench-'));
+    const opts: BenchOptions = {
+      quick: true,
+      shapes: TINY,
+      families: [...FAMILIES],
+      threads: 2,
+      maxTime: 0.01,
+      minSamples: 2,
+      minTime: 0.002,
+      memory: true,
+      memoryShape: 'tiny',
+      memoryRunners: ['js', 'wasm'],
+      limits: true,
+      outDir,
+      jsMaxFlops: 1e9,
+      probeMillis: 20,
+      log: () => {},
+    };
+    report = await runBench(opts);
+  });
+
+  after(() => {
+    fs.rmSync(outDir, { recursive: true, force: true });
+  });
+
+  it('reports every shape × runner with a status, and timing for the ones that ran', () => {
+    assert.equal(report.schema, 1);
+    assert.deepEqual(
+      report.shapes.map((s) => s.name),
+      TINY.map((s) => s.name),
+    );
+    const runners = new Set(report.results.map((r) => r.runner));
+    assert.equal(report.results.length, TINY.length * runners.size);
+    for (const r of report.results) {
+      assert.ok(['ok', 'skipped', 'failed', 'wrong'].includes(r.status), `${r.runner} ${r.shape}: ${r.status}`);
+      assert.notEqual(r.status, 'wrong', `${r.label} on ${r.shape} is wrong: ${r.reason}`);
+      if (r.status === 'ok') {
+        assert.ok(r.median! > 0 && r.samples! >= 1, `${r.runner} ${r.shape} timing`);
+        assert.ok(r.q1! <= r.median! && r.median! <= r.q3!);
+        assert.ok(r.gflops! > 0);
+        assert.ok(r.check?.ok, `${r.runner} ${r.shape} checked`);
+      } else {
+        assert.ok(r.reason, `${r.runner} ${r.shape} says why it did not run`);
+      }
+    }
+    // the js backend (through the public API) is always there
+    for (const s of TINY) {
+      const js = report.results.find((r) => r.runner === 'js' && r.shape === s.name);
+      assert.equal(js?.status, 'ok', `js on ${s.name}: ${js?.reason}`);
+    }
+    // decoding shapes report GB/s of K and V
+    assert.ok(report.results.filter((r) => r.shape === 'tinyDecode' && r.status === 'ok').every((r) => r.gbs! > 0));
+  });
+
+  it('runs the peers that are installed and checks their output', () => {
+    for (const id of ['ort-node-mha-1', 'ort-node-graph-1', 'ort-web-mha', 'ort-web-graph', 'tfjs-wasm']) {
+      const rows = report.results.filter((r) => r.runner === id);
+      assert.ok(rows.length > 0, `${id} is in the report`);
+      for (const r of rows) {
+        if (r.status === 'skipped') continue; // absent package, or not applicable (graph on the block)
+        assert.equal(r.status, 'ok', `${id} on ${r.shape}: ${r.reason}`);
+        assert.ok(r.check!.maxAbsErr < 1e-4, `${id} on ${r.shape}: error ${r.check!.maxAbsErr}`);
+      }
+    }
+  });
+
+  it('measures the limits or says why not', () => {
+    const keys = report.limits.map((l) => l.key);
+    for (const k of ['fma1', 'fmaAll', 'bw1', 'bwAll', 'wasmSimd', 'wasmRelaxed']) assert.ok(keys.includes(k), k);
+    for (const l of report.limits) {
+      if (l.status === 'ok') assert.ok(l.value! > 0, l.key);
+      else assert.ok(l.reason, `${l.key} says why`);
+    }
+    assert.equal(report.limits.find((l) => l.key === 'wasmSimd')?.status, 'ok');
+  });
+
+  it('measures peak memory in child processes', () => {
+    assert.ok(report.memory.length > 0);
+    const js = report.memory.find((m) => m.runner === 'js');
+    assert.equal(js?.status, 'ok', js?.reason);
+    assert.ok(js!.peakMiB! > 10 && js!.peakMiB! >= js!.baselineMiB!);
+  });
+
+  it('writes latest.json, latest.md and latest.svg', () => {
+    const json = JSON.parse(fs.readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as BenchReport;
+    assert.equal(json.results.length, report.results.length);
+    assert.ok(json.machine.cpu && json.machine.node && json.machine.packages);
+    const md = fs.readFileSync(path.join(outDir, 'latest.md'), 'utf8');
+    assert.match(md, /## Limits/);
+    for (const s of TINY) assert.match(md, new RegExp(`## ${s.name}\\b`));
+    const svg = fs.readFileSync(path.join(outDir, 'latest.svg'), 'utf8');
+    assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.match(svg, /<\/svg>\s*$/);
+    assert.ok((svg.match(/<rect /g) ?? []).length > 5, 'has bars');
+  });
+
+  it('marks a fast wrong answer WRONG and does not time it', async () => {
+    const [shape] = findShapes(['tinyCausal']);
+    let calls = 0;
+    const wrong: Runner = {
+      id: 'wrong',
+      label: 'wrong',
+      family: 'js',
+      kind: 'peer',
+      threads: 1,
+      limit: 'none',
+      async prepare() {
+        const out = new Float32Array(outputSize(shape)); // zeros: not attention
+        return { run: () => void calls++, output: () => out };
+      },
+    };
+    const r = await runCase(wrong, shape, { maxTime: 0.01, minSamples: 2 });
+    assert.equal(r.status, 'wrong');
+    assert.equal(r.median, undefined);
+    assert.equal(calls, 1);
+    // and the comparison itself: exact → ok, perturbed → not ok
+    const inputs = makeInputs(shape);
+    const e = expectedFor(shape, inputs);
+    const full = new Float32Array(outputSize(shape));
+    full.set(e.data.subarray(0, e.data.length / 2), 0); // head 0
+    full.set(e.data.subarray(e.data.length / 2), full.length / 2); // head 1 (the last of 2)
+    assert.ok(compare(shape, e, full).ok);
+    full[3] += 0.01;
+    assert.ok(!compare(shape, e, full).ok);
+  });
+
+  it('harness: median and spread of samples; async functions', async () => {
+    const s = summarise([3, 1, 2, 4, 5]);
+    assert.equal(s.median, 3);
+    assert.equal(s.min, 1);
+    assert.equal(s.max, 5);
+    const m = await measure('async', () => new Promise((r) => setImmediate(r)), { maxTime: 0.01, minSamples: 2 });
+    assert.ok(m.median > 0 && m.samples >= 2);
+  });
+
+  it('parses the command line', () => {
+    const o = parseArgs(['--quick', '--backends', 'js,ort-node', '--threads', '1']);
+    assert.ok(o.quick && o.shapes.length >= 1 && o.threads === 1);
+    assert.deepEqual(o.families, ['js', 'ort-node']);
+    assert.equal(parseArgs(['--shapes', 'long2k']).memory, true);
+    assert.throws(() => parseArgs(['--shapes', 'nope']), RangeError);
+    assert.throws(() => parseArgs(['--bogus']), RangeError);
+    assert.equal(flops(findShapes(['enc128'])[0]), 4 * 12 * 128 * 128 * 64);
+  });
+});

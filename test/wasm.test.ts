@@ -1,0 +1,420 @@
+/**
+ * wasm backend: the AssemblyScript kernels against the TypeScript reference (both builds where
+ * the runtime validates them: the relaxed-SIMD build runs in a child Node with
+ * --experimental-wasm-relaxed-simd when this Node needs the flag), the exp approximation's
+ * measured error, linear-memory growth and reuse, oversized requests (an error, never a broken
+ * instance), alloc() zero-copy, attentionAsync in a worker, loading from every kind of source,
+ * and load() falling back to wasm when the native addon is absent.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Backend } from '../src/backend.js';
+import { createWasmBackend, instantiateSync, type WasmBackend, type WasmBuild } from '../src/backends/wasm-core.js';
+import { loadWasmBackend, loadWasmBackendSync, packageRoot, wasmBuilds, wasmPath } from '../src/backends/wasm.js';
+import { Attention } from '../src/facade.js';
+import * as reference from '../src/reference/index.js';
+import type { Tensor } from '../src/tensor.js';
+import { assertClose } from './helpers/compare.js';
+import { randomTensor, rng } from './helpers/random.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const mochaBin = join(root, 'node_modules', 'mocha', 'bin', 'mocha.js');
+
+/** Builds the kernel suites run under: SIMD_ATTENTION_WASM_BUILDS (set for the child run) or what validates here. */
+function kernelBuilds(): WasmBuild[] {
+  const env = process.env.SIMD_ATTENTION_WASM_BUILDS;
+  if (env) return env.split(',') as WasmBuild[];
+  return wasmBuilds();
+}
+
+function wasmBackend(build?: WasmBuild): WasmBackend {
+  return loadWasmBackendSync({ build }) as WasmBackend;
+}
+
+type Mask = Tensor<Float32Array> | Tensor<Uint8Array>;
+
+interface Case {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Sq: number;
+  Sk: number;
+  D: number;
+  Dv: number;
+  causal?: boolean;
+  layout?: 'bhsd' | 'bshd';
+  mask?: 'additive' | 'boolean';
+  maskShape?: 'qk' | 'b1qk' | 'bhqk';
+  keyLengths?: number[];
+  weights?: boolean;
+  scale?: number;
+}
+
+function shapeOf(layout: 'bhsd' | 'bshd', B: number, H: number, S: number, D: number): number[] {
+  return layout === 'bhsd' ? [B, H, S, D] : [B, S, H, D];
+}
+
+function makeMask(rand: () => number, c: Case): Mask | undefined {
+  if (!c.mask) return undefined;
+  const shape = c.maskShape === 'qk' ? [c.Sq, c.Sk] : c.maskShape === 'b1qk' ? [c.B, 1, c.Sq, c.Sk] : [c.B, c.Hq, c.Sq, c.Sk];
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (c.mask === 'boolean') {
+    const data = new Uint8Array(n);
+    for (let i = 0; i < n; i++) data[i] = rand() < 0.7 ? 1 : 0;
+    return { data, shape };
+  }
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = rand() < 0.15 ? -Infinity : rand() * 4 - 2;
+  return { data, shape };
+}
+
+function checkCase(attn: Attention, c: Case, seed: number, label: string): void {
+  const rand = rng(seed);
+  const layout = c.layout ?? 'bhsd';
+  const q = randomTensor(rand, shapeOf(layout, c.B, c.Hq, c.Sq, c.D));
+  const k = randomTensor(rand, shapeOf(layout, c.B, c.Hkv, c.Sk, c.D));
+  const v = randomTensor(rand, shapeOf(layout, c.B, c.Hkv, c.Sk, c.Dv));
+  const mask = makeMask(rand, c);
+  const opts = {
+    causal: c.causal,
+    layout,
+    mask,
+    keyLengths: c.keyLengths ? Int32Array.from(c.keyLengths) : undefined,
+    returnWeights: c.weights,
+    scale: c.scale,
+  };
+  const got = attn.attention(q, k, v, opts);
+  const want = reference.attention(q, k, v, opts);
+  assert.deepEqual(got.output.shape, want.output.shape, `${label}: output shape`);
+  assertClose(got.output.data, want.output.data, `${label} output`);
+  if (c.weights) assertClose(got.weights!.data, want.weights!.data, `${label} weights`);
+}
+
+const CASES: Case[] = [
+  { B: 1, Hq: 1, Hkv: 1, Sq: 1, Sk: 1, D: 1, Dv: 1 },
+  { B: 1, Hq: 2, Hkv: 2, Sq: 64, Sk: 64, D: 64, Dv: 64 },
+  { B: 2, Hq: 4, Hkv: 2, Sq: 97, Sk: 131, D: 64, Dv: 64, causal: true },
+  { B: 1, Hq: 3, Hkv: 1, Sq: 33, Sk: 200, D: 80, Dv: 48, causal: true, weights: true },
+  { B: 2, Hq: 2, Hkv: 2, Sq: 130, Sk: 65, D: 128, Dv: 128, causal: true },
+  { B: 2, Hq: 4, Hkv: 4, Sq: 70, Sk: 70, D: 32, Dv: 20, layout: 'bshd', weights: true },
+  { B: 2, Hq: 2, Hkv: 1, Sq: 40, Sk: 150, D: 16, Dv: 16, mask: 'additive', maskShape: 'qk', weights: true },
+  { B: 2, Hq: 3, Hkv: 3, Sq: 37, Sk: 77, D: 24, Dv: 24, mask: 'boolean', maskShape: 'b1qk' },
+  { B: 2, Hq: 2, Hkv: 2, Sq: 21, Sk: 67, D: 8, Dv: 12, mask: 'additive', maskShape: 'bhqk', causal: true, layout: 'bshd' },
+  { B: 3, Hq: 2, Hkv: 2, Sq: 45, Sk: 99, D: 40, Dv: 40, keyLengths: [99, 0, 17], weights: true },
+  { B: 2, Hq: 4, Hkv: 1, Sq: 1, Sk: 300, D: 64, Dv: 64, keyLengths: [300, 129] },
+  { B: 1, Hq: 2, Hkv: 2, Sq: 50, Sk: 50, D: 20, Dv: 20, causal: true, scale: 0.7, mask: 'boolean', maskShape: 'bhqk', weights: true },
+];
+
+for (const build of kernelBuilds()) {
+  describe(`wasm kernels: ${build}`, () => {
+    let backend: WasmBackend;
+    let attn: Attention;
+    before(() => {
+      backend = wasmBackend(build);
+      attn = new Attention(backend);
+    });
+
+    it('reports the build it runs', () => {
+      assert.equal(backend.name, 'wasm');
+      assert.equal(backend.isa, build);
+      assert.equal(attn.info().isa, build);
+      assert.equal(backend.details().build, build);
+    });
+
+    it('exp approximation: relative error measured over [-87, 0]', () => {
+      const { exports: x, heap } = backend.instance;
+      const n = 100_003;
+      const xs = heap.alloc(n * 4);
+      const ys = heap.alloc(n * 4);
+      try {
+        const f32 = heap.f32;
+        for (let i = 0; i < n; i++) f32[(xs >> 2) + i] = -87 + (87 * i) / (n - 1);
+        x.expArray(ys, xs, n);
+        let worst = 0;
+        const g = heap.f32;
+        for (let i = 0; i < n; i++) {
+          const xi = g[(xs >> 2) + i];
+          const want = Math.exp(xi);
+          worst = Math.max(worst, Math.abs(g[(ys >> 2) + i] - want) / want);
+        }
+        console.log(`      exp2-based exp, ${build}: max relative error ${worst.toExponential(2)} over [-87, 0]`);
+        assert.ok(worst < 5e-7, `max relative error ${worst}`);
+        // the edges: -Infinity gives exactly 0, NaN stays NaN, 0 gives 1
+        g[xs >> 2] = -Infinity;
+        g[(xs >> 2) + 1] = NaN;
+        g[(xs >> 2) + 2] = 0;
+        g[(xs >> 2) + 3] = -1000;
+        x.expArray(ys, xs, 4);
+        assert.equal(g[ys >> 2], 0);
+        assert.ok(Number.isNaN(g[(ys >> 2) + 1]));
+        assert.ok(Math.abs(g[(ys >> 2) + 2] - 1) < 1e-7);
+        assert.equal(g[(ys >> 2) + 3], 0);
+      } finally {
+        heap.free(xs);
+        heap.free(ys);
+      }
+    });
+
+    it('attention against the reference: tiles, tails, GQA, Dv != D, bshd, masks, keyLengths, causal, weights', () => {
+      CASES.forEach((c, i) => checkCase(attn, c, 1000 + i, `${build} case ${i} ${JSON.stringify(c)}`));
+    });
+
+    it('attention: fully hidden rows give zeros (and zero weights), NaN propagates, hidden NaN values stay hidden', () => {
+      const B = 1, H = 2, S = 40, D = 16;
+      const rand = rng(7);
+      const q = randomTensor(rand, [B, H, S, D]);
+      const k = randomTensor(rand, [B, H, S, D]);
+      const v = randomTensor(rand, [B, H, S, D]);
+      q.data[3 * D + 5] = NaN; // head 0, query row 3
+      v.data[(S + 30) * D + 2] = NaN; // head 1, key 30: hidden from causal rows < 30
+      const mask: Tensor<Uint8Array> = { data: new Uint8Array(S * S).fill(1), shape: [S, S] };
+      for (let j = 0; j < S; j++) mask.data[10 * S + j] = 0; // row 10 sees nothing
+      const opts = { causal: true, mask, returnWeights: true };
+      const got = attn.attention(q, k, v, opts);
+      const want = reference.attention(q, k, v, opts);
+      assertClose(got.output.data, want.output.data, 'output');
+      assertClose(got.weights!.data, want.weights!.data, 'weights');
+      for (let d = 0; d < D; d++) assert.equal(got.output.data[10 * D + d], 0);
+    });
+
+    it('matmul against the reference (tails, batches, broadcast B, transposeB, bias)', () => {
+      const rand = rng(5);
+      const shapes: Array<[number, number, number, number, boolean, boolean, boolean]> = [
+        [1, 1, 1, 1, false, false, false],
+        [1, 5, 7, 3, true, true, false],
+        [3, 17, 13, 29, false, true, false],
+        [2, 64, 96, 64, true, false, false],
+        [4, 9, 8, 33, false, true, true],
+        [1, 130, 70, 300, true, true, false],
+      ];
+      for (const [batch, m, n, k, transposeB, bias, broadcastB] of shapes) {
+        const a = randomTensor(rand, [batch, m, k]);
+        const bMat = transposeB ? [n, k] : [k, n];
+        const b = randomTensor(rand, broadcastB ? bMat : [batch, ...bMat]);
+        const bi = bias ? randomTensor(rand, [n]).data : undefined;
+        const out = new Float32Array(batch * m * n);
+        backend.matmul({ a: a.data, b: b.data, out, batch, m, n, k, strideA: m * k, strideB: broadcastB ? 0 : n * k, transposeB, bias: bi });
+        const want = reference.matmul(a, b, { transposeB, bias: bi });
+        assertClose(out, want.data, `matmul ${[batch, m, n, k, transposeB, bias, broadcastB]}`);
+      }
+    });
+
+    it('softmax against the reference (scale, tails, -Infinity rows, NaN)', () => {
+      const rand = rng(9);
+      for (const [rows, cols, scale] of [[1, 1, 1], [3, 7, 0.5], [5, 64, -1.3], [2, 1031, 2]] as const) {
+        const x = randomTensor(rand, [rows, cols]);
+        if (rows > 2) x.data.fill(-Infinity, cols, 2 * cols);
+        if (rows > 3) x.data[3 * cols + 1] = NaN;
+        const out = new Float32Array(rows * cols);
+        backend.softmax({ x: x.data, out, rows, cols, scale });
+        assertClose(out, reference.softmax(x, { scale }).data, `softmax ${rows}x${cols}`);
+      }
+    });
+  });
+}
+
+describe('wasm backend: builds and loading', () => {
+  it('wasmBuilds() lists simd128, and relaxed-simd only where it validates', () => {
+    const builds = wasmBuilds();
+    assert.ok(builds.includes('simd128'), `builds: ${builds}`);
+    const relaxedBytes = readFileSync(wasmPath('relaxed-simd'));
+    assert.equal(builds.includes('relaxed-simd'), WebAssembly.validate(relaxedBytes));
+    assert.ok(WebAssembly.validate(readFileSync(wasmPath('simd128'))));
+  });
+
+  it('finds the package root and its .wasm files', () => {
+    assert.equal(JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).name, 'simd-attention');
+    assert.match(wasmPath('simd128'), /dist[\\/]wasm[\\/]attention-simd\.wasm$/);
+  });
+
+  it('asking for a build the runtime lacks throws a clear Error', function () {
+    if (wasmBuilds().includes('relaxed-simd')) this.skip();
+    assert.throws(() => loadWasmBackendSync({ build: 'relaxed-simd' }), /relaxed SIMD/);
+  });
+
+  it('loads from bytes, an ArrayBuffer, a compiled module, a file URL and a path', async () => {
+    const file = wasmPath('simd128');
+    const bytes = new Uint8Array(readFileSync(file));
+    const sources = [
+      bytes,
+      bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+      new WebAssembly.Module(bytes),
+      pathToFileURL(file),
+      pathToFileURL(file).href,
+      file,
+    ];
+    for (const source of sources) {
+      const be = await loadWasmBackend({ source: source as never });
+      const attn = new Attention(be);
+      checkCase(attn, { B: 1, Hq: 2, Hkv: 1, Sq: 9, Sk: 11, D: 8, Dv: 8, causal: true }, 3, `source ${Object.prototype.toString.call(source)}`);
+      be.close?.();
+    }
+  });
+
+  it('the relaxed-SIMD build passes the kernel suite (in a child Node with --experimental-wasm-relaxed-simd when needed)', function () {
+    if (process.env.SIMD_ATTENTION_WASM_BUILDS) this.skip(); // already the child
+    this.timeout(120_000);
+    if (wasmBuilds().includes('relaxed-simd')) return; // ran above in this process
+    const r = spawnSync(
+      process.execPath,
+      ['--experimental-wasm-relaxed-simd', '--import', 'tsx', mochaBin, '--no-config', '--timeout', '60000', '--grep', 'wasm kernels', join(here, 'wasm.test.ts')],
+      { cwd: root, env: { ...process.env, SIMD_ATTENTION_WASM_BUILDS: 'relaxed-simd' }, encoding: 'utf8' },
+    );
+    const output = `${r.stdout}\n${r.stderr}`;
+    assert.equal(r.status, 0, `child mocha failed:\n${output}`);
+    assert.match(output, /wasm kernels: relaxed-simd/);
+    assert.match(output, /[1-9]\d* passing/);
+    const line = output.split('\n').find((l) => l.includes('max relative error'));
+    if (line) console.log(line.replace(/^\s*/, '      '));
+  });
+
+  it('load() falls back to wasm when the native addon is absent (fresh process)', function () {
+    this.timeout(60_000);
+    const code = `
+      import { load } from ${JSON.stringify(pathToFileURL(join(root, 'src', 'index.ts')).href)};
+      const attn = await load();
+      console.log(JSON.stringify(attn.info()));
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: root,
+      env: { ...process.env, SIMD_ATTENTION_BACKEND: '', SIMD_ATTENTION_NATIVE_PATH: join(root, 'no-such-addon.node') },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.equal(info.backend, 'wasm');
+    assert.ok(['simd128', 'relaxed-simd'].includes(info.isa));
+    assert.match(info.fallbackReason, /native/);
+  });
+});
+
+describe('wasm backend: memory', () => {
+  it('grows for a large call, then reuses the memory (no growth, nothing left allocated)', () => {
+    const be = wasmBackend('simd128');
+    const attn = new Attention(be);
+    const heap = be.instance.heap;
+    const start = heap.byteLength;
+    const c: Case = { B: 1, Hq: 4, Hkv: 4, Sq: 300, Sk: 700, D: 64, Dv: 64, weights: true };
+    checkCase(attn, c, 11, 'large');
+    const grown = heap.byteLength;
+    const grows = heap.grows;
+    assert.ok(grown > start, `memory grew: ${start} -> ${grown}`);
+    assert.equal(heap.inUse, 0);
+    for (let i = 0; i < 3; i++) checkCase(attn, c, 12 + i, `again ${i}`);
+    checkCase(attn, { B: 1, Hq: 1, Hkv: 1, Sq: 3, Sk: 5, D: 4, Dv: 4 }, 20, 'small');
+    assert.equal(heap.byteLength, grown);
+    assert.equal(heap.grows, grows);
+    assert.equal(heap.inUse, 0);
+  });
+
+  it('too large a request is ERR_ATTN_ALLOC, and the instance keeps working', () => {
+    const be = wasmBackend('simd128');
+    const attn = new Attention(be);
+    assert.throws(() => be.alloc(2 ** 30 + 16), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_ALLOC' && /allocate/.test(e.message));
+    assert.throws(() => be.instance.heap.alloc(5e9), { code: 'ERR_ATTN_ALLOC' });
+    assert.equal(be.instance.heap.inUse, 0);
+    checkCase(attn, { B: 1, Hq: 2, Hkv: 2, Sq: 20, Sk: 30, D: 16, Dv: 16, causal: true }, 21, 'after the refusal');
+  });
+
+  it('a call that cannot get memory (capped instance) fails with ERR_ATTN_ALLOC, frees what it took, and the next call works', () => {
+    const bytes = readFileSync(wasmPath('simd128'));
+    const inst = instantiateSync(bytes, { maxPages: 64 }); // 4 MiB
+    const be = createWasmBackend(inst);
+    const attn = new Attention(be);
+    const rand = rng(3);
+    const q = randomTensor(rand, [1, 4, 512, 64]); // 512 KiB each: q, k, v, out fit; the weights (4 MiB) do not
+    const k = randomTensor(rand, [1, 4, 512, 64]);
+    const v = randomTensor(rand, [1, 4, 512, 64]);
+    assert.throws(() => attn.attention(q, k, v, { returnWeights: true }), { code: 'ERR_ATTN_ALLOC' });
+    assert.equal(inst.heap.inUse, 0);
+    const got = attn.attention(q, k, v);
+    assertClose(got.output.data, reference.attention(q, k, v).output.data, 'after the failed call');
+  });
+
+  it('alloc(): tensors inside WASM memory are used without a copy (inputs and output)', () => {
+    const be = wasmBackend('simd128');
+    const attn = new Attention(be);
+    const heap = be.instance.heap;
+    const shape = [1, 4, 100, 32];
+    const rand = rng(4);
+    const q = attn.alloc(shape);
+    const k = attn.alloc(shape);
+    const v = attn.alloc(shape);
+    const out = attn.alloc(shape);
+    for (const t of [q, k, v]) {
+      assert.ok(t.data.buffer === heap.memory.buffer, 'the tensor views WASM memory');
+      assert.ok(t.data.every((x) => x === 0));
+      t.data.set(randomTensor(rand, shape).data);
+    }
+    const copied = heap.copiedIn;
+    const res = attn.attention(q, k, v, { causal: true, out: out.data });
+    assert.equal(heap.copiedIn, copied, 'no input was copied');
+    assert.ok(res.output.data === out.data, 'the result is the out tensor');
+    assert.ok(out.data.buffer === heap.memory.buffer, 'the memory did not grow under the tensors');
+    const want = reference.attention(
+      { data: q.data.slice(), shape },
+      { data: k.data.slice(), shape },
+      { data: v.data.slice(), shape },
+      { causal: true },
+    );
+    assertClose(out.data, want.output.data, 'alloc() output');
+    // plain arrays are copied in
+    attn.attention({ data: q.data.slice(), shape }, k, v);
+    assert.equal(heap.copiedIn, copied + q.data.byteLength);
+  });
+});
+
+describe('wasm backend: attentionAsync in a worker', () => {
+  let be: Backend;
+  let attn: Attention;
+  before(() => {
+    be = wasmBackend('simd128');
+    attn = new Attention(be);
+  });
+  after(() => be.close?.());
+
+  it('runs in a worker and equals attention()', async () => {
+    const rand = rng(30);
+    const q = randomTensor(rand, [2, 4, 65, 40]);
+    const k = randomTensor(rand, [2, 2, 90, 40]);
+    const v = randomTensor(rand, [2, 2, 90, 24]);
+    const mask: Tensor<Uint8Array> = { data: new Uint8Array(65 * 90).map(() => (rand() < 0.8 ? 1 : 0)), shape: [65, 90] };
+    const opts = { causal: true, mask, keyLengths: [90, 50], returnWeights: true };
+    const sync = attn.attention(q, k, v, opts);
+    const asyncRes = await attn.attentionAsync(q, k, v, opts);
+    assert.equal(be.details().async, 'worker');
+    assert.deepEqual(Array.from(asyncRes.output.data), Array.from(sync.output.data));
+    assert.deepEqual(Array.from(asyncRes.weights!.data), Array.from(sync.weights!.data));
+  });
+
+  it('keeps the calling thread free, and concurrent calls each get their own answer', async () => {
+    const rand = rng(31);
+    const shape = [1, 8, 1024, 64];
+    const qs = [0, 1, 2].map(() => randomTensor(rand, shape));
+    const k = randomTensor(rand, shape);
+    const v = randomTensor(rand, shape);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    const results = await Promise.all(qs.map((q) => attn.attentionAsync(q, k, v, { causal: true })));
+    const elapsed = performance.now() - t0;
+    clearInterval(timer);
+    assert.ok(ticks >= Math.min(10, elapsed / 20), `timer ticked ${ticks} times in ${elapsed.toFixed(0)} ms`);
+    qs.forEach((q, i) => {
+      const sync = attn.attention(q, k, v, { causal: true });
+      assert.deepEqual(Array.from(results[i].output.data), Array.from(sync.output.data));
+    });
+  });
+
+  it('writes into an out array that lives in WASM memory', async () => {
+    const rand = rng(32);
+    const q = randomTensor(rand, [1, 2, 30, 16]);
+    const out = attn.alloc([1, 2, 30, 16]);
+    await attn.attentionAsync(q, q, q, { out: out.data });
+    assertClose(out.data, reference.attention(q, q, q).output.data, 'async into alloc()');
+  });
+});
