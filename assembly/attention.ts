@@ -15,12 +15,15 @@
 // Pointer ABI: output first; byte pointers; element strides (0 = broadcast, for the mask);
 // `scratch` is attentionScratchBytes(...) bytes provided by the caller. No allocation.
 
-import { kernel4x8 } from './simd/gemm';
+import { kernel4x8, kernel5x8, kernel6x8 } from './simd/gemm';
 import { exp2x4, exp2s, hsum, hmax, LOG2E } from './simd/math';
 
-/** query rows per block (multiple of 4) */
+/** rows of the micro-kernel (4: kernel4x8, 6: kernel6x8) */
 // @ts-ignore: decorator
-@inline const BR: i32 = 32;
+@inline const MR: i32 = 5;
+/** query rows per block (multiple of MR) */
+// @ts-ignore: decorator
+@inline const BR: i32 = 30;
 /** keys per tile (multiple of 8) */
 // @ts-ignore: decorator
 @inline const BC: i32 = 64;
@@ -50,12 +53,14 @@ export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): u
 ): i32 {
   const tw8 = (tw + 7) & ~7;
   const lda = (<usize>D) * 4;
-  for (let r = 0; r < rows4; r += 4) {
+  for (let r = 0; r < rows4; r += MR) {
     const a = Qb + (<usize>r) * lda;
     const crow = S + (<usize>r) * (<usize>BC) * 4;
     for (let c = 0; c < tw8; c += 8) {
       const panel = Kp + (<usize>((j0 + c) >> 3)) * (<usize>D) * 32;
-      kernel4x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, 0, false);
+      if (MR == 6) kernel6x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, false);
+      else if (MR == 5) kernel5x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, false);
+      else kernel4x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, 0, false);
     }
   }
   const ninf = f32x4.splat(-Infinity);
@@ -118,11 +123,13 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
 // @ts-ignore: decorator
 @inline function pvTile(S: usize, O: usize, ldo: usize, vt: usize, ldv: usize, tw: i32, rows4: i32, dv8: i32, safe: bool): void {
   if (!safe) {
-    for (let r = 0; r < rows4; r += 4) {
+    for (let r = 0; r < rows4; r += MR) {
       const prow = S + (<usize>r) * (<usize>BC) * 4;
       const orow = O + (<usize>r) * ldo;
       for (let d0 = 0; d0 < dv8; d0 += 8) {
-        kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
+        if (MR == 6) kernel6x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, true);
+        else if (MR == 5) kernel5x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, true);
+        else kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
       }
     }
   } else {
@@ -219,7 +226,7 @@ export function attention(
         const mbase = (<usize>b) * msb + (<usize>h) * msh;
         for (let i0 = 0; i0 < Sq; i0 += BR) {
           const rows = min<i32>(BR, Sq - i0);
-          const rows4 = (rows + 3) & ~3;
+          const rows4 = ((rows + MR - 1) / MR) * MR;
           // Q block, pre-scaled into base 2
           for (let r = 0; r < rows4; r++) {
             const dst = Qb + (<usize>r) * (<usize>D) * 4;
@@ -335,10 +342,16 @@ export function attention(
               pvTile(S, O, ldo, vbase + (<usize>j0) * ldv, ldv, tw, rows4, dv8, vNonFinite);
             }
             for (let r = 0; r < rows; r++) {
-              // weights past the block's last visible key are zero
+              // weights past the block's last visible key are zero (NaN in a NaN row, as the
+              // reference's softmax fills a row holding a NaN score)
               if (kEnd < Sk) {
                 const wrow = weights + ((((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>(i0 + r)) * (<usize>Sk) + <usize>kEnd) * 4;
-                memory.fill(wrow, 0, (<usize>(Sk - kEnd)) * 4);
+                const m = load<f32>(M + (<usize>r) * 4);
+                if (m != m) {
+                  for (let j = 0; j < Sk - kEnd; j++) store<f32>(wrow + (<usize>j) * 4, NaN);
+                } else {
+                  memory.fill(wrow, 0, (<usize>(Sk - kEnd)) * 4);
+                }
               }
               const orow = O + (<usize>r) * ldo;
               const dst = obase + (<usize>(i0 + r)) * oss * 4;

@@ -2,7 +2,7 @@
 // TypeScript side (src/backends/wasm-core.ts) owns the layout and grows the memory.
 export { attention, attentionScratchBytes } from './attention';
 export { matmul, matmulScratchBytes } from './matmul';
-export { softmax, expArray } from './softmax';
+export { softmax, exp2Array } from './softmax';
 
 /** first byte after the module's static data: the host's heap starts here (rounded up) */
 export function heapBase(): usize {

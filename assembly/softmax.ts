@@ -41,10 +41,9 @@ export function softmax(out: usize, x: usize, rows: i32, cols: i32, scale: f32):
   }
 }
 
-/** exp(x) for n floats (for measuring the exp approximation's error in tests) */
-export function expArray(out: usize, x: usize, n: i32): void {
-  const l = f32x4.splat(LOG2E);
+/** 2^x for n floats: the kernels' exp2, exported so the tests can measure its error */
+export function exp2Array(out: usize, x: usize, n: i32): void {
   let j = 0;
-  for (; j + 4 <= n; j += 4) v128.store(out + (<usize>j) * 4, exp2x4(f32x4.mul(v128.load(x + (<usize>j) * 4), l)));
-  for (; j < n; j++) store<f32>(out + (<usize>j) * 4, exp2s(load<f32>(x + (<usize>j) * 4) * LOG2E));
+  for (; j + 4 <= n; j += 4) v128.store(out + (<usize>j) * 4, exp2x4(v128.load(x + (<usize>j) * 4)));
+  for (; j < n; j++) store<f32>(out + (<usize>j) * 4, exp2s(load<f32>(x + (<usize>j) * 4)));
 }

@@ -79,6 +79,7 @@ export function summarise(samples: number[], rme = NaN, callsPerSample = 1): Mea
  */
 export async function measure(name: string, fn: () => unknown, opts: MeasureOptions = {}): Promise<Measurement> {
   const warmup = opts.warmup ?? 1;
+  // at least one untimed call: it also tells whether fn is asynchronous
   let isAsync = false;
   for (let i = 0; i < Math.max(1, warmup); i++) {
     const r = fn();

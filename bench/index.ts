@@ -18,7 +18,7 @@ import { NODE_MODULES, RESULTS_DIR, ROOT } from './paths.js';
 import { annotateLimits, caseLine, evaluateTargets, shapeEntries, terminalSummary, writeReport } from './report.js';
 import { runCase } from './run.js';
 import { allRunners, defaultThreads, FAMILIES } from './runners.js';
-import { findShapes, GRID, makeInputs, QUICK_SHAPES, type Shape } from './shapes.js';
+import { findShapes, GRID, isBandwidthBound, kvBytes, makeInputs, QUICK_SHAPES, type Shape } from './shapes.js';
 import type { BenchReport, CaseResult, MemoryResult, Runner } from './types.js';
 
 export interface BenchOptions {
@@ -153,7 +153,19 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
     log(`  ${k}: ${v.unavailable ? `unavailable (${v.unavailable})` : `isa ${v.isa}, ${v.threads} thread(s)`}`);
   }
 
-  const limits = o.limits ? (log('limits:'), await measureLimits({ threads: o.threads, millis: o.probeMillis, bandwidthBytes: 256 * 2 ** 20, onProgress: log })) : [];
+  const load0 = os.loadavg()[0];
+  if (load0 > 0.5) log(`  note: load average ${load0.toFixed(2)} on ${machine.cores} cores: other processes compete with the bench, figures will be noisy`);
+  const decodeBytes = Math.max(0, ...o.shapes.filter(isBandwidthBound).map(kvBytes));
+  const limits = o.limits
+    ? (log('limits:'),
+      await measureLimits({
+        threads: o.threads,
+        millis: o.probeMillis,
+        bandwidthBytes: decodeBytes || 128 * 2 ** 20,
+        bigBandwidthBytes: o.quick ? undefined : 1024 * 2 ** 20,
+        onProgress: log,
+      }))
+    : [];
 
   const results: CaseResult[] = [];
   for (const shape of o.shapes) {
@@ -200,7 +212,7 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
 
   const notes = [
     'flops = 4·B·Hq·Sq·Sk·D per attention (+ 2·B·S·E·E per projection, four projections, for mha768); causal shapes are counted as the full square, so skipping hidden tiles shows as higher GFLOP/s.',
-    'Decoding (Sq = 1) is limited by memory: its figure is GB/s of K and V read once, against the read bandwidth at the same thread count.',
+    'Decoding (Sq = 1) is limited by memory: its figure is GB/s of K and V read once, against the read bandwidth at the same thread count measured over a buffer of the same size as K+V (like for like: this VM reports a large last-level cache, so K+V may stay cache-resident between calls in both).',
     'onnxruntime-node runs with intraOpNumThreads = the thread count shown, interOpNumThreads = 1, graphOptimizationLevel all; onnxruntime-web and tfjs-backend-wasm run single-threaded in this Node process from their local .wasm files.',
     'ONNX models are built in code (bench/peers/onnx-proto.ts); inputs are converted to each peer\'s layout once, before timing.',
     'Outputs are checked once per shape against the float64 reference on query heads 0 and H-1 of the full shape (heads are independent, so that is exact); mha768 is checked whole.',
@@ -222,6 +234,12 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
     durationSeconds: 0,
   };
   report.durationSeconds = (performance.now() - t0) / 1e3;
+  machine.loadAverage = { start: +load0.toFixed(2), end: +os.loadavg()[0].toFixed(2) };
+  if (Math.max(load0, os.loadavg()[0]) > 0.5) {
+    report.notes.push(
+      `Load average was ${load0.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end on ${machine.cores} cores: other processes were running, so the figures (multi-threaded ones most) are noisier than on an idle machine.`,
+    );
+  }
   log(terminalSummary(report));
   if (write) {
     const files = writeReport(o.outDir, report, renderChart(report));

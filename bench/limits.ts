@@ -85,8 +85,10 @@ export interface LimitOptions {
   threads: number;
   /** duration of each FMA probe (ms) */
   millis: number;
-  /** bandwidth probe buffer (bytes) */
+  /** bandwidth probe buffer (bytes): the K+V size of the decoding shape, for a like-for-like fraction */
   bandwidthBytes: number;
+  /** a second, larger buffer (bytes) reported for information (beyond the last-level cache) */
+  bigBandwidthBytes?: number;
   onProgress?: (line: string) => void;
 }
 
@@ -104,6 +106,14 @@ export async function measureLimits(o: LimitOptions): Promise<LimitResult[]> {
     { key: 'bw1', label: 'memory read bandwidth, 1 thread', unit: 'GB/s', run: (p) => p.readBandwidthGBs(o.bandwidthBytes, 1) },
     { key: 'bwAll', label: `memory read bandwidth, ${o.threads} threads`, unit: 'GB/s', run: (p) => p.readBandwidthGBs(o.bandwidthBytes, o.threads) },
   ];
+  if (o.bigBandwidthBytes) {
+    const big = o.bigBandwidthBytes;
+    const mib = `${(big / 2 ** 20).toFixed(0)} MiB`;
+    native.push(
+      { key: 'bwBig1', label: `memory read bandwidth over ${mib}, 1 thread (information)`, unit: 'GB/s', run: (p) => p.readBandwidthGBs(big, 1) },
+      { key: 'bwBigAll', label: `memory read bandwidth over ${mib}, ${o.threads} threads (information)`, unit: 'GB/s', run: (p) => p.readBandwidthGBs(big, o.threads) },
+    );
+  }
   let probes: Awaited<ReturnType<typeof nativeProbes>> | undefined;
   let reason = '';
   try {
@@ -119,7 +129,7 @@ export async function measureLimits(o: LimitOptions): Promise<LimitResult[]> {
     }
     try {
       const v = Math.max(run(probes), run(probes)); // best of two: a peak, not a typical value
-      out.push({ ...meta, status: 'ok', value: v, detail: n.key.startsWith('bw') ? `${(o.bandwidthBytes / 2 ** 20).toFixed(0)} MiB buffer` : undefined });
+      out.push({ ...meta, status: 'ok', value: v, detail: n.key === 'bw1' || n.key === 'bwAll' ? `${(o.bandwidthBytes / 2 ** 20).toFixed(0)} MiB buffer (the K+V size of the decoding shape)` : undefined });
     } catch (e) {
       out.push({ ...meta, status: 'failed', reason: (e as Error).message.split('\n')[0] });
     }

@@ -86,7 +86,7 @@ struct Reader {
     if (!v.IsNumber()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected an integer, got " + TypeName(v), Kind::Type);
     double d = v.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(d) || d != std::floor(d) || d < (double)lo || d > (double)hi)
-      Throw(env, "ERR_ATTN_SHAPE", Name(n) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(d), Kind::Range);
+      Throw(env, "ERR_ATTN_VALUE", Name(n) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(d), Kind::Range);
     return (int64_t)d;
   }
   int64_t IntOr(const char* n, int64_t dflt, int64_t lo, int64_t hi) const {
@@ -166,7 +166,7 @@ __int128 Needed(std::initializer_list<std::pair<int64_t, int64_t>> dims) {
 
 void CheckLen(Napi::Env env, const std::string& name, size_t len, __int128 need) {
   if ((__int128)len < need)
-    Throw(env, "ERR_ATTN_SHAPE",
+    Throw(env, "ERR_ATTN_SIZE",
           name + ": expected at least " + std::to_string((long long)need) + " elements for the given shape and strides, got " + std::to_string(len),
           Kind::Range);
 }
@@ -189,7 +189,7 @@ void ReadMask(const Reader& r, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int
     *data = m.Array<uint8_t>("data", napi_uint8_array, "Uint8Array", &len, false);
     *kind = sa::kMaskBoolean;
   } else {
-    Throw(r.env, "ERR_ATTN_MASK", "mask.kind: expected 'additive' or 'boolean', got " + Reader::TypeName(kv), Kind::Type);
+    Throw(r.env, "ERR_ATTN_OPTION", "mask.kind: expected 'additive' or 'boolean', got " + Reader::TypeName(kv), Kind::Type);
   }
   s[0] = m.Int("strideB", 0, kMaxStride);
   s[1] = m.Int("strideH", 0, kMaxStride);
@@ -203,10 +203,10 @@ const int32_t* ReadKeyLengths(const Reader& r, int64_t B, int64_t Sk) {
   const int32_t* kl = r.Array<int32_t>("keyLengths", napi_int32_array, "Int32Array", &len, true);
   if (!kl) return nullptr;
   if ((int64_t)len < B)
-    Throw(r.env, "ERR_ATTN_SHAPE", "keyLengths: expected " + std::to_string(B) + " entries, got " + std::to_string(len), Kind::Range);
+    Throw(r.env, "ERR_ATTN_SIZE", "keyLengths: expected " + std::to_string(B) + " entries, got " + std::to_string(len), Kind::Range);
   for (int64_t b = 0; b < B; ++b)
     if (kl[b] < 0 || kl[b] > Sk)
-      Throw(r.env, "ERR_ATTN_SHAPE", "keyLengths[" + std::to_string(b) + "]: expected a value in [0, " + std::to_string(Sk) + "], got " + std::to_string(kl[b]), Kind::Range);
+      Throw(r.env, "ERR_ATTN_VALUE", "keyLengths[" + std::to_string(b) + "]: expected a value in [0, " + std::to_string(Sk) + "], got " + std::to_string(kl[b]), Kind::Range);
   return kl;
 }
 
@@ -413,14 +413,14 @@ class Engine : public Napi::ObjectWrap<Engine> {
         Throw(env, "ERR_ATTN_TYPE", "createEngine(isa: string, threads: number)", Kind::Type);
       std::string isa = info[0].As<Napi::String>().Utf8Value();
       double th = info[1].As<Napi::Number>().DoubleValue();
-      if (!(th >= 1 && th <= 1024)) Throw(env, "ERR_ATTN_SHAPE", "threads: expected 1..1024, got " + std::to_string(th), Kind::Range);
+      if (!(th >= 1 && th <= 1024)) Throw(env, "ERR_ATTN_VALUE", "threads: expected 1..1024, got " + std::to_string(th), Kind::Range);
       const KernelTable* kt = sa::kernels_for(isa.c_str());
       if (!kt) {
         const char* isas[8];
         int n = sa::supported_isas(isas, 8);
         std::string list;
         for (int i = 0; i < n; ++i) list += (i ? ", " : "") + std::string(isas[i]);
-        Throw(env, "ERR_ATTN_ISA", "ISA '" + isa + "' is not supported by this CPU/OS or this build (supported: " + list + ")");
+        Throw(env, "ERR_ATTN_VALUE", "ISA '" + isa + "' is not supported by this CPU/OS or this build (supported: " + list + ")");
       }
       core_ = std::make_shared<Core>(kt, (int)th);
       return env.Undefined();
@@ -577,7 +577,7 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
       f.cache_max = c.Int("maxLength", 0, kMaxDim);
       f.cache_len = c.Int("length", 0, f.cache_max);
       if (f.cache_len + f.seq_kv > f.cache_max)
-        Throw(env, "ERR_ATTN_CACHE_FULL", "cache: " + std::to_string(f.cache_len) + " + " + std::to_string(f.seq_kv) + " positions exceed maxLength " + std::to_string(f.cache_max), Kind::Range);
+        Throw(env, "ERR_ATTN_SIZE", "cache: " + std::to_string(f.cache_len) + " + " + std::to_string(f.seq_kv) + " positions exceed maxLength " + std::to_string(f.cache_max), Kind::Range);
       CheckLen(env, "cache.k", lk, (__int128)f.batch * f.cache_max * KV);
       CheckLen(env, "cache.v", lv, (__int128)f.batch * f.cache_max * KV);
       if (f.cache_k == f.cache_v && lk > 0) Throw(env, "ERR_ATTN_SHAPE", "cache: k and v must be different arrays", Kind::Range);
@@ -630,7 +630,7 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
       Throw(env, "ERR_ATTN_TYPE", "fmaPeakGflops(threads: number, millis: number)", Kind::Type);
     int th = info[0].As<Napi::Number>().Int32Value();
     double ms = info[1].As<Napi::Number>().DoubleValue();
-    if (th < 1 || th > 1024 || !(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_SHAPE", "fmaPeakGflops: threads 1..1024, millis (0, 60000]", Kind::Range);
+    if (th < 1 || th > 1024 || !(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_VALUE", "fmaPeakGflops: threads 1..1024, millis (0, 60000]", Kind::Range);
     return Napi::Number::New(env, sa::fma_peak_gflops(nullptr, th, ms));
   });
 }
@@ -643,7 +643,7 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
     double bytes = info[0].As<Napi::Number>().DoubleValue();
     int th = info[1].As<Napi::Number>().Int32Value();
     if (!(bytes >= 1 && bytes <= 64.0 * (1 << 30)) || th < 1 || th > 1024)
-      Throw(env, "ERR_ATTN_SHAPE", "readBandwidthGBs: bytes 1..64 GiB, threads 1..1024", Kind::Range);
+      Throw(env, "ERR_ATTN_VALUE", "readBandwidthGBs: bytes 1..64 GiB, threads 1..1024", Kind::Range);
     double r = sa::read_bandwidth_gbs((int64_t)bytes, th);
     if (r < 0) Throw(env, "ERR_ATTN_ALLOC", "readBandwidthGBs: could not allocate the buffer");
     return Napi::Number::New(env, r);

@@ -79,3 +79,95 @@ import { fmadd } from './math';
   }
   v128.store(c, c0); v128.store(c, c1, 16);
 }
+
+/** C[6][8] (+)= A[6][K] * panel[K][8]: 12 accumulators, for FMA pipelines that need more in flight */
+// @ts-ignore: decorator
+@inline export function kernel6x8(
+  a: usize, lda: usize, panel: usize, ldp: usize, K: i32, c: usize, ldc: usize, accumulate: bool
+): void {
+  let c00: v128, c01: v128, c10: v128, c11: v128, c20: v128, c21: v128;
+  let c30: v128, c31: v128, c40: v128, c41: v128, c50: v128, c51: v128;
+  if (accumulate) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
+    c20 = v128.load(c + (ldc << 1)); c21 = v128.load(c + (ldc << 1), 16);
+    c30 = v128.load(c + ldc * 3); c31 = v128.load(c + ldc * 3, 16);
+    c40 = v128.load(c + (ldc << 2)); c41 = v128.load(c + (ldc << 2), 16);
+    c50 = v128.load(c + ldc * 5); c51 = v128.load(c + ldc * 5, 16);
+  } else {
+    c00 = f32x4.splat(0); c01 = c00; c10 = c00; c11 = c00; c20 = c00; c21 = c00;
+    c30 = c00; c31 = c00; c40 = c00; c41 = c00; c50 = c00; c51 = c00;
+  }
+  let a0 = a;
+  const a1 = lda, a2 = lda << 1, a3 = lda * 3, a4 = lda << 2, a5 = lda * 5;
+  let p = panel;
+  const end = panel + (<usize>K) * ldp;
+  while (p < end) {
+    const b0 = v128.load(p);
+    const b1 = v128.load(p, 16);
+    let s = v128.load32_splat(a0);
+    c00 = fmadd(s, b0, c00); c01 = fmadd(s, b1, c01);
+    s = v128.load32_splat(a0 + a1);
+    c10 = fmadd(s, b0, c10); c11 = fmadd(s, b1, c11);
+    s = v128.load32_splat(a0 + a2);
+    c20 = fmadd(s, b0, c20); c21 = fmadd(s, b1, c21);
+    s = v128.load32_splat(a0 + a3);
+    c30 = fmadd(s, b0, c30); c31 = fmadd(s, b1, c31);
+    s = v128.load32_splat(a0 + a4);
+    c40 = fmadd(s, b0, c40); c41 = fmadd(s, b1, c41);
+    s = v128.load32_splat(a0 + a5);
+    c50 = fmadd(s, b0, c50); c51 = fmadd(s, b1, c51);
+    a0 += 4;
+    p += ldp;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
+  v128.store(c + (ldc << 1), c20); v128.store(c + (ldc << 1), c21, 16);
+  v128.store(c + ldc * 3, c30); v128.store(c + ldc * 3, c31, 16);
+  v128.store(c + (ldc << 2), c40); v128.store(c + (ldc << 2), c41, 16);
+  v128.store(c + ldc * 5, c50); v128.store(c + ldc * 5, c51, 16);
+}
+
+/** C[5][8] (+)= A[5][K] * panel[K][8]: 10 accumulators (more multiply-adds in flight than 4x8) */
+// @ts-ignore: decorator
+@inline export function kernel5x8(
+  a: usize, lda: usize, panel: usize, ldp: usize, K: i32, c: usize, ldc: usize, accumulate: bool
+): void {
+  let c00: v128, c01: v128, c10: v128, c11: v128, c20: v128, c21: v128;
+  let c30: v128, c31: v128, c40: v128, c41: v128;
+  if (accumulate) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
+    c20 = v128.load(c + (ldc << 1)); c21 = v128.load(c + (ldc << 1), 16);
+    c30 = v128.load(c + ldc * 3); c31 = v128.load(c + ldc * 3, 16);
+    c40 = v128.load(c + (ldc << 2)); c41 = v128.load(c + (ldc << 2), 16);
+  } else {
+    c00 = f32x4.splat(0); c01 = c00; c10 = c00; c11 = c00; c20 = c00; c21 = c00;
+    c30 = c00; c31 = c00; c40 = c00; c41 = c00;
+  }
+  let a0 = a;
+  const a1 = lda, a2 = lda << 1, a3 = lda * 3, a4 = lda << 2;
+  let p = panel;
+  const end = panel + (<usize>K) * ldp;
+  while (p < end) {
+    const b0 = v128.load(p);
+    const b1 = v128.load(p, 16);
+    let s = v128.load32_splat(a0);
+    c00 = fmadd(s, b0, c00); c01 = fmadd(s, b1, c01);
+    s = v128.load32_splat(a0 + a1);
+    c10 = fmadd(s, b0, c10); c11 = fmadd(s, b1, c11);
+    s = v128.load32_splat(a0 + a2);
+    c20 = fmadd(s, b0, c20); c21 = fmadd(s, b1, c21);
+    s = v128.load32_splat(a0 + a3);
+    c30 = fmadd(s, b0, c30); c31 = fmadd(s, b1, c31);
+    s = v128.load32_splat(a0 + a4);
+    c40 = fmadd(s, b0, c40); c41 = fmadd(s, b1, c41);
+    a0 += 4;
+    p += ldp;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
+  v128.store(c + (ldc << 1), c20); v128.store(c + (ldc << 1), c21, 16);
+  v128.store(c + ldc * 3, c30); v128.store(c + ldc * 3, c31, 16);
+  v128.store(c + (ldc << 2), c40); v128.store(c + (ldc << 2), c41, 16);
+}

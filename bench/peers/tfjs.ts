@@ -46,10 +46,10 @@ export function loadTfjs(): Promise<{ tf: Tf; wasm: TfWasm }> {
     let tf: Tf;
     let wasm: TfWasm;
     try {
-      const t = (await import('@tensorflow/tfjs')) as unknown as Tf & { default?: Tf };
-      tf = t.setBackend ? t : (t.default as Tf);
-      const w = (await import('@tensorflow/tfjs-backend-wasm')) as unknown as TfWasm & { default?: TfWasm };
-      wasm = w.setWasmPaths ? w : (w.default as TfWasm);
+      const t = (await import('@tensorflow/tfjs')) as unknown as Partial<Tf> & { default?: Tf };
+      tf = (typeof t.setBackend === 'function' ? t : t.default) as Tf;
+      const w = (await import('@tensorflow/tfjs-backend-wasm')) as unknown as Partial<TfWasm> & { default?: TfWasm };
+      wasm = (typeof w.setWasmPaths === 'function' ? w : w.default) as TfWasm;
     } catch (e) {
       throw new Skip(`@tensorflow/tfjs or @tensorflow/tfjs-backend-wasm is not available (${(e as Error).message.split('\n')[0]})`);
     }

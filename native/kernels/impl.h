@@ -138,6 +138,24 @@ static inline void pv_dispatch(int n, const float* pt, int64_t nk, const float* 
   }
 }
 
+// true when the row holds a NaN or an infinity
+static inline bool row_nonfinite(const float* r, int64_t n) {
+  T acc = V::zero();
+  const T z = V::zero();
+  int64_t x = 0;
+  for (; x + W <= n; x += W) acc = V::fmadd(V::load(r + x), z, acc);
+  if (x < n) acc = V::fmadd(V::load_partial(r + x, (int)(n - x)), z, acc);
+  float s = V::hsum(acc);
+  return s != s;
+}
+
+static inline void pv_all(const float* pt, int64_t nk, const float* v0, int64_t vs, int64_t Dv, float* ot, const float* alpha) {
+  for (int64_t c0 = 0; c0 < Dv; c0 += kAttNR) {
+    int n = (int)imin(kAttNR, Dv - c0);
+    pv_dispatch<kAttNR>(n, pt, nk, v0 + c0, vs, ot + c0 * BQ, alpha);
+  }
+}
+
 struct AttnPlan {
   bool direct;
   int64_t nqb;       // flash: query blocks per head
@@ -186,7 +204,9 @@ static void flash_task(void* vctx, int64_t t, int worker) {
   float* mo = ml;
   float* lo = ml + BQ;
   float* alpha = ml + 2 * BQ;
+  float* ones = ml + 3 * BQ;
   float* st = ml + 4 * BQ;
+  for (int q = 0; q < BQ; ++q) ones[q] = 1.0f;
 
   const float* qbase = p.q + b * p.q_sb + h * p.q_sh;
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
@@ -224,7 +244,14 @@ static void flash_task(void* vctx, int64_t t, int worker) {
       }
       if (p.mask_kind != kMaskNone) {
         for (int64_t j = 0; j < nk; ++j)
-          for (int64_t q = 0; q < nq; ++q) st[j * BQ + q] += mask_value(p, b, h, i0 + q, kb + j);
+          for (int64_t q = 0; q < nq; ++q) {
+            const float mv = mask_value(p, b, h, i0 + q, kb + j);
+            if (p.mask_kind == kMaskBoolean) {
+              if (mv == kNegInf) st[j * BQ + q] = kNegInf;  // hidden, even where the score is NaN
+            } else {
+              st[j * BQ + q] += mv;
+            }
+          }
       }
       // online softmax (all vertical: lanes are queries)
       SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
@@ -251,11 +278,30 @@ static void flash_task(void* vctx, int64_t t, int worker) {
         V::store(alpha + m * W, al);
         V::store(mo + m * W, mx);
       }
-      // O = O * alpha + P·V
-      for (int64_t c0 = 0; c0 < Dv; c0 += kAttNR) {
-        int n = (int)imin(kAttNR, Dv - c0);
-        pv_dispatch<kAttNR>(n, st, nk, vbase + kb * p.v_ss + c0, p.v_ss, ot + c0 * BQ, alpha);
+      // O = O * alpha + P·V. A hidden key's value is never read (the reference's rule; it
+      // matters when that value is NaN or infinite, since 0 * NaN = NaN): in tiles where some
+      // keys are hidden from some queries, keys whose value row is not finite are taken out of
+      // the micro-kernel and added only to the queries that see them.
+      const bool tile_masked = (p.causal && kb + nk - 1 > i0 + off) || p.mask_kind == kMaskBoolean;
+      int64_t seg = 0;
+      const float* al = alpha;
+      if (tile_masked) {
+        for (int64_t j = 0; j < nk; ++j) {
+          const float* vr = vbase + (kb + j) * p.v_ss;
+          if (!row_nonfinite(vr, Dv)) continue;
+          pv_all(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot, al);
+          al = ones;
+          for (int64_t q = 0; q < nq; ++q) {
+            const int64_t kj = kb + j, i = i0 + q;
+            if (p.causal && kj > i + off) continue;
+            if (p.mask_kind == kMaskBoolean && mask_value(p, b, h, i, kj) == kNegInf) continue;
+            const float pj = st[j * BQ + q];
+            for (int64_t x = 0; x < Dv; ++x) ot[x * BQ + q] += pj * vr[x];
+          }
+          seg = j + 1;
+        }
       }
+      pv_all(st + seg * BQ, nk - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot, al);
     }
   }
   // normalise and write out (a row with no visible key gives zeros)
@@ -269,6 +315,10 @@ static void flash_task(void* vctx, int64_t t, int worker) {
       for (int64_t c0 = 0; c0 < Dv; ++c0) orow[c0] = 0.0f;
     if (wbase) {
       float* wrow = wbase + (i0 + q) * Sk;
+      if (l != l) {  // a NaN row is NaN everywhere, as the reference's softmax makes it
+        for (int64_t j = 0; j < Sk; ++j) wrow[j] = l;
+        continue;
+      }
       for (int64_t j = 0; j < kend; ++j) wrow[j] = l == 0.0f ? 0.0f : st[j * BQ + q] * inv;
       for (int64_t j = kend; j < Sk; ++j) wrow[j] = 0.0f;
     }
@@ -311,7 +361,7 @@ static void exp2_sum_inplace(float* s, int64_t n, float mref, float* sum_out) {
 }
 
 // o[0..Dv) = sum_j p[j] * v_j
-static void pv_row(const float* pj, int64_t n, const float* v0, int64_t vs, int64_t Dv, float* o) {
+static void pv_row(const float* pj, int64_t n, const float* v0, int64_t vs, int64_t Dv, float* o, const uint8_t* hidden) {
   constexpr int G = 8;
   for (int64_t c = 0; c < Dv; c += G * W) {
     const int64_t cw = imin(G * W, Dv - c);
@@ -320,6 +370,7 @@ static void pv_row(const float* pj, int64_t n, const float* v0, int64_t vs, int6
     T acc[G + 1];
     SA_UNROLL for (int g = 0; g <= G; ++g) acc[g] = V::zero();
     for (int64_t j = 0; j < n; ++j) {
+      if (hidden && hidden[j]) continue;  // a hidden key's value is never read
       const float* vr = v0 + j * vs + c;
       T pb = V::set1(pj[j]);
       SA_UNROLL for (int g = 0; g < G; ++g) if (g < full) acc[g] = V::fmadd(pb, V::load(vr + g * W), acc[g]);
@@ -342,6 +393,7 @@ static void direct_task(void* vctx, int64_t t, int worker) {
   const int64_t lo = chunk * pl.chunk, hi = imin(lo + pl.chunk, Sk);
   float* s = c.scratch->bufs[worker];
   float* o = s + pl.chunk + W;
+  uint8_t* hidden = (uint8_t*)(o + p.head_dim_v + W);
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
   const float* vbase = p.v + b * p.v_sb + kvh * p.v_sh;
   int64_t kl = Sk;
@@ -355,9 +407,16 @@ static void direct_task(void* vctx, int64_t t, int worker) {
     const int64_t n = hi_eff - lo;
     const float* qrow = p.q + b * p.q_sb + h * p.q_sh + i * p.q_ss;
     float mx = kNegInf;
+    bool any_hidden = false;
     for (int64_t j = 0; j < n; ++j) {
       float sv = dot_row(qrow, kbase + (lo + j) * p.k_ss, D) * pl.qscale;
-      if (p.mask_kind != kMaskNone) sv += mask_value(p, b, h, i, lo + j);
+      if (p.mask_kind == kMaskAdditive) sv += mask_value(p, b, h, i, lo + j);
+      if (p.mask_kind == kMaskBoolean) {
+        const bool hid = mask_value(p, b, h, i, lo + j) == kNegInf;
+        hidden[j] = hid;
+        any_hidden |= hid;
+        if (hid) sv = kNegInf;
+      }
       s[j] = sv;
       mx = sv > mx ? sv : mx;
     }
@@ -367,7 +426,7 @@ static void direct_task(void* vctx, int64_t t, int worker) {
     float l = 0.0f;
     if (n > 0) exp2_sum_inplace(s, n, mref, &l);
     for (int64_t x = 0; x < Dv; ++x) o[x] = 0.0f;
-    if (n > 0) pv_row(s, n, vbase + lo * p.v_ss, p.v_ss, Dv, o);
+    if (n > 0) pv_row(s, n, vbase + lo * p.v_ss, p.v_ss, Dv, o, any_hidden ? hidden : nullptr);
     const int64_t row = (b * p.heads + h) * Sq + i;
     if (pl.nchunks == 1) {
       float* orow = p.out + b * p.o_sb + h * p.o_sh + i * p.o_ss;
@@ -375,8 +434,12 @@ static void direct_task(void* vctx, int64_t t, int worker) {
       for (int64_t x = 0; x < Dv; ++x) orow[x] = l == 0.0f ? 0.0f : o[x] * inv;
       if (p.weights) {
         float* wrow = p.weights + row * Sk;
+        if (l != l)
+          for (int64_t j = 0; j < Sk; ++j) wrow[j] = l;
+        else {
         for (int64_t j = 0; j < n; ++j) wrow[j] = l == 0.0f ? 0.0f : s[j] * inv;
         for (int64_t j = n; j < Sk; ++j) wrow[j] = 0.0f;
+        }
       }
     } else {
       float* part = c.partials + (row * pl.nchunks + chunk) * (2 + Dv);
@@ -436,7 +499,7 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
     if (!p.weights && p.seq_k >= SPLIT_MIN_SK && tasks < SPLIT_MAX_TASKS) pl.chunk = SPLIT_CHUNK;
     else pl.chunk = imax(p.seq_k, 1);
     pl.nchunks = (imax(p.seq_k, 1) + pl.chunk - 1) / pl.chunk;
-    pl.scratch_floats = pl.chunk + W + p.head_dim_v + W;
+    pl.scratch_floats = pl.chunk + W + p.head_dim_v + W + (pl.chunk + 3) / 4;
     if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
     if (pl.nchunks > 1) {
       c.partials = falloc(p.batch * p.heads * p.seq_q * pl.nchunks * (2 + p.head_dim_v));

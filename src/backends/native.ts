@@ -211,7 +211,13 @@ export function loadNativeBackend(opts: { threads?: number; isa?: string } = {})
       isasAvailable: supported.join(','),
     }),
     attention: (args: AttentionArgs) => engine.attention(args),
-    attentionAsync: (args: AttentionArgs) => engine.attentionAsync(args),
+    attentionAsync: (args: AttentionArgs) => {
+      try {
+        return engine.attentionAsync(args);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
     matmul: (args: MatmulArgs) => engine.matmul(args),
     softmax: (args: SoftmaxArgs) => engine.softmax(args),
     createMultiHead(params: MultiHeadParams): MultiHeadKernel {
@@ -219,7 +225,13 @@ export function loadNativeBackend(opts: { threads?: number; isa?: string } = {})
       const withFlag = (a: MultiHeadForwardArgs) => ({ ...a, selfAttention: a.kv === a.x });
       return {
         forward: (a) => mh.forward(withFlag(a)),
-        forwardAsync: (a) => mh.forwardAsync(withFlag(a)),
+        forwardAsync: (a) => {
+          try {
+            return mh.forwardAsync(withFlag(a));
+          } catch (e) {
+            return Promise.reject(e);
+          }
+        },
         dispose: () => mh.dispose(),
       };
     },

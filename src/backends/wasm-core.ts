@@ -44,7 +44,7 @@ export interface WasmExports {
     strideA: number, strideB: number, transB: number, scratch: number,
   ): void;
   softmax(out: number, x: number, rows: number, cols: number, scale: number): void;
-  expArray(out: number, x: number, n: number): void;
+  exp2Array(out: number, x: number, n: number): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,7 +525,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
       build: inst.build,
       memoryBytes: String(inst.heap.byteLength),
       module: opts.origin ?? 'bytes',
-      async: runner ? 'worker' : runnerTried ? 'calling thread' : 'worker (not started)',
+      async: runner && runner.alive !== false ? 'worker' : runnerTried ? 'calling thread' : 'worker (not started)',
     }),
     attention(args) {
       check();
@@ -541,8 +541,16 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
           runner = undefined;
         }
       }
-      if (runner && runner.alive !== false) return runner.attention(args);
+      if (runner && runner.alive !== false) {
+        try {
+          return await runner.attention(args);
+        } catch (err) {
+          // the worker could not start or died: compute here instead (errors of the call itself propagate)
+          if (!(err as { workerFailed?: boolean }).workerFailed) throw err;
+        }
+      }
       await Promise.resolve();
+      check();
       runAttention(inst, args);
     },
     matmul(args) {

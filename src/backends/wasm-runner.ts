@@ -97,7 +97,11 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
   worker.onError((err) => {
     if (!alive) return;
     alive = false;
-    for (const p of pending.values()) p.reject(attnError('ERR_ATTN_ALLOC', `wasm worker failed: ${err.message}`));
+    for (const p of pending.values()) {
+      const e = new Error(`wasm worker failed: ${err.message}`) as Error & { workerFailed?: boolean };
+      e.workerFailed = true;
+      p.reject(e);
+    }
     pending.clear();
     worker.terminate();
   });
@@ -108,7 +112,7 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
       return alive;
     },
     attention(args) {
-      if (!alive) return Promise.reject(new Error('wasm worker is not running'));
+      if (!alive) return Promise.reject(Object.assign(new Error('wasm worker is not running'), { workerFailed: true }));
       const id = nextId++;
       const transfer: Transferable[] = [];
       const req = toRequest(id, args, transfer);

@@ -32,15 +32,22 @@ export type { WasmBuild, WasmSource } from './wasm-core.js';
  */
 function startWorker(file: URL): Worker {
   if (!file.pathname.endsWith('.ts')) return new Worker(file);
-  let api: string;
-  try {
-    api = import.meta.resolve('tsx/esm/api');
-  } catch {
-    // import.meta.resolve is missing where this file was loaded through require (mocha under tsx)
-    api = pathToFileURL(createRequire(fileURLToPath(import.meta.url)).resolve('tsx/esm/api')).href;
-  }
-  const boot = `import(${JSON.stringify(api)}).then((m) => m.register()).then(() => import(${JSON.stringify(file.href)}))`;
+  const boot = `import(${JSON.stringify(tsxApiUrl())}).then((m) => m.register()).then(() => import(${JSON.stringify(file.href)}))`;
   return new Worker(boot, { eval: true });
+}
+
+/** file URL of tsx's ESM API (tsx/esm/api, import condition), found from this file */
+function tsxApiUrl(): string {
+  const require = createRequire(fileURLToPath(import.meta.url));
+  const pkgFile = require.resolve('tsx/package.json');
+  const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { exports: Record<string, unknown> };
+  let entry: unknown = pkg.exports['./esm/api'];
+  while (entry && typeof entry === 'object') {
+    const e = entry as Record<string, unknown>;
+    entry = e.import ?? e.default;
+  }
+  if (typeof entry !== 'string') throw new Error('wasm: cannot locate tsx/esm/api to run the .ts worker');
+  return pathToFileURL(join(dirname(pkgFile), entry)).href;
 }
 
 let packageRootCache: string | undefined;

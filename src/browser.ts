@@ -1,0 +1,184 @@
+/**
+ * simd-attention, browser entry (the `browser` export condition; dist/browser.mjs): the same
+ * public API as the Node entry, served by the WebAssembly SIMD kernels (wasm) or the TypeScript
+ * reference (js). No Node modules are imported here.
+ *
+ * The module is fetched from `./wasm/attention-{relaxed,simd}.wasm` next to this file
+ * (`new URL(..., import.meta.url)`, which bundlers understand), picking relaxed SIMD where the
+ * browser validates it; or pass your own: `load({ wasm: bytes | URL | WebAssembly.Module })`.
+ * attentionAsync / forwardAsync run in a module Web Worker (`./wasm-worker.mjs`).
+ */
+import type { Backend } from './backend.js';
+import { createJsBackend } from './backends/js.js';
+import {
+  WASM_FILES,
+  createWasmBackend,
+  instantiate,
+  instantiateSync,
+  instantiateUrl,
+  probeWasmBuilds,
+  type WasmBackend,
+  type WasmBuild,
+  type WasmInstance,
+  type WasmSource,
+} from './backends/wasm-core.js';
+import { createWorkerRunner, type WorkerLike } from './backends/wasm-runner.js';
+import { choose, chooseSync, requestedBackend, type BackendRequest } from './choose.js';
+import { attnRangeError, attnTypeError, describe } from './errors.js';
+import type { Attention } from './facade.js';
+import { checkOptions } from './validate.js';
+
+export { tensor, MAX_ELEMENTS, type Tensor } from './tensor.js';
+export { Attention, type AttentionOptions, type AttentionResult, type MultiHeadAttentionParams } from './facade.js';
+export { MultiHeadAttention, KvCache, type MultiHeadForwardOptions } from './multihead.js';
+export type { BackendInfo, BackendName } from './backend.js';
+export type { AttentionError, AttentionErrorCode } from './errors.js';
+export type { WasmBuild, WasmSource } from './backends/wasm-core.js';
+export { VERSION as version } from './version.js';
+
+export interface BrowserWasmOptions {
+  /** the module: bytes, a URL to fetch, or a compiled WebAssembly.Module (default: the file next to this script) */
+  source?: WasmSource;
+  /** which build to fetch when no source is given (default: the best this browser validates) */
+  build?: WasmBuild;
+  /** the worker script for attentionAsync (default: ./wasm-worker.mjs next to this file); false computes on the calling thread */
+  worker?: URL | string | false;
+}
+
+export interface LoadOptions {
+  /** 'auto' (default) | 'wasm' | 'js'; 'native' is not available in browsers */
+  backend?: BackendRequest;
+  /** accepted for compatibility with the Node entry; the browser backends are single-threaded */
+  threads?: number;
+  /** the WASM module to use (bytes, URL or compiled module), or options for it */
+  wasm?: WasmSource | BrowserWasmOptions;
+}
+
+interface Resolved {
+  request: BackendRequest;
+  source?: WasmSource;
+  build?: WasmBuild;
+  worker?: URL | string | false;
+}
+
+function isWasmSource(x: unknown): x is WasmSource {
+  return (
+    typeof x === 'string' ||
+    x instanceof URL ||
+    x instanceof ArrayBuffer ||
+    ArrayBuffer.isView(x) ||
+    (typeof WebAssembly !== 'undefined' && x instanceof WebAssembly.Module)
+  );
+}
+
+function resolveLoad(fn: string, options: unknown): Resolved {
+  const opts = checkOptions(fn, options, ['backend', 'threads', 'wasm']);
+  const threads = opts.threads;
+  if (threads !== undefined) {
+    if (typeof threads !== 'number' || !Number.isInteger(threads)) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: threads must be an integer, got ${describe(threads)}`);
+    if (threads < 1 || threads > 1024) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: threads must be in [1, 1024], got ${threads}`);
+  }
+  const r: Resolved = { request: requestedBackend(opts.backend, undefined) };
+  const wasm = opts.wasm;
+  if (isWasmSource(wasm)) r.source = wasm;
+  else if (wasm !== undefined) {
+    const w = checkOptions(`${fn}: wasm`, wasm, ['source', 'build', 'worker']);
+    if (w.source !== undefined && !isWasmSource(w.source)) {
+      throw attnTypeError('ERR_ATTN_TYPE', `${fn}: wasm.source must be bytes, a URL or a WebAssembly.Module, got ${describe(w.source)}`);
+    }
+    if (w.build !== undefined && w.build !== 'simd128' && w.build !== 'relaxed-simd') {
+      throw attnRangeError('ERR_ATTN_VALUE', `${fn}: wasm.build must be "simd128" or "relaxed-simd", got ${describe(w.build)}`);
+    }
+    if (w.worker !== undefined && w.worker !== false && typeof w.worker !== 'string' && !(w.worker instanceof URL)) {
+      throw attnTypeError('ERR_ATTN_TYPE', `${fn}: wasm.worker must be a URL, a string or false, got ${describe(w.worker)}`);
+    }
+    r.source = w.source as WasmSource | undefined;
+    r.build = w.build as WasmBuild | undefined;
+    r.worker = w.worker as URL | string | false | undefined;
+  }
+  if (r.request === 'native') {
+    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: backend "native" is not available in the browser entry (use "auto", "wasm" or "js")`);
+  }
+  return r;
+}
+
+/** Builds this browser validates, best first. */
+export function wasmBuilds(): WasmBuild[] {
+  return probeWasmBuilds();
+}
+
+function pickBuild(requested: WasmBuild | undefined): WasmBuild {
+  const available = probeWasmBuilds();
+  if (requested) {
+    if (!available.includes(requested)) throw new Error(`wasm: this browser does not support ${requested === 'relaxed-simd' ? 'relaxed SIMD' : 'WebAssembly SIMD'}`);
+    return requested;
+  }
+  if (available.length === 0) throw new Error('wasm: this browser does not support WebAssembly SIMD');
+  return available[0];
+}
+
+/** A module Web Worker for attentionAsync, or undefined where workers are unavailable. */
+function browserRunner(inst: WasmInstance, worker: URL | string | false | undefined) {
+  return () => {
+    if (worker === false || typeof Worker !== 'function') return undefined;
+    const url = worker ?? new URL('./wasm-worker.mjs', import.meta.url);
+    const w = new Worker(url, { type: 'module' });
+    const like: WorkerLike = {
+      post: (msg, transfer) => w.postMessage(msg, transfer ?? []),
+      onMessage: (cb) => w.addEventListener('message', (e) => cb((e as MessageEvent).data)),
+      onError: (cb) => {
+        w.addEventListener('error', (e) => cb(new Error((e as ErrorEvent).message || `could not start the worker ${String(url)}`)));
+        w.addEventListener('messageerror', () => cb(new Error('a message to the worker could not be deserialised')));
+      },
+      terminate: () => w.terminate(),
+    };
+    return createWorkerRunner(like, inst.module);
+  };
+}
+
+function backendFor(inst: WasmInstance, origin: string, r: Resolved): WasmBackend {
+  return createWasmBackend(inst, { runner: browserRunner(inst, r.worker), origin });
+}
+
+async function loadWasm(r: Resolved): Promise<Backend> {
+  const src = r.source;
+  if (src === undefined) {
+    const build = pickBuild(r.build);
+    const url = new URL(`./wasm/${WASM_FILES[build]}`, import.meta.url);
+    return backendFor(await instantiateUrl(url), url.href, r);
+  }
+  if (src instanceof WebAssembly.Module || src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
+    return backendFor(await instantiate(src as Uint8Array | ArrayBuffer | WebAssembly.Module), 'caller-provided', r);
+  }
+  const url = src instanceof URL ? src : new URL(src, typeof location !== 'undefined' ? location.href : import.meta.url);
+  return backendFor(await instantiateUrl(url), url.href, r);
+}
+
+function loadWasmSync(r: Resolved): Backend {
+  const src = r.source;
+  if (src === undefined || typeof src === 'string' || src instanceof URL) {
+    throw new Error('wasm: loadSync() in a browser needs the module as bytes or a WebAssembly.Module (fetching is asynchronous); use load()');
+  }
+  return backendFor(instantiateSync(src as Uint8Array | ArrayBuffer | WebAssembly.Module), 'caller-provided', r);
+}
+
+/** Loads the wasm backend (or js where WebAssembly SIMD is unavailable, with the reason in info().fallbackReason). */
+export async function load(options?: LoadOptions): Promise<Attention> {
+  const r = resolveLoad('load', options);
+  return choose(r.request, [
+    { name: 'wasm', load: () => loadWasm(r) },
+    { name: 'js', load: () => createJsBackend() },
+  ]);
+}
+
+/**
+ * load() without a promise: needs `wasm` as bytes or a compiled module (browsers refuse to
+ * compile large modules synchronously on the main thread; a worker may), else falls back to js.
+ */
+export function loadSync(options?: LoadOptions): Attention {
+  const r = resolveLoad('loadSync', options);
+  return chooseSync(r.request, [
+    { name: 'wasm', load: () => loadWasmSync(r) },
+    { name: 'js', load: () => createJsBackend() },
+  ]);
+}

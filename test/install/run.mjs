@@ -1,0 +1,83 @@
+// The install test (issue "Packaging"): pack the package, install the tarball into a new
+// project with no scripts and no network, and check what a user gets: the prebuilt native
+// backend from CommonJS and ESM, the wasm fallback without prebuilds/, and a browser bundle
+// free of Node-only imports. Run by .ci/install-test.sh.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+const work = mkdtempSync(join(tmpdir(), 'simd-attention-install-'));
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const sh = (cmd, args, cwd, env = {}) => execFileSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+const log = (msg) => console.log(`install-test: ${msg}`);
+
+try {
+  log('npm pack (prepack builds dist/ and the prebuilt addon)');
+  const packed = JSON.parse(sh(npm, ['pack', '--json', '--pack-destination', work], root));
+  const files = packed[0].files.map((f) => f.path);
+  const tarball = join(work, packed[0].filename);
+  const has = (pattern) => files.some((f) => pattern.test(f));
+  for (const needed of [/^dist\/index\.mjs$/, /^dist\/index\.cjs$/, /^dist\/browser\.mjs$/, /^dist\/types\/index\.d\.ts$/, /^dist\/wasm\/attention-simd\.wasm$/, /^prebuilds\/linux-x64\/.+\.node$/, /^binding\.gyp$/, /^native\/binding\.cc$/, /^scripts\/build-native\.cjs$/]) {
+    assert.ok(has(needed), `the tarball lacks ${needed}`);
+  }
+  for (const unwanted of [/^test\//, /^bench\//, /^src\//, /^\.ci\//, /^native\/test\//, /^build\//]) {
+    assert.ok(!has(unwanted), `the tarball should not contain ${unwanted}: ${files.filter((f) => unwanted.test(f)).join(', ')}`);
+  }
+  log(`tarball ${packed[0].filename}: ${files.length} files, ${(packed[0].size / 1e6).toFixed(2)} MB`);
+
+  const app = join(work, 'app');
+  sh('mkdir', ['-p', app], work);
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+  log('npm install <tarball> --ignore-scripts --offline');
+  sh(npm, ['install', tarball, '--ignore-scripts', '--offline', '--no-audit', '--no-fund'], app);
+
+  // The js backend is the reference itself, so each check compares a backend with it.
+  const check = (expectBackend) => `
+    const attn = loadSync();
+    const refAttn = loadSync({ backend: 'js' });
+    const info = attn.info();
+    if (info.backend !== '${expectBackend}') throw new Error('expected ${expectBackend}, got ' + JSON.stringify(info));
+    const n = 2 * 3 * 17 * 24;
+    const data = (seed) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed));
+    const q = tensor(data(1), [2, 3, 17, 24]), k = tensor(data(2), [2, 3, 17, 24]), v = tensor(data(3), [2, 3, 17, 24]);
+    const got = attn.attention(q, k, v, { causal: true }).output.data;
+    const want = refAttn.attention(q, k, v, { causal: true }).output.data;
+    let worst = 0;
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+    if (!(worst < 1e-4)) throw new Error('max difference ' + worst);
+    console.log(JSON.stringify({ ...info, worst }));
+  `;
+  const run = (file, source) => {
+    writeFileSync(join(app, file), source);
+    return JSON.parse(sh(process.execPath, [file], app, { SIMD_ATTENTION_BACKEND: '' }).trim().split('\n').pop());
+  };
+  const cjs = run('check.cjs', `const { loadSync, tensor } = require('simd-attention');\n${check('native')}`);
+  log(`CommonJS: ${cjs.backend}/${cjs.isa}, max diff ${cjs.worst}`);
+  const esm = run('check.mjs', `import { loadSync, tensor } from 'simd-attention';\n${check('native')}`);
+  log(`ESM: ${esm.backend}/${esm.isa}, max diff ${esm.worst}`);
+
+  const prebuilds = join(app, 'node_modules/simd-attention/prebuilds');
+  renameSync(prebuilds, `${prebuilds}.off`);
+  const wasm = run('check-wasm.mjs', `import { loadSync, tensor } from 'simd-attention';\n${check('wasm')}`);
+  assert.match(wasm.fallbackReason, /native/);
+  log(`without prebuilds/: ${wasm.backend}/${wasm.isa}, max diff ${wasm.worst}; reason: ${wasm.fallbackReason.slice(0, 100)}...`);
+  renameSync(`${prebuilds}.off`, prebuilds);
+
+  log('bundling the browser entry with esbuild');
+  writeFileSync(join(app, 'browser-app.mjs'), "import { load, tensor } from 'simd-attention';\nglobalThis.run = async () => (await load()).info();\n");
+  const esbuild = join(root, 'node_modules/esbuild/bin/esbuild');
+  sh(process.execPath, [esbuild, 'browser-app.mjs', '--bundle', '--platform=browser', '--format=esm', '--outfile=bundle.js', '--log-level=warning'], app);
+  const bundle = readFileSync(join(app, 'bundle.js'), 'utf8');
+  for (const nodeOnly of [/from\s*["']node:/, /require\(["'](node:)?(fs|path|module|worker_threads|child_process|os|url)["']\)/, /\.node["']/, /from\s*["'](fs|path|module|worker_threads)["']/]) {
+    assert.doesNotMatch(bundle, nodeOnly, `the browser bundle refers to a Node-only module: ${nodeOnly}`);
+  }
+  assert.ok(existsSync(join(app, 'bundle.js')));
+  log(`browser bundle: ${(bundle.length / 1024).toFixed(0)} KiB, no Node-only import`);
+  log('passed');
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,467 @@
+/**
+ * The native backend beyond parity (test/parity.test.ts runs it against the reference under
+ * every ISA): async calls off the event loop, bit-identical results for any thread count,
+ * the multi-head object's dispose and garbage collection, the binding's own size checks, the
+ * loader's fallback reason (in child processes), ISA forcing and the machine probes.
+ *
+ * Skipped with a printed reason when the addon is not built, unless SIMD_ATTENTION_REQUIRE
+ * names native (CI), where a missing addon fails.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import vm from 'node:vm';
+import v8 from 'node:v8';
+import type { AttentionArgs, Backend, MultiHeadParams } from '../src/backend.js';
+import { loadNativeBackend, nativeIsas, nativeProbes } from '../src/backends/native.js';
+import { rng } from './helpers/random.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const nativeModule = path.join(root, 'src', 'backends', 'native.ts');
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+function rand(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = r() * 2 - 1;
+  return a;
+}
+
+/** Contiguous bhsd attention arguments, straight to the backend (no facade). */
+function attnArgs(
+  B: number,
+  Hq: number,
+  Hkv: number,
+  Sq: number,
+  Sk: number,
+  D: number,
+  extra: Partial<AttentionArgs> = {},
+  seed = 1,
+): AttentionArgs {
+  return {
+    q: rand(B * Hq * Sq * D, seed),
+    k: rand(B * Hkv * Sk * D, seed + 1),
+    v: rand(B * Hkv * Sk * D, seed + 2),
+    batch: B,
+    numHeads: Hq,
+    numKvHeads: Hkv,
+    seqQ: Sq,
+    seqK: Sk,
+    headDim: D,
+    headDimV: D,
+    qStrides: { b: Hq * Sq * D, h: Sq * D, s: D },
+    kStrides: { b: Hkv * Sk * D, h: Sk * D, s: D },
+    vStrides: { b: Hkv * Sk * D, h: Sk * D, s: D },
+    oStrides: { b: Hq * Sq * D, h: Sq * D, s: D },
+    scale: 1 / Math.sqrt(D),
+    causal: false,
+    out: new Float32Array(B * Hq * Sq * D),
+    ...extra,
+  };
+}
+
+function mhParams(E: number, H: number, Hkv: number, seed: number): MultiHeadParams {
+  const Dh = E / H;
+  const kv = Hkv * Dh;
+  return {
+    embedDim: E,
+    numHeads: H,
+    numKvHeads: Hkv,
+    headDim: Dh,
+    kvDim: kv,
+    wq: rand(E * E, seed).map((x) => x * 0.1),
+    wk: rand(kv * E, seed + 1).map((x) => x * 0.1),
+    wv: rand(kv * E, seed + 2).map((x) => x * 0.1),
+    wo: rand(E * E, seed + 3).map((x) => x * 0.1),
+    bq: rand(E, seed + 4),
+    bo: rand(E, seed + 5),
+  };
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+function expectCode(fn: () => unknown, code: string, ctor: ErrorConstructor = Error): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof ctor, `expected ${ctor.name}, got ${String(e)}`);
+    assert.equal((e as { code?: string }).code, code, String(e));
+    return true;
+  });
+}
+
+/** Runs an ES module snippet in a child node with tsx, returns its JSON output. */
+function child(code: string, env: Record<string, string | undefined>): unknown {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-native-'));
+  const file = path.join(dir, 'probe.mjs');
+  fs.writeFileSync(file, code.replaceAll('NATIVE_MODULE', JSON.stringify(pathToFileURL(nativeModule).href)));
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60000,
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+describe('native backend', function () {
+  let isas: string[] = [];
+  const backends: Backend[] = [];
+  const load = (opts: { threads?: number; isa?: string }) => {
+    const b = loadNativeBackend(opts);
+    backends.push(b);
+    return b;
+  };
+
+  before(function () {
+    isas = nativeIsas();
+    if (isas.length === 0) {
+      let reason = '';
+      try {
+        loadNativeBackend();
+      } catch (e) {
+        reason = (e as Error).message;
+      }
+      if ((process.env.SIMD_ATTENTION_REQUIRE ?? '').includes('native')) throw new Error(`native required: ${reason}`);
+      console.warn(`    [native] skipped: ${reason}`);
+      this.skip();
+    }
+  });
+
+  after(() => {
+    for (const b of backends) b.close?.();
+  });
+
+  describe('loading and ISAs', () => {
+    it('lists the ISAs best first, ending with scalar, and loads each', () => {
+      assert.equal(isas[isas.length - 1], 'scalar');
+      for (const isa of isas) {
+        const b = load({ isa, threads: 1 });
+        assert.equal(b.isa, isa);
+        assert.equal(b.name, 'native');
+        assert.ok(b.details().binary.endsWith('.node'));
+      }
+    });
+
+    it('defaults to the best ISA, and SIMD_ATTENTION_ISA forces one', () => {
+      const prev = process.env.SIMD_ATTENTION_ISA;
+      try {
+        delete process.env.SIMD_ATTENTION_ISA;
+        assert.equal(load({ threads: 1 }).isa, isas[0]);
+        process.env.SIMD_ATTENTION_ISA = 'scalar';
+        assert.equal(load({ threads: 1 }).isa, 'scalar');
+      } finally {
+        if (prev === undefined) delete process.env.SIMD_ATTENTION_ISA;
+        else process.env.SIMD_ATTENTION_ISA = prev;
+      }
+    });
+
+    it('refuses an ISA the CPU cannot run with a reason naming the ones it can', () => {
+      assert.throws(() => loadNativeBackend({ isa: 'avx1024' }), (e: Error) => {
+        assert.match(e.message, /avx1024/);
+        assert.match(e.message, /scalar/);
+        return true;
+      });
+    });
+
+    it('reports every place tried when the addon is missing (child process)', () => {
+      const missing = path.join(os.tmpdir(), 'no-such-dir', 'simd_attention.node');
+      const r = child(
+        `const m = await import(NATIVE_MODULE);
+         let reason = '';
+         try { m.loadNativeBackend(); } catch (e) { reason = e.message; }
+         let probes = '';
+         try { m.nativeProbes(); } catch (e) { probes = e.message; }
+         console.log(JSON.stringify({ isas: m.nativeIsas(), reason, probes }));`,
+        { SIMD_ATTENTION_NATIVE_PATH: missing },
+      ) as { isas: string[]; reason: string; probes: string };
+      assert.deepEqual(r.isas, []);
+      assert.ok(r.reason.includes(missing), r.reason);
+      assert.match(r.reason, /not found/);
+      assert.match(r.reason, /Possible solutions/);
+      assert.match(r.reason, /npm run build:native/);
+      assert.equal(r.probes, r.reason);
+    });
+
+    it('explains a file that is not a loadable addon (child process)', () => {
+      const bogus = path.join(os.tmpdir(), `sa-bogus-${process.pid}.node`);
+      fs.writeFileSync(bogus, 'not an ELF file');
+      try {
+        const r = child(
+          `const m = await import(NATIVE_MODULE);
+           let reason = '';
+           try { m.loadNativeBackend(); } catch (e) { reason = e.message; }
+           console.log(JSON.stringify({ reason }));`,
+          { SIMD_ATTENTION_NATIVE_PATH: bogus },
+        ) as { reason: string };
+        assert.ok(r.reason.includes(bogus), r.reason);
+        assert.doesNotMatch(r.reason, /not found/);
+      } finally {
+        fs.rmSync(bogus, { force: true });
+      }
+    });
+
+    it('honours a forced ISA from the environment in a fresh process', () => {
+      const isa = isas[Math.min(1, isas.length - 1)];
+      const r = child(
+        `const m = await import(NATIVE_MODULE);
+         const b = m.loadNativeBackend({ threads: 1 });
+         console.log(JSON.stringify({ isa: b.isa }));
+         b.close();`,
+        { SIMD_ATTENTION_ISA: isa },
+      ) as { isa: string };
+      assert.equal(r.isa, isa);
+    });
+  });
+
+  describe('async', () => {
+    it('keeps the event loop ticking during a long attentionAsync, with the same result as sync', async () => {
+      const b = load({ isa: 'scalar', threads: 1 });
+      const args = attnArgs(1, 4, 4, 768, 768, 64, { causal: false }, 7);
+      const sync = attnArgs(1, 4, 4, 768, 768, 64, {}, 7);
+      const t0 = Date.now();
+      b.attention(sync);
+      const syncMs = Date.now() - t0;
+      let ticks = 0;
+      let stop = false;
+      const spin = () => {
+        ticks++;
+        if (!stop) setImmediate(spin);
+      };
+      setImmediate(spin);
+      let intervals = 0;
+      const iv = setInterval(() => intervals++, 5);
+      const p = b.attentionAsync(args);
+      // drop our references to the inputs: the worker must hold them alive itself
+      const out = args.out;
+      for (const key of ['q', 'k', 'v'] as const) (args as unknown as Record<string, unknown>)[key] = null;
+      gc();
+      await p;
+      stop = true;
+      clearInterval(iv);
+      assert.ok(sameBits(out, sync.out), 'async result differs from sync');
+      // a blocked loop would see ~1 tick; a free one sees many while the kernel runs
+      assert.ok(ticks > 20, `only ${ticks} setImmediate ticks during ${syncMs} ms of work`);
+      if (syncMs > 50) assert.ok(intervals >= 3, `only ${intervals} interval ticks during ${syncMs} ms`);
+    });
+
+    it('runs several async calls concurrently on one engine and rejects bad ones with a code', async () => {
+      const b = load({ threads: 2 });
+      const a1 = attnArgs(2, 4, 2, 100, 130, 32, { causal: true }, 11);
+      const a2 = attnArgs(1, 8, 8, 1, 3000, 64, {}, 12);
+      const s1 = { ...a1, out: new Float32Array(a1.out.length) };
+      const s2 = { ...a2, out: new Float32Array(a2.out.length) };
+      await Promise.all([b.attentionAsync(a1), b.attentionAsync(a2)]);
+      b.attention(s1);
+      b.attention(s2);
+      assert.ok(sameBits(a1.out, s1.out));
+      assert.ok(sameBits(a2.out, s2.out));
+      const bad = attnArgs(1, 2, 2, 4, 4, 8);
+      bad.q = new Float32Array(3);
+      await assert.rejects(b.attentionAsync(bad), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_SIZE');
+    });
+  });
+
+  describe('determinism', () => {
+    it('gives bit-identical attention for 1, 2 and 3 threads (flash, causal, GQA, weights, decode split)', () => {
+      const cases: Array<() => AttentionArgs> = [
+        () => attnArgs(2, 8, 2, 200, 333, 64, { causal: true }, 21),
+        () => attnArgs(1, 4, 4, 130, 130, 48, { weights: new Float32Array(4 * 130 * 130) }, 22),
+        () => attnArgs(1, 16, 4, 1, 5000, 128, {}, 23), // decode: keys split in fixed chunks
+        () => attnArgs(3, 4, 1, 3, 2500, 64, { causal: true, keyLengths: Int32Array.from([2500, 17, 2048]) }, 24),
+      ];
+      for (const isa of isas) {
+        for (const make of cases) {
+          const outs = [1, 2, 3].map((threads) => {
+            const a = make();
+            load({ isa, threads }).attention(a);
+            return [a.out, a.weights] as const;
+          });
+          for (const [o, w] of outs.slice(1)) {
+            assert.ok(sameBits(o, outs[0][0]), `${isa}: output differs with the thread count`);
+            if (w) assert.ok(sameBits(w, outs[0][1]!), `${isa}: weights differ with the thread count`);
+          }
+        }
+      }
+    });
+
+    it('gives bit-identical matmul, softmax and multi-head output for 1, 2 and 3 threads', () => {
+      for (const isa of isas) {
+        const res = [1, 2, 3].map((threads) => {
+          const b = load({ isa, threads });
+          const mm = { a: rand(3 * 77 * 300, 31), b: rand(300 * 129, 32), out: new Float32Array(3 * 77 * 129), batch: 3, m: 77, n: 129, k: 300, strideA: 77 * 300, strideB: 0, transposeB: false, bias: rand(129, 33) };
+          b.matmul(mm);
+          const sm = { x: rand(50 * 333, 34), out: new Float32Array(50 * 333), rows: 50, cols: 333, scale: 0.7 };
+          b.softmax(sm);
+          const mh = b.createMultiHead!(mhParams(96, 6, 2, 35));
+          const x = rand(2 * 40 * 96, 36);
+          const out = new Float32Array(x.length);
+          mh.forward({ x, kv: x, batch: 2, seqQ: 40, seqKv: 40, causal: true, out });
+          mh.dispose();
+          return [mm.out, sm.out, out];
+        });
+        for (const r of res.slice(1)) r.forEach((a, i) => assert.ok(sameBits(a, res[0][i]), `${isa}: result ${i} differs`));
+      }
+    });
+  });
+
+  describe('multi-head object', () => {
+    it('self-attention, cross-attention and the KV cache agree with one causal pass', () => {
+      const b = load({ threads: 2 });
+      const E = 64, H = 4, S = 9;
+      const mh = b.createMultiHead!(mhParams(E, H, 2, 41));
+      const x = rand(S * E, 42);
+      const full = new Float32Array(S * E);
+      mh.forward({ x, kv: x, batch: 1, seqQ: S, seqKv: S, causal: true, out: full });
+      // same input as a separate kv array (cross path, no fused QKV) gives the same numbers
+      const cross = new Float32Array(S * E);
+      mh.forward({ x, kv: x.slice(), batch: 1, seqQ: S, seqKv: S, causal: true, out: cross });
+      for (let i = 0; i < full.length; i++) assert.ok(Math.abs(full[i] - cross[i]) < 1e-5);
+      // token by token through the cache
+      const cache = { k: new Float32Array(S * 2 * (E / H)), v: new Float32Array(S * 2 * (E / H)), maxLength: S, length: 0 };
+      for (let t = 0; t < S; t++) {
+        const xt = x.slice(t * E, (t + 1) * E);
+        const ot = new Float32Array(E);
+        mh.forward({ x: xt, kv: xt, batch: 1, seqQ: 1, seqKv: 1, causal: true, cache, out: ot });
+        cache.length++;
+        for (let i = 0; i < E; i++) assert.ok(Math.abs(ot[i] - full[t * E + i]) < 1e-4, `token ${t}`);
+      }
+      mh.dispose();
+    });
+
+    it('throws ERR_ATTN_DISPOSED after dispose(), and dispose() is idempotent', () => {
+      const b = load({ threads: 1 });
+      const mh = b.createMultiHead!(mhParams(32, 2, 2, 51));
+      const x = rand(4 * 32, 52);
+      mh.forward({ x, kv: x, batch: 1, seqQ: 4, seqKv: 4, causal: false, out: new Float32Array(4 * 32) });
+      mh.dispose();
+      mh.dispose();
+      expectCode(() => mh.forward({ x, kv: x, batch: 1, seqQ: 4, seqKv: 4, causal: false, out: new Float32Array(4 * 32) }), 'ERR_ATTN_DISPOSED');
+    });
+
+    it('finishes a forwardAsync that was running when dispose() was called', async () => {
+      const b = load({ isa: 'scalar', threads: 1 });
+      const mh = b.createMultiHead!(mhParams(256, 4, 4, 61));
+      const x = rand(300 * 256, 62);
+      const want = new Float32Array(x.length);
+      mh.forward({ x, kv: x, batch: 1, seqQ: 300, seqKv: 300, causal: true, out: want });
+      const got = new Float32Array(x.length);
+      const p = mh.forwardAsync({ x, kv: x, batch: 1, seqQ: 300, seqKv: 300, causal: true, out: got });
+      mh.dispose();
+      await p;
+      assert.ok(sameBits(got, want));
+    });
+
+    it('frees undisposed blocks on garbage collection (memory stays bounded)', async () => {
+      const b = load({ threads: 1 });
+      const p = mhParams(512, 8, 8, 71); // ~4 MiB of packed weights per block
+      // Node runs native finalizers after the GC pass, from the event loop: let it turn
+      const settle = async () => {
+        for (let i = 0; i < 3; i++) {
+          gc();
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      await settle();
+      const before = process.memoryUsage().rss;
+      for (let i = 0; i < 150; i++) {
+        b.createMultiHead!(p); // dropped without dispose()
+        if (i % 10 === 9) await settle();
+      }
+      await settle();
+      const grown = (process.memoryUsage().rss - before) / 2 ** 20;
+      // 150 blocks kept alive would be ~600 MiB
+      assert.ok(grown < 250, `rss grew by ${grown.toFixed(0)} MiB`);
+    });
+  });
+
+  describe('the binding checks sizes itself', () => {
+    let b: Backend;
+    before(() => {
+      b = load({ threads: 1 });
+    });
+
+    it('refuses arrays shorter than shapes and strides need', () => {
+      const short = (patch: (a: AttentionArgs) => void) => {
+        const a = attnArgs(2, 4, 2, 5, 7, 8);
+        patch(a);
+        return () => b.attention(a);
+      };
+      expectCode(short((a) => (a.q = new Float32Array(a.q.length - 1))), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(short((a) => (a.k = new Float32Array(a.k.length - 1))), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(short((a) => (a.v = new Float32Array(10))), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(short((a) => (a.out = new Float32Array(a.out.length - 1))), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(short((a) => (a.weights = new Float32Array(2 * 4 * 5 * 7 - 1))), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(short((a) => (a.qStrides = { b: 1e9, h: 40, s: 8 })), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(short((a) => (a.kStrides = { b: -1, h: 56, s: 8 })), 'ERR_ATTN_VALUE', RangeError);
+      expectCode(short((a) => (a.seqQ = 2 ** 60)), 'ERR_ATTN_VALUE', RangeError);
+      expectCode(short((a) => (a.numKvHeads = 3)), 'ERR_ATTN_SHAPE', RangeError);
+      expectCode(
+        short((a) => (a.mask = { kind: 'additive', data: new Float32Array(34), strideB: 0, strideH: 0, strideQ: 7, strideK: 1 })),
+        'ERR_ATTN_SIZE',
+        RangeError,
+      );
+      expectCode(
+        short((a) => (a.mask = { kind: 'boolean', data: new Float32Array(35), strideB: 0, strideH: 0, strideQ: 7, strideK: 1 })),
+        'ERR_ATTN_TYPE',
+        TypeError,
+      );
+      expectCode(short((a) => (a.keyLengths = Int32Array.from([7]))), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(short((a) => (a.keyLengths = Int32Array.from([7, 8]))), 'ERR_ATTN_VALUE', RangeError);
+      expectCode(short((a) => ((a as unknown as { q: unknown }).q = new Float64Array(80 * 8))), 'ERR_ATTN_TYPE', TypeError);
+      expectCode(short((a) => ((a as unknown as { batch: unknown }).batch = '2')), 'ERR_ATTN_TYPE', TypeError);
+      // a correct call still works after all that
+      const ok = attnArgs(2, 4, 2, 5, 7, 8);
+      b.attention(ok);
+      assert.ok(ok.out.every(Number.isFinite));
+    });
+
+    it('checks matmul, softmax, multi-head weights and the KV cache', () => {
+      const mm = { a: rand(6, 1), b: rand(6, 2), out: new Float32Array(4), batch: 1, m: 2, n: 2, k: 3, strideA: 0, strideB: 0, transposeB: false };
+      b.matmul(mm);
+      expectCode(() => b.matmul({ ...mm, b: new Float32Array(5) }), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(() => b.matmul({ ...mm, batch: 2, strideA: 6 }), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(() => b.matmul({ ...mm, bias: new Float32Array(1) }), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(() => b.softmax({ x: rand(10, 3), out: new Float32Array(9), rows: 2, cols: 5, scale: 1 }), 'ERR_ATTN_SIZE', RangeError);
+      const p = mhParams(32, 4, 2, 81);
+      expectCode(() => b.createMultiHead!({ ...p, wk: new Float32Array(10) }), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(() => b.createMultiHead!({ ...p, headDim: 7 }), 'ERR_ATTN_SHAPE', RangeError);
+      const mh = b.createMultiHead!(p);
+      const x = rand(3 * 32, 82);
+      expectCode(() => mh.forward({ x, kv: x, batch: 1, seqQ: 4, seqKv: 4, causal: false, out: new Float32Array(128) }), 'ERR_ATTN_SIZE', RangeError);
+      const cache = { k: new Float32Array(2 * 16), v: new Float32Array(2 * 16), maxLength: 2, length: 0 };
+      expectCode(() => mh.forward({ x, kv: x, batch: 1, seqQ: 3, seqKv: 3, causal: true, cache, out: new Float32Array(96) }), 'ERR_ATTN_SIZE', RangeError);
+      expectCode(
+        () => mh.forward({ x, kv: x, batch: 1, seqQ: 1, seqKv: 1, causal: true, cache: { ...cache, k: new Float32Array(31) }, out: new Float32Array(32) }),
+        'ERR_ATTN_SIZE',
+        RangeError,
+      );
+      mh.dispose();
+    });
+
+    it('throws ERR_ATTN_DISPOSED after close()', () => {
+      const c = loadNativeBackend({ threads: 1 });
+      c.close!();
+      expectCode(() => c.attention(attnArgs(1, 1, 1, 2, 2, 4)), 'ERR_ATTN_DISPOSED');
+      expectCode(() => c.createMultiHead!(mhParams(32, 2, 2, 91)), 'ERR_ATTN_DISPOSED');
+    });
+  });
+
+  describe('probes', () => {
+    it('measures the FMA peak and the read bandwidth', () => {
+      const probes = nativeProbes();
+      const g1 = probes.fmaPeakGflops(1, 30);
+      const bw = probes.readBandwidthGBs(32 * 2 ** 20, 1);
+      assert.ok(g1 > 1 && g1 < 1e5, `fma peak ${g1}`);
+      assert.ok(bw > 0.1 && bw < 1e4, `bandwidth ${bw}`);
+    });
+  });
+});
