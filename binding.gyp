@@ -52,7 +52,7 @@
           "target_name": "sa_avx512",
           "type": "static_library",
           "sources": ["<!@(node -p \"require('./native/sources.json').avx512.join(' ')\")"],
-          "cflags_cc": ["<!@(node -p \"require('./native/sources.json').flags.avx512.join(' ')\")"],
+          "cflags_cc": ["<!@(node -p \"require('./native/sources.json').flags.avx512.join(' ')\")", "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
           "xcode_settings": {"OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma"]}
         }
       ]

@@ -15,15 +15,13 @@
 // Pointer ABI: output first; byte pointers; element strides (0 = broadcast, for the mask);
 // `scratch` is attentionScratchBytes(...) bytes provided by the caller. No allocation.
 
-import { kernel4x8, kernel5x8, kernel6x8 } from './simd/gemm';
-import { exp2x4, exp2s, hsum, hmax, LOG2E } from './simd/math';
+import { kernel4x8 } from './simd/gemm';
+import { decodeRow } from './attention-decode';
+import { exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
 
-/** rows of the micro-kernel (4: kernel4x8, 6: kernel6x8) */
+/** query rows per block (multiple of 4, the micro-kernel's rows) */
 // @ts-ignore: decorator
-@inline const MR: i32 = 5;
-/** query rows per block (multiple of MR) */
-// @ts-ignore: decorator
-@inline const BR: i32 = 30;
+@inline const BR: i32 = 32;
 /** keys per tile (multiple of 8) */
 // @ts-ignore: decorator
 @inline const BC: i32 = 64;
@@ -53,14 +51,12 @@ export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): u
 ): i32 {
   const tw8 = (tw + 7) & ~7;
   const lda = (<usize>D) * 4;
-  for (let r = 0; r < rows4; r += MR) {
+  for (let r = 0; r < rows4; r += 4) {
     const a = Qb + (<usize>r) * lda;
     const crow = S + (<usize>r) * (<usize>BC) * 4;
     for (let c = 0; c < tw8; c += 8) {
       const panel = Kp + (<usize>((j0 + c) >> 3)) * (<usize>D) * 32;
-      if (MR == 6) kernel6x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, false);
-      else if (MR == 5) kernel5x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, false);
-      else kernel4x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, 0, false);
+      kernel4x8(a, lda, panel, 32, D, crow + (<usize>c) * 4, (<usize>BC) * 4, 0, false);
     }
   }
   const ninf = f32x4.splat(-Infinity);
@@ -123,13 +119,11 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
 // @ts-ignore: decorator
 @inline function pvTile(S: usize, O: usize, ldo: usize, vt: usize, ldv: usize, tw: i32, rows4: i32, dv8: i32, safe: bool): void {
   if (!safe) {
-    for (let r = 0; r < rows4; r += MR) {
+    for (let r = 0; r < rows4; r += 4) {
       const prow = S + (<usize>r) * (<usize>BC) * 4;
       const orow = O + (<usize>r) * ldo;
       for (let d0 = 0; d0 < dv8; d0 += 8) {
-        if (MR == 6) kernel6x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, true);
-        else if (MR == 5) kernel5x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, true);
-        else kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
+        kernel4x8(prow, (<usize>BC) * 4, vt + (<usize>d0) * 4, ldv, tw, orow + (<usize>d0) * 4, ldo, 0, true);
       }
     }
   } else {
@@ -152,9 +146,11 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
 
 // @ts-ignore: decorator
 @inline function rowMax(srow: usize, tw8: i32): f32 {
+  // pmax (one maxps) may drop a NaN score; the NaN still reaches the row sum through exp2,
+  // which makes the row's output and weights NaN as the reference's are
   let mv = v128.load(srow);
-  for (let c = 4; c < tw8; c += 4) mv = f32x4.max(mv, v128.load(srow + (<usize>c) * 4));
-  return hmax(mv);
+  for (let c = 4; c < tw8; c += 4) mv = f32x4.pmax(mv, v128.load(srow + (<usize>c) * 4));
+  return hpmax(mv);
 }
 
 export function attention(
@@ -185,6 +181,33 @@ export function attention(
   const LIM = L + (<usize>BR) * 4;
   const ldo = (<usize>dv8) * 4;
   const zero = f32x4.splat(0);
+
+  if (Sq < 4) {
+    // ---- decoding: a few query rows, each straight against K and V (attention-decode.ts)
+    for (let b = 0; b < B; b++) {
+      let kl = keyLens != 0 ? load<i32>(keyLens + (<usize>b) * 4) : Sk;
+      if (kl > Sk) kl = Sk;
+      if (kl < 0) kl = 0;
+      for (let h = 0; h < Hq; h++) {
+        const hk = h / group;
+        const kbase = k + ((<usize>b) * ksb + (<usize>hk) * ksh) * 4;
+        const vbase = v + ((<usize>b) * vsb + (<usize>hk) * vsh) * 4;
+        for (let i = 0; i < Sq; i++) {
+          let lim = kl;
+          if (causal != 0) lim = min<i32>(lim, i + off + 1);
+          if (lim < 0) lim = 0;
+          const w = weights != 0 ? weights + (((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>i) * (<usize>Sk) * 4 : 0;
+          decodeRow(
+            out + ((<usize>b) * osb + (<usize>h) * osh + (<usize>i) * oss) * 4, w, Kp,
+            q + ((<usize>b) * qsb + (<usize>h) * qsh + (<usize>i) * qss) * 4,
+            kbase, kss, vbase, vss, Sk, D, Dv, lim, s2,
+            mask, maskKind, (<usize>b) * msb + (<usize>h) * msh + (<usize>i) * msq, msk,
+          );
+        }
+      }
+    }
+    return;
+  }
 
   for (let b = 0; b < B; b++) {
     let kl = keyLens != 0 ? load<i32>(keyLens + (<usize>b) * 4) : Sk;
@@ -226,7 +249,7 @@ export function attention(
         const mbase = (<usize>b) * msb + (<usize>h) * msh;
         for (let i0 = 0; i0 < Sq; i0 += BR) {
           const rows = min<i32>(BR, Sq - i0);
-          const rows4 = ((rows + MR - 1) / MR) * MR;
+          const rows4 = (rows + 3) & ~3;
           // Q block, pre-scaled into base 2
           for (let r = 0; r < rows4; r++) {
             const dst = Qb + (<usize>r) * (<usize>D) * 4;
@@ -346,8 +369,8 @@ export function attention(
               // reference's softmax fills a row holding a NaN score)
               if (kEnd < Sk) {
                 const wrow = weights + ((((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>(i0 + r)) * (<usize>Sk) + <usize>kEnd) * 4;
-                const m = load<f32>(M + (<usize>r) * 4);
-                if (m != m) {
+                const l = load<f32>(L + (<usize>r) * 4);
+                if (l != l) {
                   for (let j = 0; j < Sk - kEnd; j++) store<f32>(wrow + (<usize>j) * 4, NaN);
                 } else {
                   memory.fill(wrow, 0, (<usize>(Sk - kEnd)) * 4);

@@ -1,7 +1,7 @@
 // Row softmax: out[r, :] = softmax(scale * x[r, :]), max subtracted first. A row whose every
 // entry is -Infinity gives zeros; NaN propagates to its row. out may alias x.
 
-import { exp2x4, exp2s, hsum, hmax, LOG2E } from './simd/math';
+import { exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
 
 export function softmax(out: usize, x: usize, rows: i32, cols: i32, scale: f32): void {
   const s2 = scale * LOG2E;
@@ -11,11 +11,16 @@ export function softmax(out: usize, x: usize, rows: i32, cols: i32, scale: f32):
     const xr = x + (<usize>r) * (<usize>cols) * 4;
     const orow = out + (<usize>r) * (<usize>cols) * 4;
     // 1. max of scale * x (scale may be negative, so scale the values, not the max)
+    // pmax (one maxps) may drop a NaN; the NaN still reaches the sum through exp2 and makes
+    // the whole row NaN, as the reference's is
     let mv = f32x4.splat(-Infinity);
     let j = 0;
-    for (; j < c4; j += 4) mv = f32x4.max(mv, f32x4.mul(v128.load(xr + (<usize>j) * 4), vs));
-    let m = hmax(mv);
-    for (; j < cols; j++) m = max<f32>(m, load<f32>(xr + (<usize>j) * 4) * s2);
+    for (; j < c4; j += 4) mv = f32x4.pmax(mv, f32x4.mul(v128.load(xr + (<usize>j) * 4), vs));
+    let m = hpmax(mv);
+    for (; j < cols; j++) {
+      const y = load<f32>(xr + (<usize>j) * 4) * s2;
+      if (m < y) m = y;
+    }
     const mu: f32 = m == -Infinity ? 0 : m;
     const vm = f32x4.splat(mu);
     // 2. exponentials and their sum

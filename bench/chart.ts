@@ -120,13 +120,27 @@ export function renderChart(report: BenchReport): string {
   let lx = left;
   let ly = 78;
   for (const r of runnersSeen) {
-    const w = 26 + r.label.length * 7.2;
+    const w = 26 + r.label.length * 7.6;
     if (lx + w > W - right) {
       lx = left;
       ly += 20;
     }
     svg.push(`<rect x="${lx}" y="${ly - 11}" width="14" height="14" fill="${color(r.id)}"/>`);
     svg.push(`<text x="${lx + 19}" y="${ly}" font-size="13">${esc(r.label)}</text>`);
+    lx += w + 12;
+  }
+
+  // legend entries for the dashed limit lines
+  const limitKeys = [...new Set(panels.flatMap((p) => p.limits.map((l) => l.key)))];
+  for (const key of limitKeys) {
+    const st = LIMIT_STYLE[key] ?? { color: '#000', name: key };
+    const w = 36 + st.name.length * 7.8;
+    if (lx + w > W - right) {
+      lx = left;
+      ly += 20;
+    }
+    svg.push(`<line x1="${lx}" x2="${lx + 24}" y1="${ly - 4}" y2="${ly - 4}" stroke="${st.color}" stroke-width="2" stroke-dasharray="7 4"/>`);
+    svg.push(`<text x="${lx + 29}" y="${ly}" font-size="13">${esc(st.name)}</text>`);
     lx += w + 12;
   }
 
@@ -168,8 +182,9 @@ export function renderChart(report: BenchReport): string {
     const ay = p.y + p.h / 2;
     svg.push(`<text x="${ax}" y="${ay}" font-size="14" text-anchor="middle" transform="rotate(-90 ${ax} ${ay})">${esc(p.unit)}</text>`);
 
-    // bars
-    const groupW = p.w / p.shapes.length;
+    // bars (a strip on the right is kept free for the limit values)
+    const tagW = 52;
+    const groupW = (p.w - tagW) / p.shapes.length;
     p.shapes.forEach((shape, gi) => {
       const rows = report.results.filter((r) => r.shape === shape && (r.status === 'ok' || r.status === 'wrong'));
       const inner = groupW * 0.86;
@@ -194,8 +209,14 @@ export function renderChart(report: BenchReport): string {
       svg.push(`<text x="${cx}" y="${p.y + p.h + 20}" font-size="14" font-weight="bold" text-anchor="middle">${esc(shape)}</text>`);
       const s = report.shapes.find((x) => x.name === shape);
       if (s) {
-        const words = s.description.replace(/ \(flops of the full square\)/, '').split(', ');
-        words.slice(0, 3).forEach((w, k) =>
+        const words = s.description.replace(/ \(flops of the full square\)/, '').replace(/, /g, ' ').split(' ');
+        const lines: string[] = [];
+        const maxChars = Math.max(10, Math.floor((groupW - 8) / 7.2));
+        for (const w of words) {
+          if (lines.length && (lines[lines.length - 1] + ' ' + w).length <= maxChars) lines[lines.length - 1] += ' ' + w;
+          else lines.push(w);
+        }
+        lines.slice(0, 3).forEach((w, k) =>
           svg.push(`<text x="${cx}" y="${p.y + p.h + 36 + 14 * k}" font-size="11" fill="#555" text-anchor="middle">${esc(w)}</text>`),
         );
       }
@@ -206,11 +227,11 @@ export function renderChart(report: BenchReport): string {
     for (const l of p.limits) {
       const y = Y(l.value);
       const st = LIMIT_STYLE[l.key] ?? { color: '#000', name: l.key };
-      svg.push(`<line x1="${p.x}" x2="${p.x + p.w}" y1="${y}" y2="${y}" stroke="${st.color}" stroke-width="1.6" stroke-dasharray="7 4"/>`);
-      let ty = y - 4;
+      svg.push(`<line x1="${p.x}" x2="${p.x + p.w - tagW + 4}" y1="${y}" y2="${y}" stroke="${st.color}" stroke-width="1.6" stroke-dasharray="7 4"/>`);
+      let ty = y + 4;
       while (used.some((u) => Math.abs(u - ty) < 13)) ty -= 13;
       used.push(ty);
-      svg.push(`<text x="${p.x + p.w - 4}" y="${ty}" font-size="12" text-anchor="end" fill="${st.color}" stroke="white" stroke-width="3" paint-order="stroke">${esc(l.label)}</text>`);
+      svg.push(`<text x="${p.x + p.w - 2}" y="${ty}" font-size="12" font-weight="bold" text-anchor="end" fill="${st.color}" stroke="white" stroke-width="4" paint-order="stroke">${esc(fmt(l.value))}</text>`);
     }
   }
   svg.push('</svg>');

@@ -62,11 +62,16 @@ async function main(): Promise<void> {
   const payload = JSON.parse(process.argv[2]) as ChildPayload;
   if (payload.mode === 'cases') {
     const { findRunner } = await import('./runners.js');
-    const { runCase } = await import('./run.js');
+    const { runShape } = await import('./run.js');
     const { findShapes } = await import('./shapes.js');
     const runner = findRunner(payload.runner, { threads: payload.threads, jsMaxFlops: payload.jsMaxFlops });
     for (const shape of findShapes(payload.shapes)) {
-      emit(await runCase({ ...runner, childFlags: undefined }, shape, { maxTime: payload.maxTime, minSamples: payload.minSamples, minTime: payload.minTime }));
+      const [res] = await runShape([{ ...runner, childFlags: undefined }], shape, {
+        maxTime: payload.maxTime,
+        minSamples: payload.minSamples,
+        minTime: payload.minTime,
+      });
+      emit(res);
     }
   } else if (payload.mode === 'memory') {
     const { memoryInProcess } = await import('./memory.js');

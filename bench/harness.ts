@@ -40,6 +40,8 @@ export interface Measurement {
   callsPerSample: number;
   /** total calls timed */
   calls: number;
+  /** the samples themselves (seconds per call), in the order taken */
+  sampleSeconds: number[];
 }
 
 /** Keeps results alive so the optimiser cannot drop the work that produced them. */
@@ -70,6 +72,7 @@ export function summarise(samples: number[], rme = NaN, callsPerSample = 1): Mea
     samples: s.length,
     callsPerSample,
     calls: s.length * callsPerSample,
+    sampleSeconds: [...samples],
   };
 }
 

@@ -16,7 +16,7 @@ import { measureMemory } from './memory.js';
 import { ourInfo } from './ours.js';
 import { NODE_MODULES, RESULTS_DIR, ROOT } from './paths.js';
 import { annotateLimits, caseLine, evaluateTargets, shapeEntries, terminalSummary, writeReport } from './report.js';
-import { runCase } from './run.js';
+import { runShape } from './run.js';
 import { allRunners, defaultThreads, FAMILIES } from './runners.js';
 import { findShapes, GRID, isBandwidthBound, kvBytes, makeInputs, QUICK_SHAPES, type Shape } from './shapes.js';
 import type { BenchReport, CaseResult, MemoryResult, Runner } from './types.js';
@@ -31,6 +31,8 @@ export interface BenchOptions {
   minSamples: number;
   /** shortest benchmark.js cycle in seconds (default: benchmark.js's own) */
   minTime?: number;
+  /** interleaved rounds per shape (ratios stay fair when the machine's load changes) */
+  rounds: number;
   memory: boolean;
   memoryShape: string;
   /** restrict the memory runs to these runner ids (default: every selected runner at 1 thread, plus native at all cores) */
@@ -84,6 +86,7 @@ export function parseArgs(argv: string[], log: (l: string) => void = console.log
     threads,
     maxTime: maxTimeArg ? Number(maxTimeArg) : quick ? 0.25 : 1.5,
     minSamples: quick ? 3 : 5,
+    rounds: quick ? 2 : 3,
     memory,
     memoryShape,
     limits: !argv.includes('--no-limits'),
@@ -172,28 +175,39 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
     const tRef = performance.now();
     expectedFor(shape, makeInputs(shape));
     log(`${shape.name}: reference check data ready (${((performance.now() - tRef) / 1e3).toFixed(1)} s)`);
+    // runners that need other V8 flags run in a child process (after the in-process ones)
+    const inProcess = runners.filter((r) => !r.childFlags || r.skipReason?.(shape));
+    const byId = new Map<string, CaseResult>();
+    for (const res of await runShape(inProcess, shape, {
+      maxTime: o.maxTime,
+      minSamples: o.minSamples,
+      minTime: o.minTime,
+      rounds: o.rounds,
+      onProgress: log,
+    })) {
+      byId.set(res.runner, res);
+    }
+    for (const r of runners.filter((x) => !inProcess.includes(x))) {
+      const c = await runChild(
+        { mode: 'cases', runner: r.id, shapes: [shape.name], threads: o.threads, jsMaxFlops: o.jsMaxFlops, maxTime: o.maxTime, minSamples: o.minSamples, minTime: o.minTime },
+        r.childFlags,
+        (l) => log(`    [child] ${l}`),
+      );
+      let res = (c.objects[0] as CaseResult | undefined) ?? {
+        shape: shape.name,
+        runner: r.id,
+        label: r.label,
+        family: r.family,
+        kind: r.kind,
+        threads: r.threads,
+        status: 'failed' as const,
+        reason: `child process (node ${r.childFlags!.join(' ')}) exited ${c.code}: ${c.stderr.trim().split('\n').pop() ?? ''}`,
+      };
+      if (res.status === 'ok') res = { ...res, note: [res.note, `node ${r.childFlags!.join(' ')} (own process, not interleaved)`].filter(Boolean).join('; ') };
+      byId.set(r.id, res);
+    }
     for (const r of runners) {
-      let res: CaseResult;
-      if (r.childFlags && !r.skipReason?.(shape)) {
-        const c = await runChild(
-          { mode: 'cases', runner: r.id, shapes: [shape.name], threads: o.threads, jsMaxFlops: o.jsMaxFlops, maxTime: o.maxTime, minSamples: o.minSamples, minTime: o.minTime },
-          r.childFlags,
-          (l) => log(`    [child] ${l}`),
-        );
-        res = (c.objects[0] as CaseResult | undefined) ?? {
-          shape: shape.name,
-          runner: r.id,
-          label: r.label,
-          family: r.family,
-          kind: r.kind,
-          threads: r.threads,
-          status: 'failed',
-          reason: `child process (node ${r.childFlags.join(' ')}) exited ${c.code}: ${c.stderr.trim().split('\n').pop() ?? ''}`,
-        };
-        if (res.status === 'ok') res.note = [res.note, `node ${r.childFlags.join(' ')}`].filter(Boolean).join('; ');
-      } else {
-        res = await runCase(r, shape, { maxTime: o.maxTime, minSamples: o.minSamples, minTime: o.minTime });
-      }
+      const res = byId.get(r.id)!;
       annotateLimits([res], o.shapes, limits, (id) => runners.find((x) => x.id === id)?.limit ?? 'none');
       results.push(res);
       log(caseLine(res));
@@ -223,7 +237,15 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
     schema: 1,
     date: new Date().toISOString(),
     command: `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
-    options: { quick: o.quick, shapes: o.shapes.map((s) => s.name), backends: o.families, threads: o.threads, maxTime: o.maxTime, minSamples: o.minSamples },
+    options: {
+      quick: o.quick,
+      shapes: o.shapes.map((s) => s.name),
+      backends: o.families,
+      threads: o.threads,
+      maxTime: o.maxTime,
+      minSamples: o.minSamples,
+      rounds: o.rounds,
+    },
     machine,
     notes,
     limits,

@@ -1,10 +1,11 @@
 /**
  * Peak resident memory per backend on one shape (long2k by default), each in a fresh child
- * process so its maxRSS is that backend's alone: the baseline is maxRSS after loading the backend
- * and preparing the inputs, the peak is maxRSS after one call; their difference is what the call
- * itself needed. A flash-style kernel needs O(S·D) scratch; a graph that materialises the scores
+ * process: the baseline is the resident set after loading the backend and preparing the inputs,
+ * the peak is the highest resident set during one call; their difference is what the call itself
+ * needed. A flash-style kernel needs O(S·D) scratch; a graph that materialises the scores
  * needs B·H·S² floats (128 MiB on long2k) and more for the softmax copy.
  */
+import fs from 'node:fs';
 import { runChild } from './child.js';
 import { findRunner } from './runners.js';
 import { findShapes, makeInputs } from './shapes.js';
@@ -12,9 +13,39 @@ import { Skip, type MemoryResult, type Runner } from './types.js';
 
 const MiB = 1024 * 1024;
 
-function maxRssMiB(): number {
-  // resourceUsage().maxRSS is in kilobytes
-  return (process.resourceUsage().maxRSS * 1024) / MiB;
+function procStatusKiB(field: 'VmRSS' | 'VmHWM'): number | undefined {
+  try {
+    const m = new RegExp(`^${field}:\\s*(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Peak-RSS bookkeeping. On Linux, getrusage's ru_maxrss (process.resourceUsage().maxRSS) survives
+ * exec, so a child forked from the (large) bench process starts with the parent's high-water
+ * mark and cannot show a smaller peak. We use the kernel's per-process VmHWM instead and reset it
+ * right before the call (writing 5 to /proc/self/clear_refs), so the peak is the call's own.
+ * Elsewhere we fall back to maxRSS.
+ */
+function startPeak(): { baselineMiB: number; method: string } {
+  const rss = procStatusKiB('VmRSS');
+  if (rss !== undefined) {
+    try {
+      fs.writeFileSync('/proc/self/clear_refs', '5');
+      return { baselineMiB: rss / 1024, method: 'VmRSS before, VmHWM after (peak reset by /proc/self/clear_refs)' };
+    } catch {
+      const hwm = procStatusKiB('VmHWM');
+      if (hwm !== undefined) return { baselineMiB: hwm / 1024, method: 'VmHWM before and after' };
+    }
+  }
+  return { baselineMiB: (process.resourceUsage().maxRSS * 1024) / MiB, method: 'process.resourceUsage().maxRSS before and after' };
+}
+
+function peakMiB(): number {
+  const hwm = procStatusKiB('VmHWM');
+  return hwm !== undefined ? hwm / 1024 : (process.resourceUsage().maxRSS * 1024) / MiB;
 }
 
 export async function memoryInProcess(runnerId: string, shapeName: string, threads: number): Promise<MemoryResult> {
@@ -24,11 +55,11 @@ export async function memoryInProcess(runnerId: string, shapeName: string, threa
   if (shape.kind === 'attention') base.scoresMiB = (shape.batch * shape.heads * shape.seqQ * shape.seqK * 4) / MiB;
   try {
     const prepared = await runner.prepare(shape, makeInputs(shape));
-    const before = maxRssMiB();
+    const { baselineMiB, method } = startPeak();
     await prepared.run();
-    const after = maxRssMiB();
+    const after = peakMiB();
     await prepared.dispose?.();
-    return { ...base, status: 'ok', baselineMiB: before, peakMiB: after, deltaMiB: after - before };
+    return { ...base, status: 'ok', baselineMiB, peakMiB: after, deltaMiB: Math.max(0, after - baselineMiB), method };
   } catch (e) {
     return { ...base, status: e instanceof Skip ? 'skipped' : 'failed', reason: (e as Error).message.split('\n')[0] };
   }

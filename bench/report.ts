@@ -83,6 +83,61 @@ export function evaluateTargets(results: CaseResult[], threads: number): TargetR
   return out;
 }
 
+// ---- summary: ours against the best peer at the same thread count --------------------------------
+
+export interface SummaryCell {
+  ours?: CaseResult;
+  peer?: CaseResult;
+  /** peer time / our time */
+  speedup?: number;
+}
+
+/**
+ * For each shape, three comparisons at equal footing: native at 1 thread against the fastest
+ * peer at 1 thread (any peer), native at all threads against the fastest onnxruntime-node at all
+ * threads, and wasm (the build this runtime loads without flags) against the fastest
+ * single-threaded WASM peer.
+ */
+export function summary(report: BenchReport): Array<{ shape: string; cells: SummaryCell[] }> {
+  const ok = (r: CaseResult) => r.status === 'ok' && r.median !== undefined;
+  const best = (rows: CaseResult[]) => rows.filter(ok).sort((a, b) => a.median! - b.median!)[0];
+  const threadsAll = Number(report.options.threads ?? 1);
+  return report.shapes.map((sh) => {
+    const rows = report.results.filter((r) => r.shape === sh.name);
+    const pick = (ours: CaseResult | undefined, peer: CaseResult | undefined): SummaryCell => ({
+      ours,
+      peer,
+      speedup: ours && peer ? peer.median! / ours.median! : undefined,
+    });
+    const cells = [
+      pick(best(rows.filter((r) => r.runner === 'native-1')), best(rows.filter((r) => r.kind === 'peer' && r.threads === 1))),
+      ...(threadsAll > 1
+        ? [pick(best(rows.filter((r) => r.runner === 'native-all')), best(rows.filter((r) => r.kind === 'peer' && r.threads === threadsAll)))]
+        : []),
+      // the wasm build this runtime loads by default (relaxed only where it needs no V8 flag)
+      pick(
+        best(rows.filter((r) => r.family === 'wasm' && !r.note?.includes('--experimental'))),
+        best(rows.filter((r) => r.family === 'ort-web' || r.family === 'tfjs')),
+      ),
+    ];
+    return { shape: sh.name, cells };
+  });
+}
+
+function summaryHeaders(report: BenchReport): string[] {
+  const n = Number(report.options.threads ?? 1);
+  const groups = ['native ×1 vs best peer ×1', ...(n > 1 ? [`native ×${n} vs best peer ×${n}`] : []), 'wasm (default build) vs best WASM peer (1 thread)'];
+  return ['shape', ...groups];
+}
+
+function summaryCellText(c: SummaryCell): string {
+  if (!c.ours && !c.peer) return '—';
+  const t = (r?: CaseResult) => (r ? `${fmtMs(r.median)} ms` : 'n/a');
+  const who = c.peer ? ` (${c.peer.label.replace(/ ×\d+$/, '')})` : '';
+  const oursLabel = c.ours && c.ours.family === 'wasm' ? `${c.ours.label.replace(/ ×1$/, '')} ` : '';
+  return `${c.speedup !== undefined ? `**${c.speedup.toFixed(2)}×** · ` : ''}${oursLabel}${t(c.ours)} vs ${t(c.peer)}${who}`;
+}
+
 // ---- terminal ----------------------------------------------------------------------------------
 
 export function fmtMs(s?: number): string {
@@ -146,6 +201,17 @@ export function terminalSummary(report: BenchReport): string {
       ]),
     );
   }
+  const sum = summary(report);
+  if (sum.some((r) => r.cells.some((c) => c.speedup !== undefined))) {
+    lines.push('\nSpeed-up against the fastest peer at the same thread count (peer time / our time)');
+    lines.push(
+      table(
+        summaryHeaders(report),
+        sum.map((r) => [r.shape, ...r.cells.map((c) => summaryCellText(c).replace(/\*\*/g, ''))]),
+        summaryHeaders(report).map(() => 'l' as const),
+      ),
+    );
+  }
   const t = report.targets.filter((x) => x.measured || x.reason);
   if (t.length) {
     lines.push('\nTargets (issues 3 and 4)');
@@ -190,6 +256,13 @@ export function markdown(report: BenchReport): string {
       'against the read bandwidth. Every output is checked against the float64 reference before it is timed; a wrong one ' +
       'is marked WRONG and not timed.',
   );
+  const sum = summary(report);
+  if (sum.some((r) => r.cells.some((c) => c.speedup !== undefined))) {
+    out.push('');
+    out.push('## Summary: speed-up against the fastest peer at the same thread count');
+    out.push('');
+    out.push(mdTable(summaryHeaders(report), sum.map((r) => [r.shape, ...r.cells.map(summaryCellText)])));
+  }
   out.push('');
   out.push('## Limits');
   out.push('');
@@ -246,11 +319,11 @@ export function markdown(report: BenchReport): string {
     out.push(`## Peak memory (${report.memory[0].shape}, one call in a fresh process)`);
     out.push('');
     const sc = report.memory.find((x) => x.scoresMiB)?.scoresMiB;
-    if (sc) out.push(`The full score matrix B·H·S² would take ${sc.toFixed(0)} MiB.`);
+    if (sc) out.push(`The full score matrix B·H·S² would take ${sc.toFixed(0)} MiB. Measured with ${report.memory.find((x) => x.method)?.method ?? 'maxRSS'}.`);
     out.push('');
     out.push(
       mdTable(
-        ['backend', 'maxRSS before call MiB', 'maxRSS after call MiB', 'added by the call MiB'],
+        ['backend', 'resident before the call MiB', 'peak during the call MiB', 'added by the call MiB'],
         report.memory.map((x) =>
           x.status === 'ok'
             ? [x.label, x.baselineMiB!.toFixed(0), x.peakMiB!.toFixed(0), x.deltaMiB!.toFixed(1)]

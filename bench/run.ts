@@ -1,22 +1,44 @@
-/** Measures one runner on one shape: prepare, check once against the reference, then time. */
+/**
+ * Measures the runners on one shape: prepare each, check its first output against the reference
+ * (a wrong one is not timed), then time them in interleaved rounds — every runner a slice of its
+ * sampling time per round — so that a change in machine load (other processes on a shared box)
+ * falls on all of them alike and the ratios stay fair. Each figure is the median over all its
+ * samples from all rounds.
+ */
+import os from 'node:os';
 import { compare, expectedFor } from './check.js';
-import { measure } from './harness.js';
+import { measure, summarise } from './harness.js';
 import { flops, isBandwidthBound, kvBytes, makeInputs, type Shape } from './shapes.js';
-import { Skip, type CaseResult, type Runner } from './types.js';
+import { Skip, type CaseResult, type Prepared, type Runner } from './types.js';
 
 export interface CaseOptions {
-  /** seconds of sampling per case (benchmark.js maxTime) */
+  /** seconds of sampling per case in all (benchmark.js maxTime, split over the rounds) */
   maxTime: number;
   minSamples: number;
   /** shortest benchmark.js cycle (seconds); smoke tests lower it */
   minTime?: number;
+  /** interleaved rounds (default 1) */
+  rounds?: number;
+  /** called once per finished case, in runner order, and per round */
+  onProgress?: (line: string) => void;
 }
 
 function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0].slice(0, 300);
 }
 
-export async function runCase(runner: Runner, shape: Shape, o: CaseOptions): Promise<CaseResult> {
+interface Live {
+  runner: Runner;
+  prepared: Prepared;
+  result: CaseResult;
+  /** seconds of the first (checked) call */
+  first: number;
+  samples: number[];
+  calls: number;
+  rme: number[];
+}
+
+async function prepareAndCheck(runner: Runner, shape: Shape): Promise<{ live?: Live; result: CaseResult }> {
   const base: CaseResult = {
     shape: shape.name,
     runner: runner.id,
@@ -27,54 +49,102 @@ export async function runCase(runner: Runner, shape: Shape, o: CaseOptions): Pro
     status: 'skipped',
   };
   const why = runner.skipReason?.(shape);
-  if (why) return { ...base, reason: why };
-
+  if (why) return { result: { ...base, reason: why } };
   const inputs = makeInputs(shape);
-  let prepared;
+  let prepared: Prepared;
   try {
     prepared = await runner.prepare(shape, inputs);
   } catch (e) {
-    return { ...base, status: e instanceof Skip ? 'skipped' : 'failed', reason: firstLine(e) };
+    return { result: { ...base, status: e instanceof Skip ? 'skipped' : 'failed', reason: firstLine(e) } };
   }
+  const result: CaseResult = { ...base, note: prepared.note };
   try {
-    const result: CaseResult = { ...base, note: prepared.note };
-    // one call, then the check: a wrong answer is reported and not timed
-    const tFirst = performance.now();
+    const t0 = performance.now();
     await prepared.run();
-    const first = (performance.now() - tFirst) / 1e3;
+    const first = (performance.now() - t0) / 1e3;
     const out = await prepared.output();
     result.check = compare(shape, expectedFor(shape, inputs), out);
     if (!result.check.ok) {
-      return { ...result, status: 'wrong', reason: `max abs error ${result.check.maxAbsErr} > ${result.check.tolerance} vs ${result.check.against}` };
+      await dispose(prepared);
+      return {
+        result: { ...result, status: 'wrong', reason: `max abs error ${result.check.maxAbsErr} > ${result.check.tolerance} vs ${result.check.against}` },
+      };
     }
-    // a slow case (one call longer than half the sampling time) takes 3 samples, and its first
-    // call (above) serves as the warm-up, so the whole grid fits in its time budget
-    const slow = first > o.maxTime / 2;
-    const m = await measure(`${runner.label} ${shape.name}`, () => prepared.run(), {
-      maxTime: o.maxTime,
-      minSamples: slow ? Math.min(3, o.minSamples) : o.minSamples,
-      minTime: o.minTime,
-      warmup: slow ? 0 : 1,
-    });
-    result.status = 'ok';
-    result.median = m.median;
-    result.q1 = m.q1;
-    result.q3 = m.q3;
-    result.min = m.min;
-    result.max = m.max;
-    result.rme = m.rme;
-    result.samples = m.samples;
-    result.calls = m.calls;
-    result.gflops = flops(shape) / m.median / 1e9;
-    if (isBandwidthBound(shape)) result.gbs = kvBytes(shape) / m.median / 1e9;
-    return result;
+    return { live: { runner, prepared, result, first, samples: [], calls: 0, rme: [] }, result };
   } catch (e) {
-    return { ...base, status: e instanceof Skip ? 'skipped' : 'failed', reason: firstLine(e) };
-  } finally {
-    try {
-      await prepared.dispose?.();
-    } catch {
-      /* ignore */
-    }
+    await dispose(prepared);
+    return { result: { ...result, status: e instanceof Skip ? 'skipped' : 'failed', reason: firstLine(e) } };
   }
+}
+
+async function dispose(p: Prepared): Promise<void> {
+  try {
+    await p.dispose?.();
+  } catch {
+    /* ignore */
+  }
+}
+
+/** Runs every runner on the shape; results come back in runner order. */
+export async function runShape(runners: Runner[], shape: Shape, o: CaseOptions): Promise<CaseResult[]> {
+  const rounds = Math.max(1, o.rounds ?? 1);
+  const checked: Array<{ live?: Live; result: CaseResult }> = [];
+  for (const r of runners) checked.push(await prepareAndCheck(r, shape));
+  const live = checked.map((c) => c.live).filter((l): l is Live => !!l);
+  if (live.length) {
+    const wrong = checked.filter((c) => c.result.status === 'wrong').map((c) => c.result.label);
+    o.onProgress?.(
+      `    ${shape.name}: ${live.length} checked against the reference${wrong.length ? `, WRONG: ${wrong.join(', ')}` : ''}; timing${rounds > 1 ? ` in ${rounds} interleaved rounds` : ''}`,
+    );
+  }
+
+  for (let round = 0; round < rounds; round++) {
+    for (const l of live) {
+      if (l.result.status === 'failed') continue;
+      // a slow case (one call longer than half its sampling time) takes fewer samples, and its
+      // first call (the checked one) serves as the warm-up, so the grid fits in its time budget
+      const slow = l.first > o.maxTime / 2;
+      const perRound = slow ? Math.max(1, Math.ceil(3 / rounds)) : Math.max(1, Math.ceil(o.minSamples / rounds));
+      try {
+        const m = await measure(`${l.runner.label} ${shape.name}`, () => l.prepared.run(), {
+          maxTime: o.maxTime / rounds,
+          minSamples: Math.min(perRound, o.minSamples),
+          minTime: o.minTime,
+          warmup: slow || round > 0 ? 0 : 1,
+        });
+        l.samples.push(...m.sampleSeconds);
+        l.calls += m.calls;
+        if (Number.isFinite(m.rme)) l.rme.push(m.rme);
+      } catch (e) {
+        l.result.status = 'failed';
+        l.result.reason = firstLine(e);
+      }
+    }
+    if (rounds > 1 && live.length) o.onProgress?.(`    ${shape.name}: round ${round + 1}/${rounds} done`);
+  }
+
+  for (const l of live) {
+    await dispose(l.prepared);
+    if (l.result.status === 'failed') continue;
+    const m = summarise(l.samples);
+    const r = l.result;
+    r.status = 'ok';
+    r.median = m.median;
+    r.q1 = m.q1;
+    r.q3 = m.q3;
+    r.min = m.min;
+    r.max = m.max;
+    r.rme = l.rme.length ? Math.max(...l.rme) : undefined;
+    r.samples = m.samples;
+    r.calls = l.calls;
+    r.gflops = flops(shape) / m.median / 1e9;
+    if (isBandwidthBound(shape)) r.gbs = kvBytes(shape) / m.median / 1e9;
+    r.load = +os.loadavg()[0].toFixed(2);
+  }
+  return checked.map((c) => c.result);
+}
+
+/** One runner on one shape (child processes, tests). */
+export async function runCase(runner: Runner, shape: Shape, o: CaseOptions): Promise<CaseResult> {
+  return (await runShape([runner], shape, o))[0];
 }

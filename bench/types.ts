@@ -79,6 +79,8 @@ export interface CaseResult {
   /** the limit this figure is compared with and the fraction reached */
   limit?: { name: string; value: number; unit: string; fraction: number };
   check?: CheckResult;
+  /** 1-minute load average when the case finished (other processes competing for the cores) */
+  load?: number;
 }
 
 export interface LimitResult {
@@ -97,14 +99,16 @@ export interface MemoryResult {
   shape: string;
   status: 'ok' | 'skipped' | 'failed';
   reason?: string;
-  /** process maxRSS after loading and preparing inputs, before the call (MiB) */
+  /** resident set after loading and preparing inputs, before the call (MiB) */
   baselineMiB?: number;
-  /** process maxRSS after the call (MiB) */
+  /** peak resident set during the call (MiB) */
   peakMiB?: number;
   /** peak - baseline (MiB): what the call itself added */
   deltaMiB?: number;
   /** the S² score matrix this shape would take if materialised (MiB), for comparison */
   scoresMiB?: number;
+  /** how baseline and peak were read */
+  method?: string;
 }
 
 export interface TargetResult {

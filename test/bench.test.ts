@@ -31,6 +31,7 @@ describe('bench (smoke, tiny shapes)', function () {
       maxTime: 0.01,
       minSamples: 2,
       minTime: 0.002,
+      rounds: 2,
       memory: true,
       memoryShape: 'tiny',
       memoryRunners: ['js', 'wasm'],

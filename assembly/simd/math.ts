@@ -37,7 +37,11 @@
   // pmax(a, b) = a < b ? b : a, so a NaN in x survives (unlike a clamp through max).
   x = f32x4.pmax(x, f32x4.splat(-127.0));
   x = f32x4.pmin(x, f32x4.splat(127.0));
-  const n = f32x4.nearest(x);
+  // round to nearest with the 1.5 * 2^23 trick: t = x + M holds round(x) in its low mantissa
+  // bits, so n = t - M, and 2^n is (bits(t) - bits(M) + 127) << 23 (cheaper than nearest +
+  // trunc_sat, whose saturating lowering costs several instructions). A NaN stays NaN: p is NaN.
+  const t = f32x4.add(x, f32x4.splat(12582912.0));
+  const n = f32x4.sub(t, f32x4.splat(12582912.0));
   const f = f32x4.sub(x, n);
   let p = fmadd(f32x4.splat(C6), f, f32x4.splat(C5));
   p = fmadd(p, f, f32x4.splat(C4));
@@ -46,7 +50,7 @@
   p = fmadd(p, f, f32x4.splat(C1));
   p = fmadd(p, f, f32x4.splat(1.0));
   // 2^n through the exponent bits: n = -127 gives the bit pattern 0, i.e. +0.0
-  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  const e = i32x4.shl(i32x4.add(t, i32x4.splat(127 - 0x4b400000)), 23);
   return f32x4.mul(p, e);
 }
 
@@ -68,6 +72,17 @@
 @inline export function hmax(v: v128): f32 {
   const s = f32x4.max(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
   return max<f32>(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1));
+}
+
+/**
+ * max of the four lanes through pmax (a < b ? b : a: one maxps). A NaN lane may be dropped, so
+ * callers must not rely on it: the attention kernel's NaN scores reach the row sum through exp.
+ */
+// @ts-ignore: decorator
+@inline export function hpmax(v: v128): f32 {
+  const s = f32x4.pmax(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  const a = f32x4.extract_lane(s, 0), b = f32x4.extract_lane(s, 1);
+  return a < b ? b : a;
 }
 
 /** log2(e): scores are kept in base 2 so the kernels call exp2 */

@@ -254,6 +254,7 @@ static void test_determinism(const KernelTable* kt) {
 }
 
 int main(int argc, char** argv) {
+  if (const char* seed = getenv("KERNEL_TEST_SEED")) rng.seed((unsigned)strtoul(seed, nullptr, 10));
   std::vector<const KernelTable*> tables;
   if (argc > 1) {
     for (int i = 1; i < argc; ++i) {

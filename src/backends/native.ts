@@ -73,8 +73,18 @@ function moduleDir(): string {
   try {
     return path.dirname(fileURLToPath(import.meta.url));
   } catch {
+    // CommonJS bundle without an import.meta shim
     return typeof __dirname === 'string' ? __dirname : process.cwd();
   }
+}
+
+function nodeRequire(): NodeRequire {
+  try {
+    if (import.meta.url) return createRequire(import.meta.url);
+  } catch {
+    /* fall through */
+  }
+  return createRequire(path.join(moduleDir(), 'index.js'));
 }
 
 /** Walks up from this module to the package.json whose name is "simd-attention". */
@@ -120,7 +130,7 @@ function loadBinding(): Loaded {
   if (cached) return cached;
   const tried: string[] = [];
   const root = packageRoot();
-  const req = createRequire(import.meta.url);
+  const req = nodeRequire();
   for (const c of candidates(root, tried)) {
     if (!fs.existsSync(c.file)) {
       tried.push(`${c.file} (${c.source}): not found`);

@@ -114,6 +114,8 @@ export class WasmHeap {
   #sizes = new Map<number, number>();
   #end: number;
   #buffer: ArrayBuffer | undefined;
+  /** every buffer object this memory has handed out (a shared memory gives a new one after each grow) */
+  #known = new WeakSet<ArrayBufferLike>();
   #f32: Float32Array | undefined;
   #u8: Uint8Array | undefined;
   #i32: Int32Array | undefined;
@@ -146,6 +148,7 @@ export class WasmHeap {
   #refresh(): void {
     const buf = this.memory.buffer;
     if (buf !== this.#buffer) {
+      this.#known.add(buf);
       this.#buffer = buf as ArrayBuffer;
       this.#f32 = new Float32Array(buf);
       this.#u8 = new Uint8Array(buf);
@@ -166,9 +169,18 @@ export class WasmHeap {
     return this.#i32!;
   }
 
-  /** true when `view` lies inside this memory's current buffer */
+  /**
+   * true when `view` lies inside this memory: over its current buffer, or (shared memory) over
+   * a buffer it had before growing, which stays valid at its old length.
+   */
   owns(view: ArrayBufferView): boolean {
-    return view.buffer === this.memory.buffer && view.byteLength > 0;
+    this.#refresh();
+    return view.byteLength > 0 && this.#known.has(view.buffer);
+  }
+
+  /** whether the memory is shared (views survive growing) */
+  get shared(): boolean {
+    return typeof SharedArrayBuffer !== 'undefined' ? this.memory.buffer instanceof SharedArrayBuffer : this.memory.buffer.constructor.name === 'SharedArrayBuffer';
   }
 
   /** Reserves `bytes` (rounded up to 64) and returns the byte offset; throws ERR_ATTN_ALLOC. */
@@ -361,11 +373,27 @@ function importsFor(memory: WebAssembly.Memory): WebAssembly.Imports {
 export interface InstantiateOptions {
   /** maximum memory in 64 KiB pages (default and most: 65536, i.e. 4 GiB) */
   maxPages?: number;
+  /** the module imports a shared memory (the *-shared.wasm builds) */
+  shared?: boolean;
 }
 
 function newMemory(o: InstantiateOptions): WebAssembly.Memory {
   const maximum = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES));
-  return new WebAssembly.Memory({ initial: 32, maximum });
+  return new WebAssembly.Memory({ initial: 32, maximum, shared: o.shared === true } as WebAssembly.MemoryDescriptor);
+}
+
+/**
+ * Whether this runtime gives shared WebAssembly memory (Node does; browsers may require cross-
+ * origin isolation). A shared memory keeps earlier views valid when it grows, which is what
+ * alloc() tensors need; the *-shared.wasm builds import one.
+ */
+export function sharedMemoryWorks(): boolean {
+  try {
+    const m = new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true } as WebAssembly.MemoryDescriptor);
+    return m.buffer.constructor.name === 'SharedArrayBuffer';
+  } catch {
+    return false;
+  }
 }
 
 function buildOf(module: WebAssembly.Module, exports: WasmExports): WasmBuild {

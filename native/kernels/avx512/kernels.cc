@@ -48,8 +48,12 @@ struct V {
   }
 };
 
-constexpr int kAttMR = 4;   // 64 queries
-constexpr int kAttNR = 6;   // 24 accumulators
+#ifndef SA_MR
+#define SA_MR 4
+#define SA_NR 6
+#endif
+constexpr int kAttMR = SA_MR;   // 64 queries
+constexpr int kAttNR = SA_NR;   // 24 accumulators
 constexpr int kMmMR = 6;
 constexpr int kMmNV = 4;
 constexpr int kProbeAcc = 16;

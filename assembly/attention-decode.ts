@@ -1,0 +1,160 @@
+// Attention for a few query rows (decoding: Sq < 4), one row at a time.
+//
+// The 4-row tiles of attention.ts would be mostly padding here, and packing K would read K
+// twice; instead the scores come straight from K's rows (four keys at a time, the four dot
+// products reduced together), the row's softmax is computed over the whole row in scratch,
+// and O = P * V streams V in blocks of 32 columns. Keys with zero weight are skipped, so a
+// hidden key's value is never read.
+
+import { fmadd, exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
+
+/** the four dot products q . k0..k3 over D (D4 = D rounded down to 4), as one vector */
+// @ts-ignore: decorator
+@inline function dot4(q: usize, k0: usize, k1: usize, k2: usize, k3: usize, D: i32): v128 {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const D4 = D & ~3;
+  for (let d = 0; d < D4; d += 4) {
+    const o = (<usize>d) * 4;
+    const qv = v128.load(q + o);
+    a0 = fmadd(qv, v128.load(k0 + o), a0);
+    a1 = fmadd(qv, v128.load(k1 + o), a1);
+    a2 = fmadd(qv, v128.load(k2 + o), a2);
+    a3 = fmadd(qv, v128.load(k3 + o), a3);
+  }
+  // transpose-and-add: lane i of the result is the sum of a_i's lanes
+  const t01 = f32x4.add(i32x4.shuffle(a0, a1, 0, 4, 2, 6), i32x4.shuffle(a0, a1, 1, 5, 3, 7));
+  const t23 = f32x4.add(i32x4.shuffle(a2, a3, 0, 4, 2, 6), i32x4.shuffle(a2, a3, 1, 5, 3, 7));
+  let s = f32x4.add(i32x4.shuffle(t01, t23, 0, 1, 4, 5), i32x4.shuffle(t01, t23, 2, 3, 6, 7));
+  if (D4 < D) {
+    let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+    for (let d = D4; d < D; d++) {
+      const o = (<usize>d) * 4;
+      const x = load<f32>(q + o);
+      s0 += x * load<f32>(k0 + o);
+      s1 += x * load<f32>(k1 + o);
+      s2 += x * load<f32>(k2 + o);
+      s3 += x * load<f32>(k3 + o);
+    }
+    s = f32x4.add(s, f32x4(s0, s1, s2, s3));
+  }
+  return s;
+}
+
+// @ts-ignore: decorator
+@inline function dot1(q: usize, k0: usize, D: i32): f32 {
+  let a = f32x4.splat(0);
+  const D4 = D & ~3;
+  for (let d = 0; d < D4; d += 4) a = fmadd(v128.load(q + (<usize>d) * 4), v128.load(k0 + (<usize>d) * 4), a);
+  let s = hsum(a);
+  for (let d = D4; d < D; d++) s += load<f32>(q + (<usize>d) * 4) * load<f32>(k0 + (<usize>d) * 4);
+  return s;
+}
+
+/**
+ * One query row: out[0..Dv) (and the weights row, when w != 0) for the keys [0, lim).
+ * srow: scratch of at least ((Sk + 3) & ~3) floats. Returns nothing; writes out and w.
+ */
+export function decodeRow(
+  out: usize, w: usize, srow: usize, qrow: usize, kbase: usize, kss: usize, vbase: usize, vss: usize,
+  Sk: i32, D: i32, Dv: i32, lim: i32, s2: f32,
+  mask: usize, maskKind: i32, mr: usize, msk: usize
+): void {
+  const ldk = kss * 4;
+  // ---- scores, in base 2
+  const vs2 = f32x4.splat(s2);
+  let j = 0;
+  for (; j + 4 <= lim; j += 4) {
+    const k0 = kbase + (<usize>j) * ldk;
+    v128.store(srow + (<usize>j) * 4, f32x4.mul(dot4(qrow, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D), vs2));
+  }
+  for (; j < lim; j++) store<f32>(srow + (<usize>j) * 4, dot1(qrow, kbase + (<usize>j) * ldk, D) * s2);
+  const lim4 = (lim + 3) & ~3;
+  for (j = lim; j < lim4; j++) store<f32>(srow + (<usize>j) * 4, -Infinity);
+  // ---- mask
+  if (maskKind == 1) {
+    for (j = 0; j < lim; j++) {
+      const p = srow + (<usize>j) * 4;
+      store<f32>(p, load<f32>(p) + load<f32>(mask + (mr + (<usize>j) * msk) * 4) * LOG2E);
+    }
+  } else if (maskKind == 2) {
+    for (j = 0; j < lim; j++) {
+      if (load<u8>(mask + mr + (<usize>j) * msk) == 0) store<f32>(srow + (<usize>j) * 4, -Infinity);
+    }
+  }
+  // ---- softmax over the row (pmax may drop a NaN; exp2 then carries it into the sum)
+  let l: f32 = 0;
+  let inv: f32 = 0;
+  if (lim > 0) {
+    let mv = v128.load(srow);
+    for (j = 4; j < lim4; j += 4) mv = f32x4.pmax(mv, v128.load(srow + (<usize>j) * 4));
+    const m = hpmax(mv);
+    const vmu = f32x4.splat(m == -Infinity ? 0 : m);
+    let sv = f32x4.splat(0);
+    for (j = 0; j < lim4; j += 4) {
+      const p = srow + (<usize>j) * 4;
+      const e = exp2x4(f32x4.sub(v128.load(p), vmu));
+      v128.store(p, e);
+      sv = f32x4.add(sv, e);
+    }
+    l = hsum(sv);
+    inv = l == 0 ? 0 : 1 / l;
+  }
+  if (w != 0) {
+    const vi = f32x4.splat(inv);
+    for (j = 0; j + 4 <= lim; j += 4) v128.store(w + (<usize>j) * 4, f32x4.mul(v128.load(srow + (<usize>j) * 4), vi));
+    for (; j < lim; j++) store<f32>(w + (<usize>j) * 4, load<f32>(srow + (<usize>j) * 4) * inv);
+    // hidden keys: 0, or NaN in a NaN row (the reference's softmax fills such a row)
+    const fill: f32 = l != l ? NaN : 0;
+    for (j = lim; j < Sk; j++) store<f32>(w + (<usize>j) * 4, fill);
+  }
+  // ---- O = P * V / l, 32 columns at a time, then 4, then 1
+  const ldv = vss * 4;
+  const vi = f32x4.splat(inv);
+  let d0 = 0;
+  for (; d0 + 32 <= Dv; d0 += 32) {
+    let o0 = f32x4.splat(0), o1 = o0, o2 = o0, o3 = o0, o4 = o0, o5 = o0, o6 = o0, o7 = o0;
+    let vr = vbase + (<usize>d0) * 4;
+    for (j = 0; j < lim; j++, vr += ldv) {
+      const pj = load<f32>(srow + (<usize>j) * 4);
+      if (pj == 0) continue;
+      const p = f32x4.splat(pj);
+      o0 = fmadd(p, v128.load(vr), o0);
+      o1 = fmadd(p, v128.load(vr, 16), o1);
+      o2 = fmadd(p, v128.load(vr, 32), o2);
+      o3 = fmadd(p, v128.load(vr, 48), o3);
+      o4 = fmadd(p, v128.load(vr, 64), o4);
+      o5 = fmadd(p, v128.load(vr, 80), o5);
+      o6 = fmadd(p, v128.load(vr, 96), o6);
+      o7 = fmadd(p, v128.load(vr, 112), o7);
+    }
+    const dst = out + (<usize>d0) * 4;
+    v128.store(dst, f32x4.mul(o0, vi));
+    v128.store(dst, f32x4.mul(o1, vi), 16);
+    v128.store(dst, f32x4.mul(o2, vi), 32);
+    v128.store(dst, f32x4.mul(o3, vi), 48);
+    v128.store(dst, f32x4.mul(o4, vi), 64);
+    v128.store(dst, f32x4.mul(o5, vi), 80);
+    v128.store(dst, f32x4.mul(o6, vi), 96);
+    v128.store(dst, f32x4.mul(o7, vi), 112);
+  }
+  for (; d0 + 4 <= Dv; d0 += 4) {
+    let o0 = f32x4.splat(0);
+    let vr = vbase + (<usize>d0) * 4;
+    for (j = 0; j < lim; j++, vr += ldv) {
+      const pj = load<f32>(srow + (<usize>j) * 4);
+      if (pj == 0) continue;
+      o0 = fmadd(f32x4.splat(pj), v128.load(vr), o0);
+    }
+    v128.store(out + (<usize>d0) * 4, f32x4.mul(o0, vi));
+  }
+  for (; d0 < Dv; d0++) {
+    let o: f32 = 0;
+    let vr = vbase + (<usize>d0) * 4;
+    for (j = 0; j < lim; j++, vr += ldv) {
+      const pj = load<f32>(srow + (<usize>j) * 4);
+      if (pj == 0) continue;
+      o += pj * load<f32>(vr);
+    }
+    store<f32>(out + (<usize>d0) * 4, o * inv);
+  }
+}
