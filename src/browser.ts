@@ -11,12 +11,12 @@
 import type { Backend } from './backend.js';
 import { createJsBackend } from './backends/js.js';
 import {
-  WASM_FILES,
   createWasmBackend,
   instantiate,
   instantiateSync,
   instantiateUrl,
   probeWasmBuilds,
+  sharedMemoryWorks,
   type WasmBackend,
   type WasmBuild,
   type WasmInstance,
@@ -132,7 +132,7 @@ function browserRunner(inst: WasmInstance, worker: URL | string | false | undefi
       },
       terminate: () => w.terminate(),
     };
-    return createWorkerRunner(like, inst.module);
+    return createWorkerRunner(like, inst.module, inst.shared);
   };
 }
 
@@ -140,11 +140,22 @@ function backendFor(inst: WasmInstance, origin: string, r: Resolved): WasmBacken
   return createWasmBackend(inst, { runner: browserRunner(inst, r.worker), origin });
 }
 
+/**
+ * The module next to this file. Literal `new URL('./…', import.meta.url)` expressions, so that
+ * bundlers see and copy each file. The shared-memory variant (where the browser allows shared
+ * memory) keeps alloc() tensors valid when the memory grows.
+ */
+function defaultUrl(build: WasmBuild, shared: boolean): URL {
+  if (build === 'relaxed-simd') {
+    return shared ? new URL('./wasm/attention-relaxed-shared.wasm', import.meta.url) : new URL('./wasm/attention-relaxed.wasm', import.meta.url);
+  }
+  return shared ? new URL('./wasm/attention-simd-shared.wasm', import.meta.url) : new URL('./wasm/attention-simd.wasm', import.meta.url);
+}
+
 async function loadWasm(r: Resolved): Promise<Backend> {
   const src = r.source;
   if (src === undefined) {
-    const build = pickBuild(r.build);
-    const url = new URL(`./wasm/${WASM_FILES[build]}`, import.meta.url);
+    const url = defaultUrl(pickBuild(r.build), sharedMemoryWorks());
     return backendFor(await instantiateUrl(url), url.href, r);
   }
   if (src instanceof WebAssembly.Module || src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {

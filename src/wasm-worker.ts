@@ -39,9 +39,9 @@ async function port(): Promise<Port> {
 let inst: WasmInstance | undefined;
 
 function handle(p: Port, msg: unknown): void {
-  const m = msg as { type: string; module?: WebAssembly.Module };
+  const m = msg as { type: string; module?: WebAssembly.Module; shared?: boolean };
   if (m.type === 'init') {
-    inst = instantiateSync(m.module!);
+    inst = instantiateSync(m.module!, { shared: m.shared });
     return;
   }
   if (m.type !== 'attention') return;

@@ -136,6 +136,8 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
     assert.equal(got.info.backend, 'wasm', JSON.stringify(got.info));
     assert.equal(got.info.fallbackReason, undefined);
     assert.equal(got.info.isa, got.builds[0]);
+    assert.equal(got.info.details?.memory, 'shared', 'Chromium gives shared memory, so the *-shared.wasm build is fetched');
+    assert.match(got.info.details?.module ?? '', /attention-(simd|relaxed)-shared\.wasm$/);
     console.log(`      Chromium: backend ${got.info.backend}, isa ${got.info.isa}, builds ${got.builds.join(', ')}`);
     assertClose(got.out, want.output.data, 'browser attention output');
     assertClose(got.weights, want.weights!.data, 'browser attention weights');

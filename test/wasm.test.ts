@@ -236,6 +236,7 @@ describe('wasm backend: builds and loading', () => {
     const file = wasmPath('simd128');
     const bytes = new Uint8Array(readFileSync(file));
     const sources = [
+      new Uint8Array(readFileSync(wasmPath('simd128', true))), // imports a shared memory: detected
       bytes,
       bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
       new WebAssembly.Module(bytes),
@@ -350,7 +351,7 @@ describe('wasm backend: memory', () => {
     const res = attn.attention(q, k, v, { causal: true, out: out.data });
     assert.equal(heap.copiedIn, copied, 'no input was copied');
     assert.ok(res.output.data === out.data, 'the result is the out tensor');
-    assert.ok(out.data.buffer === heap.memory.buffer, 'the memory did not grow under the tensors');
+    assert.ok(heap.owns(out.data), 'the output still views WASM memory');
     const want = reference.attention(
       { data: q.data.slice(), shape },
       { data: k.data.slice(), shape },
@@ -361,6 +362,28 @@ describe('wasm backend: memory', () => {
     // plain arrays are copied in
     attn.attention({ data: q.data.slice(), shape }, k, v);
     assert.equal(heap.copiedIn, copied + q.data.byteLength);
+  });
+
+  it('alloc() tensors survive the memory growing (shared memory in Node), and stay zero-copy', () => {
+    const be = wasmBackend('simd128');
+    assert.equal(be.instance.shared, true, 'Node loads the shared-memory build');
+    assert.equal(be.details().memory, 'shared');
+    const attn = new Attention(be);
+    const heap = be.instance.heap;
+    const rand = rng(5);
+    const shape = [1, 2, 300, 64];
+    const q = attn.alloc(shape);
+    q.data.set(randomTensor(rand, shape).data);
+    const before = heap.byteLength;
+    const big = [0, 1, 2].map(() => attn.alloc([64, 1024, 1024])); // 3 x 256 MiB: the memory must grow
+    assert.ok(heap.byteLength > before + 3 * 2 ** 28 - 2 ** 20, `grew: ${before} -> ${heap.byteLength}`);
+    assert.equal(q.data.length, 2 * 300 * 64, 'the first tensor is not detached');
+    big[2].data[12345] = 7;
+    assert.equal(big[2].data[12345], 7);
+    const copied = heap.copiedIn;
+    const got = attn.attention(q, q, q, { causal: true });
+    assert.equal(heap.copiedIn, copied, 'no copy after the grow either');
+    assertClose(got.output.data, reference.attention({ data: q.data.slice(), shape }, { data: q.data.slice(), shape }, { data: q.data.slice(), shape }, { causal: true }).output.data, 'after the grow');
   });
 });
 

@@ -14,10 +14,16 @@ export type WasmBuild = 'relaxed-simd' | 'simd128';
 /** Where the module comes from: a URL (or URL string) to fetch, its bytes, or a compiled module. */
 export type WasmSource = URL | string | ArrayBuffer | Uint8Array | WebAssembly.Module;
 
-/** File name of each build inside <package>/dist/wasm/. */
+/** File name of each build inside <package>/dist/wasm/ (importing a plain memory). */
 export const WASM_FILES: Record<WasmBuild, string> = {
   'relaxed-simd': 'attention-relaxed.wasm',
   simd128: 'attention-simd.wasm',
+};
+
+/** The same builds importing a shared memory (used where the runtime gives one: views survive growth). */
+export const WASM_SHARED_FILES: Record<WasmBuild, string> = {
+  'relaxed-simd': 'attention-relaxed-shared.wasm',
+  simd128: 'attention-simd-shared.wasm',
 };
 
 /** The raw exports of assembly/index.ts (byte pointers into `memory`, element strides). */
@@ -357,6 +363,8 @@ export interface WasmInstance {
   heap: WasmHeap;
   build: WasmBuild;
   module: WebAssembly.Module;
+  /** the memory is shared: alloc() views stay valid when it grows */
+  shared: boolean;
 }
 
 function importsFor(memory: WebAssembly.Memory): WebAssembly.Imports {
@@ -405,20 +413,46 @@ function finishInstance(module: WebAssembly.Module, instance: WebAssembly.Instan
   const exports = instance.exports as unknown as WasmExports;
   exports._initialize?.();
   const maxPages = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES));
-  return { exports, heap: new WasmHeap(memory, exports.heapBase(), maxPages), build: buildOf(module, exports), module };
+  return { exports, heap: new WasmHeap(memory, exports.heapBase(), maxPages), build: buildOf(module, exports), module, shared: o.shared === true };
 }
 
-/** Compiles and instantiates synchronously (Node; in browsers only off the main thread or for small modules). */
+/** a module importing a shared memory refuses a plain one (and the reverse) with a LinkError */
+function isSharedMismatch(err: unknown): boolean {
+  return typeof WebAssembly.LinkError === 'function' && err instanceof WebAssembly.LinkError && /shared/i.test((err as Error).message);
+}
+
+/**
+ * Compiles and instantiates synchronously (Node; in browsers only off the main thread or for
+ * small modules). `shared` unset: whichever memory the module imports.
+ */
 export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): WasmInstance {
   const module = source instanceof WebAssembly.Module ? source : new WebAssembly.Module(source as BufferSource);
-  const memory = newMemory(o);
-  return finishInstance(module, new WebAssembly.Instance(module, importsFor(memory)), memory, o);
+  const attempt = (shared: boolean) => {
+    const opts = { ...o, shared };
+    const memory = newMemory(opts);
+    return finishInstance(module, new WebAssembly.Instance(module, importsFor(memory)), memory, opts);
+  };
+  try {
+    return attempt(o.shared === true);
+  } catch (err) {
+    if (o.shared !== undefined || !isSharedMismatch(err)) throw err;
+    return attempt(true);
+  }
 }
 
 export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): Promise<WasmInstance> {
   const module = source instanceof WebAssembly.Module ? source : await WebAssembly.compile(source as BufferSource);
-  const memory = newMemory(o);
-  return finishInstance(module, await WebAssembly.instantiate(module, importsFor(memory)), memory, o);
+  const attempt = async (shared: boolean) => {
+    const opts = { ...o, shared };
+    const memory = newMemory(opts);
+    return finishInstance(module, await WebAssembly.instantiate(module, importsFor(memory)), memory, opts);
+  };
+  try {
+    return await attempt(o.shared === true);
+  } catch (err) {
+    if (o.shared !== undefined || !isSharedMismatch(err)) throw err;
+    return attempt(true);
+  }
 }
 
 /** Fetches (streaming compile where the server sends application/wasm) and instantiates. */
@@ -551,6 +585,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
     instance: inst,
     details: () => ({
       build: inst.build,
+      memory: inst.shared ? 'shared' : 'not shared (a grow detaches alloc() tensors)',
       memoryBytes: String(inst.heap.byteLength),
       module: opts.origin ?? 'bytes',
       async: runner && runner.alive !== false ? 'worker' : runnerTried ? 'calling thread' : 'worker (not started)',
@@ -597,7 +632,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
       // memory without growing it: a grow detaches every view over the old buffer, these
       // tensors included.
       heap.reserve(Math.min(ALLOC_HEADROOM, Math.max(length * 4 * 4, 16 * 1024 * 1024)));
-      const view = new Float32Array(heap.memory.buffer, off, length);
+      const view = new Float32Array(heap.f32.buffer, off, length);
       view.fill(0);
       finalizer?.register(view, { heap, off });
       return view;

@@ -72,7 +72,7 @@ export interface WorkerRunner extends AsyncRunner {
   readonly alive: boolean;
 }
 
-export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Module): WorkerRunner {
+export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Module, shared = false): WorkerRunner {
   let nextId = 1;
   let alive = true;
   const pending = new Map<number, { args: AttentionArgs; resolve: () => void; reject: (e: Error) => void }>();
@@ -105,7 +105,7 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
     pending.clear();
     worker.terminate();
   });
-  worker.post({ type: 'init', module });
+  worker.post({ type: 'init', module, shared });
   worker.unref?.();
   return {
     get alive() {

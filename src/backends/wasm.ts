@@ -12,11 +12,13 @@ import { Worker } from 'node:worker_threads';
 import type { Backend } from '../backend.js';
 import {
   WASM_FILES,
+  WASM_SHARED_FILES,
   createWasmBackend,
   instantiate,
   instantiateSync,
   instantiateUrl,
   probeWasmBuilds,
+  sharedMemoryWorks,
   type WasmBackend,
   type WasmBuild,
   type WasmInstance,
@@ -71,9 +73,16 @@ export function packageRoot(): string {
   }
 }
 
-/** Path of a build's .wasm file in this package. */
-export function wasmPath(build: WasmBuild): string {
-  return join(packageRoot(), 'dist', 'wasm', WASM_FILES[build]);
+/** Path of a build's .wasm file in this package (the variant importing a shared memory with `shared`). */
+export function wasmPath(build: WasmBuild, shared = false): string {
+  return join(packageRoot(), 'dist', 'wasm', (shared ? WASM_SHARED_FILES : WASM_FILES)[build]);
+}
+
+/** The file to load: the shared-memory variant where it exists and the runtime allows it. */
+function fileFor(build: WasmBuild): { file: string; shared: boolean } {
+  const shared = wasmPath(build, true);
+  if (existsSync(shared) && sharedMemoryWorks()) return { file: shared, shared: true };
+  return { file: wasmPath(build), shared: false };
 }
 
 /** Builds this runtime validates, best first (relaxed-simd needs Node 22+, or Node 20 with --experimental-wasm-relaxed-simd). */
@@ -97,10 +106,10 @@ function pickBuild(requested: WasmBuild | undefined): WasmBuild {
   return available[0];
 }
 
-function readBuild(build: WasmBuild): Uint8Array {
-  const file = wasmPath(build);
+function readBuild(build: WasmBuild): { bytes: Uint8Array; file: string; shared: boolean } {
+  const { file, shared } = fileFor(build);
   try {
-    return readFileSync(file);
+    return { bytes: readFileSync(file), file, shared };
   } catch (err) {
     throw new Error(`wasm: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); run \`npm run build:wasm\``);
   }
@@ -139,7 +148,7 @@ function nodeRunner(inst: WasmInstance) {
       unref: () => worker.unref(),
       terminate: () => void worker.terminate(),
     };
-    return createWorkerRunner(like, inst.module);
+    return createWorkerRunner(like, inst.module, inst.shared);
   };
 }
 
@@ -149,17 +158,16 @@ function backendFor(inst: WasmInstance, origin: string): WasmBackend {
 
 /** Loads the wasm backend synchronously from the package's files. Throws an Error saying why when it cannot. */
 export function loadWasmBackendSync(opts: { build?: WasmBuild } = {}): Backend {
-  const build = pickBuild(opts.build);
-  const inst = instantiateSync(readBuild(build));
-  return backendFor(inst, wasmPath(build));
+  const { bytes, file, shared } = readBuild(pickBuild(opts.build));
+  return backendFor(instantiateSync(bytes, { shared }), file);
 }
 
 /** Loads the wasm backend: from `source` when given (bytes, URL, path or compiled module), else from the package's files. */
 export async function loadWasmBackend(opts: { build?: WasmBuild; source?: WasmSource } = {}): Promise<Backend> {
   const src = opts.source;
   if (src === undefined) {
-    const build = pickBuild(opts.build);
-    return backendFor(await instantiate(readBuild(build)), wasmPath(build));
+    const { bytes, file, shared } = readBuild(pickBuild(opts.build));
+    return backendFor(await instantiate(bytes, { shared }), file);
   }
   if (src instanceof WebAssembly.Module || src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
     return backendFor(await instantiate(src as Uint8Array | ArrayBuffer | WebAssembly.Module), 'caller-provided');

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const work = mkdtempSync(join(tmpdir(), 'simd-attention-install-'));
@@ -17,7 +17,9 @@ const log = (msg) => console.log(`install-test: ${msg}`);
 
 try {
   log('npm pack (prepack builds dist/ and the prebuilt addon)');
-  const packed = JSON.parse(sh(npm, ['pack', '--json', '--pack-destination', work], root));
+  // lifecycle scripts print to stdout too: the JSON report is the last top-level array
+  const packOut = sh(npm, ['pack', '--json', '--pack-destination', work], root);
+  const packed = JSON.parse(packOut.slice(packOut.lastIndexOf('\n[\n') + 1));
   const files = packed[0].files.map((f) => f.path);
   const tarball = join(work, packed[0].filename);
   const has = (pattern) => files.some((f) => pattern.test(f));
@@ -27,6 +29,7 @@ try {
   for (const unwanted of [/^test\//, /^bench\//, /^src\//, /^\.ci\//, /^native\/test\//, /^build\//]) {
     assert.ok(!has(unwanted), `the tarball should not contain ${unwanted}: ${files.filter((f) => unwanted.test(f)).join(', ')}`);
   }
+  log(`files: ${files.join(' ')}`);
   log(`tarball ${packed[0].filename}: ${files.length} files, ${(packed[0].size / 1e6).toFixed(2)} MB`);
 
   const app = join(work, 'app');
@@ -69,8 +72,8 @@ try {
 
   log('bundling the browser entry with esbuild');
   writeFileSync(join(app, 'browser-app.mjs'), "import { load, tensor } from 'simd-attention';\nglobalThis.run = async () => (await load()).info();\n");
-  const esbuild = join(root, 'node_modules/esbuild/bin/esbuild');
-  sh(process.execPath, [esbuild, 'browser-app.mjs', '--bundle', '--platform=browser', '--format=esm', '--outfile=bundle.js', '--log-level=warning'], app);
+  const esbuild = await import(pathToFileURL(join(root, 'node_modules/esbuild/lib/main.js')).href);
+  await esbuild.build({ absWorkingDir: app, entryPoints: ['browser-app.mjs'], bundle: true, platform: 'browser', format: 'esm', outfile: 'bundle.js', logLevel: 'warning' });
   const bundle = readFileSync(join(app, 'bundle.js'), 'utf8');
   for (const nodeOnly of [/from\s*["']node:/, /require\(["'](node:)?(fs|path|module|worker_threads|child_process|os|url)["']\)/, /\.node["']/, /from\s*["'](fs|path|module|worker_threads)["']/]) {
     assert.doesNotMatch(bundle, nodeOnly, `the browser bundle refers to a Node-only module: ${nodeOnly}`);
