@@ -1,7 +1,7 @@
 // The module's exports. Kernels use raw pointers into this module's (imported) memory; the
 // TypeScript side (src/backends/wasm-core.ts) owns the layout and grows the memory.
 export { attention, attentionScratchBytes } from './attention';
-export { matmul, matmulScratchBytes } from './matmul';
+export { matmul, matmulScratchBytes, matmulPackedBytes, matmulPrepack, matmulPacked } from './matmul';
 export { softmax, exp2Array } from './softmax';
 
 /** first byte after the module's static data: the host's heap starts here (rounded up) */

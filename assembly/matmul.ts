@@ -11,7 +11,7 @@ export function matmulScratchBytes(n: i32, k: i32): usize {
 }
 
 /** Packs B into panels of 8 columns: panel p, row kk at panels + (p*k + kk) * 32 bytes. */
-function packB(panels: usize, B: usize, n: i32, k: i32, transB: bool): void {
+export function matmulPack(panels: usize, B: usize, n: i32, k: i32, transB: bool): void {
   const np = (n + 7) >> 3;
   for (let p = 0; p < np; p++) {
     const c0 = p << 3;
@@ -48,6 +48,68 @@ function packB(panels: usize, B: usize, n: i32, k: i32, transB: bool): void {
   }
 }
 
+/** bytes matmulPacked() needs for packed weights of n outputs and k inputs (panels, then a padded bias) */
+export function matmulPackedBytes(n: i32, k: i32): usize {
+  const np = <usize>((n + 7) >> 3);
+  return np * (<usize>k) * 32 + np * 32;
+}
+
+/**
+ * Packs weights once for matmulPacked(): B as in matmul (transB: [n][k], the nn.Linear layout)
+ * and an optional bias, into `dst` (matmulPackedBytes(n, k) bytes, 16-aligned).
+ */
+export function matmulPrepack(dst: usize, b: usize, bias: usize, n: i32, k: i32, transB: i32): void {
+  const np = (n + 7) >> 3;
+  matmulPack(dst, b, n, k, transB != 0);
+  const biasP = dst + (<usize>np) * (<usize>k) * 32;
+  for (let i = 0; i < np * 8; i++) {
+    store<f32>(biasP + (<usize>i) * 4, bias != 0 && i < n ? load<f32>(bias + (<usize>i) * 4) : 0);
+  }
+}
+
+/** C (m x n) = A (m x k) * packed B + packed bias; `tmp` is 128 bytes of scratch (16-aligned). */
+export function matmulPacked(out: usize, a: usize, packed: usize, m: i32, n: i32, k: i32, tmp: usize): void {
+  const np = (n + 7) >> 3;
+  panelsTimes(out, a, packed, packed + (<usize>np) * (<usize>k) * 32, tmp, m, n, k);
+}
+
+/** C = A * panels + bias for one matrix: every 8-column panel against every row (4 rows at a time). */
+function panelsTimes(C: usize, A: usize, panels: usize, biasP: usize, tmp: usize, m: i32, n: i32, k: i32): void {
+  const np = (n + 7) >> 3;
+  const lda = (<usize>k) * 4;
+  const ldc = (<usize>n) * 4;
+  for (let p = 0; p < np; p++) {
+    const panel = panels + (<usize>p) * (<usize>k) * 32;
+    const init = biasP + (<usize>p) * 32;
+    const c0 = p << 3;
+    const cols = min<i32>(8, n - c0);
+    let r = 0;
+    if (cols == 8) {
+      for (; r + 4 <= m; r += 4) {
+        kernel4x8(A + (<usize>r) * lda, lda, panel, 32, k, C + (<usize>r) * ldc + (<usize>c0) * 4, ldc, init, false);
+      }
+      for (; r < m; r++) {
+        kernel1x8(A + (<usize>r) * lda, panel, 32, k, C + (<usize>r) * ldc + (<usize>c0) * 4, init, false);
+      }
+    } else {
+      for (; r + 4 <= m; r += 4) {
+        kernel4x8(A + (<usize>r) * lda, lda, panel, 32, k, tmp, 32, init, false);
+        for (let rr = 0; rr < 4; rr++) {
+          const dst = C + (<usize>(r + rr)) * ldc + (<usize>c0) * 4;
+          for (let c = 0; c < cols; c++) {
+            store<f32>(dst + (<usize>c) * 4, load<f32>(tmp + (<usize>(rr * 8 + c)) * 4));
+          }
+        }
+      }
+      for (; r < m; r++) {
+        kernel1x8(A + (<usize>r) * lda, panel, 32, k, tmp, init, false);
+        const dst = C + (<usize>r) * ldc + (<usize>c0) * 4;
+        for (let c = 0; c < cols; c++) store<f32>(dst + (<usize>c) * 4, load<f32>(tmp + (<usize>c) * 4));
+      }
+    }
+  }
+}
+
 export function matmul(
   out: usize, a: usize, b: usize, bias: usize,
   batch: i32, m: i32, n: i32, k: i32,
@@ -60,42 +122,12 @@ export function matmul(
   for (let i = 0; i < np * 8; i++) {
     store<f32>(biasP + (<usize>i) * 4, bias != 0 && i < n ? load<f32>(bias + (<usize>i) * 4) : 0);
   }
-  const lda = (<usize>k) * 4;
   const ldc = (<usize>n) * 4;
   for (let bi = 0; bi < batch; bi++) {
     const A = a + (<usize>bi) * strideA * 4;
     const B = b + (<usize>bi) * strideB * 4;
     const C = out + (<usize>bi) * (<usize>m) * ldc;
-    if (bi == 0 || strideB != 0) packB(panels, B, n, k, transB != 0);
-    for (let p = 0; p < np; p++) {
-      const panel = panels + (<usize>p) * (<usize>k) * 32;
-      const init = biasP + (<usize>p) * 32;
-      const c0 = p << 3;
-      const cols = min<i32>(8, n - c0);
-      let r = 0;
-      if (cols == 8) {
-        for (; r + 4 <= m; r += 4) {
-          kernel4x8(A + (<usize>r) * lda, lda, panel, 32, k, C + (<usize>r) * ldc + (<usize>c0) * 4, ldc, init, false);
-        }
-        for (; r < m; r++) {
-          kernel1x8(A + (<usize>r) * lda, panel, 32, k, C + (<usize>r) * ldc + (<usize>c0) * 4, init, false);
-        }
-      } else {
-        for (; r + 4 <= m; r += 4) {
-          kernel4x8(A + (<usize>r) * lda, lda, panel, 32, k, tmp, 32, init, false);
-          for (let rr = 0; rr < 4; rr++) {
-            const dst = C + (<usize>(r + rr)) * ldc + (<usize>c0) * 4;
-            for (let c = 0; c < cols; c++) {
-              store<f32>(dst + (<usize>c) * 4, load<f32>(tmp + (<usize>(rr * 8 + c)) * 4));
-            }
-          }
-        }
-        for (; r < m; r++) {
-          kernel1x8(A + (<usize>r) * lda, panel, 32, k, tmp, init, false);
-          const dst = C + (<usize>r) * ldc + (<usize>c0) * 4;
-          for (let c = 0; c < cols; c++) store<f32>(dst + (<usize>c) * 4, load<f32>(tmp + (<usize>c) * 4));
-        }
-      }
-    }
+    if (bi == 0 || strideB != 0) matmulPack(panels, B, n, k, transB != 0);
+    panelsTimes(C, A, panels, biasP, tmp, m, n, k);
   }
 }

@@ -52,8 +52,11 @@ const HELP = `usage: npm run bench -- [options]
   --backends a,b       ${FAMILIES.join(', ')}
   --threads N          "all cores" thread count for native and onnxruntime-node (default ${defaultThreads()})
   --max-time S         seconds of sampling per case (default 1.5, quick 0.25)
+  --rounds N           interleaved rounds per shape (default 3, quick 2): every runner gets a slice
+                       of its sampling time per round, so load changes hit all runners alike
   --memory / --no-memory   peak-memory runs on long2k (default: on when long2k is benchmarked)
-  --out DIR            where latest.{json,md,svg} go (default bench/results)`;
+  --out DIR            where latest.{json,md,svg} go (default bench/results)
+  --rerender           rewrite latest.md/.svg from latest.json (after a report or chart change), no measuring`;
 
 export function parseArgs(argv: string[], log: (l: string) => void = console.log): BenchOptions {
   const get = (name: string): string | undefined => {
@@ -64,7 +67,7 @@ export function parseArgs(argv: string[], log: (l: string) => void = console.log
     return v;
   };
   for (const a of argv) {
-    if (a.startsWith('--') && !['--quick', '--shapes', '--backends', '--threads', '--max-time', '--memory', '--no-memory', '--out', '--no-limits', '--help'].includes(a)) {
+    if (a.startsWith('--') && !['--quick', '--shapes', '--backends', '--threads', '--max-time', '--rounds', '--memory', '--no-memory', '--out', '--no-limits', '--help'].includes(a)) {
       throw new RangeError(`unknown option ${a}\n${HELP}`);
     }
   }
@@ -77,6 +80,11 @@ export function parseArgs(argv: string[], log: (l: string) => void = console.log
   const threads = threadsArg ? Number(threadsArg) : defaultThreads();
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`--threads must be a positive integer, got ${threadsArg}`);
   const maxTimeArg = get('--max-time');
+  const roundsArg = get('--rounds');
+  const rounds = roundsArg ? Number(roundsArg) : quick ? 2 : 3;
+  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be a positive integer, got ${roundsArg}`);
+  const maxTime = maxTimeArg ? Number(maxTimeArg) : quick ? 0.25 : 1.5;
+  if (!(maxTime > 0)) throw new RangeError(`--max-time must be a positive number of seconds, got ${maxTimeArg}`);
   const memoryShape = 'long2k';
   const memory = argv.includes('--memory') ? true : argv.includes('--no-memory') ? false : shapes.some((s) => s.name === memoryShape);
   return {
@@ -84,9 +92,9 @@ export function parseArgs(argv: string[], log: (l: string) => void = console.log
     shapes,
     families,
     threads,
-    maxTime: maxTimeArg ? Number(maxTimeArg) : quick ? 0.25 : 1.5,
+    maxTime,
     minSamples: quick ? 3 : 5,
-    rounds: quick ? 2 : 3,
+    rounds,
     memory,
     memoryShape,
     limits: !argv.includes('--no-limits'),
@@ -225,7 +233,7 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
   }
 
   const notes = [
-    'flops = 4·B·Hq·Sq·Sk·D per attention (+ 2·B·S·E·E per projection, four projections, for mha768); causal shapes are counted as the full square, so skipping hidden tiles shows as higher GFLOP/s.',
+    'flops = 4·B·Hq·Sq·Sk·D per attention (+ 2·B·S·E·E per projection, four projections, for mha768); causal shapes are counted as the full square, so skipping hidden tiles shows as higher GFLOP/s; their fraction of the limit counts only the visible part of the square (the work that must be done), so it stays below 100%.',
     'Decoding (Sq = 1) is limited by memory: its figure is GB/s of K and V read once, against the read bandwidth at the same thread count measured over a buffer of the same size as K+V (like for like: this VM reports a large last-level cache, so K+V may stay cache-resident between calls in both).',
     'onnxruntime-node runs with intraOpNumThreads = the thread count shown, interOpNumThreads = 1, graphOptimizationLevel all; onnxruntime-web and tfjs-backend-wasm run single-threaded in this Node process from their local .wasm files.',
     'ONNX models are built in code (bench/peers/onnx-proto.ts); inputs are converted to each peer\'s layout once, before timing.',
@@ -270,11 +278,28 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
   return report;
 }
 
+/** Re-renders latest.md and latest.svg (and fractions/targets in latest.json) from latest.json, without measuring. */
+export function rerender(dir: string, log: (l: string) => void = console.log): void {
+  const file = path.join(dir, 'latest.json');
+  const report = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchReport;
+  const shapes = findShapes(report.shapes.map((s) => s.name));
+  const threads = Number(report.options.threads ?? 1);
+  const limitOf = new Map(allRunners({ threads }).map((r) => [r.id, r.limit]));
+  for (const r of report.results) delete r.limit;
+  annotateLimits(report.results, shapes, report.limits, (id) => limitOf.get(id) ?? 'none');
+  report.targets = evaluateTargets(report.results, threads).filter((t) => shapes.some((s) => t.what.startsWith(s.name + ':')));
+  const files = writeReport(dir, report, renderChart(report));
+  log(`re-rendered ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
+}
+
 const isMain = process.argv[1] && path.resolve(process.argv[1]).replace(/\.ts$/, '') === path.resolve(path.dirname(new URL(import.meta.url).pathname), 'index');
 if (isMain) {
   const argv = process.argv.slice(2);
   if (argv.includes('--help')) {
     console.log(HELP);
+  } else if (argv.includes('--rerender')) {
+    const i = argv.indexOf('--out');
+    rerender(path.resolve(i >= 0 ? argv[i + 1] : RESULTS_DIR));
   } else {
     runBench(parseArgs(argv)).then(
       () => process.exit(0),

@@ -6,7 +6,8 @@
  */
 import type { AttentionArgs } from './backend.js';
 import { instantiateSync, runAttention, type WasmInstance } from './backends/wasm-core.js';
-import type { WorkerAttentionRequest, WorkerReply } from './backends/wasm-runner.js';
+import { WasmMhaCore, type MhaWeights } from './backends/wasm-multihead.js';
+import type { WorkerAttentionRequest, WorkerMhaCall, WorkerReply } from './backends/wasm-runner.js';
 
 interface Port {
   post(message: unknown, transfer: Transferable[]): void;
@@ -37,11 +38,61 @@ async function port(): Promise<Port> {
 }
 
 let inst: WasmInstance | undefined;
+const blocks = new Map<number, WasmMhaCore>();
+
+function mhaForward(id: number, mhaId: number, c: WorkerMhaCall): { reply: WorkerReply; transfer: Transferable[] } {
+  const core = blocks.get(mhaId);
+  if (!core) throw new Error(`wasm-worker: no multi-head block ${mhaId}`);
+  const out = new Float32Array(c.outLength);
+  const cache = c.cache;
+  const r = core.forward({
+    ...c,
+    out,
+    cache: cache && {
+      id: cache.id,
+      maxLength: cache.maxLength,
+      length: cache.length,
+      rows: (from, to) => {
+        if (from !== cache.from || to !== cache.length) throw new Error(`wasm-worker: cache rows ${from}..${to} were not sent (${cache.from}..${cache.length})`);
+        return { k: cache.k, v: cache.v };
+      },
+    },
+  });
+  const transfer: Transferable[] = [out.buffer];
+  if (r.kNew) transfer.push(r.kNew.buffer, r.vNew!.buffer);
+  return { reply: { id, out, kNew: r.kNew, vNew: r.vNew }, transfer };
+}
 
 function handle(p: Port, msg: unknown): void {
   const m = msg as { type: string; module?: WebAssembly.Module; shared?: boolean };
   if (m.type === 'init') {
     inst = instantiateSync(m.module!, { shared: m.shared });
+    return;
+  }
+  if (m.type === 'mha-create') {
+    const c = msg as { mhaId: number; weights: MhaWeights };
+    try {
+      blocks.set(c.mhaId, new WasmMhaCore(inst!, c.weights));
+    } catch {
+      // reported when a forward asks for it
+    }
+    return;
+  }
+  if (m.type === 'mha-dispose') {
+    const id = (msg as { mhaId: number }).mhaId;
+    blocks.get(id)?.dispose();
+    blocks.delete(id);
+    return;
+  }
+  if (m.type === 'mha-forward') {
+    const f = msg as { id: number; mhaId: number; call: WorkerMhaCall };
+    try {
+      const { reply, transfer } = mhaForward(f.id, f.mhaId, f.call);
+      p.post(reply, transfer);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      p.post({ id: f.id, error: { name: e.name, message: e.message, code: e.code } }, []);
+    }
     return;
   }
   if (m.type !== 'attention') return;

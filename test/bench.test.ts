@@ -165,6 +165,8 @@ describe('bench (smoke, tiny shapes)', function () {
     assert.equal(parseArgs(['--shapes', 'long2k']).memory, true);
     assert.throws(() => parseArgs(['--shapes', 'nope']), RangeError);
     assert.throws(() => parseArgs(['--bogus']), RangeError);
+    assert.throws(() => parseArgs(['--rounds', '0']), RangeError);
+    assert.equal(parseArgs(['--rounds', '4']).rounds, 4);
     assert.equal(flops(findShapes(['enc128'])[0]), 4 * 12 * 128 * 128 * 64);
   });
 });

@@ -41,6 +41,7 @@ constexpr int64_t SPLIT_MIN_SK = 2048;    // decode key split: only for at least
 constexpr int64_t SPLIT_CHUNK = 512;      //   in chunks of this many keys
 constexpr int64_t SPLIT_MAX_TASKS = 64;   //   and only when fewer (b, kv head) tasks than this
 constexpr float kLog2e = 1.44269504088896340736f;
+constexpr float kRescaleSlack = 8.0f;  // flash path: P <= 2^8 before the reference max moves
 static const float kNegInf = -__builtin_inff();
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -118,14 +119,13 @@ static inline void qk_tile(const float* __restrict qt, const float* __restrict k
   }
 }
 
-// ot[n][q] = ot[n][q] * alpha[q] + sum_j pt[j][q] * v_j[c0 + n]   for n < N columns
+// ot[n][q] += sum_j pt[j][q] * v_j[c0 + n]   for n < N columns (the online-softmax rescale of
+// ot, when the running max moved, is a separate pass: it is rare)
 template <int N>
 static inline void pv_tile(const float* __restrict pt, int64_t nk, const float* __restrict v0, int64_t vs,
-                           float* __restrict ot, const float* __restrict alpha) {
+                           float* __restrict ot) {
   T acc[N][kAttMR];
-  T al[kAttMR];
-  SA_UNROLL for (int m = 0; m < kAttMR; ++m) al[m] = V::load(alpha + m * W);
-  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::mul(V::load(ot + n * BQ + m * W), al[m]);
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::load(ot + n * BQ + m * W);
   for (int64_t j = 0; j < nk; ++j) {
     T pv[kAttMR];
     SA_UNROLL for (int m = 0; m < kAttMR; ++m) pv[m] = V::load(pt + j * BQ + m * W);
@@ -146,10 +146,10 @@ static inline void qk_dispatch(int n, const float* qt, const float* k0, int64_t 
   }
 }
 template <int N>
-static inline void pv_dispatch(int n, const float* pt, int64_t nk, const float* v0, int64_t vs, float* ot, const float* alpha) {
+static inline void pv_dispatch(int n, const float* pt, int64_t nk, const float* v0, int64_t vs, float* ot) {
   if constexpr (N > 0) {
-    if (n == N) return pv_tile<N>(pt, nk, v0, vs, ot, alpha);
-    pv_dispatch<N - 1>(n, pt, nk, v0, vs, ot, alpha);
+    if (n == N) return pv_tile<N>(pt, nk, v0, vs, ot);
+    pv_dispatch<N - 1>(n, pt, nk, v0, vs, ot);
   }
 }
 
@@ -164,11 +164,70 @@ static inline bool row_nonfinite(const float* r, int64_t n) {
   return s != s;
 }
 
-static inline void pv_all(const float* pt, int64_t nk, const float* v0, int64_t vs, int64_t Dv, float* ot, const float* alpha) {
+static inline void pv_all(const float* pt, int64_t nk, const float* v0, int64_t vs, int64_t Dv, float* ot) {
+  if (nk <= 0) return;
   for (int64_t c0 = 0; c0 < Dv; c0 += kAttNR) {
     int n = (int)imin(kAttNR, Dv - c0);
-    pv_dispatch<kAttNR>(n, pt, nk, v0 + c0, vs, ot + c0 * BQ, alpha);
+    pv_dispatch<kAttNR>(n, pt, nk, v0 + c0, vs, ot + c0 * BQ);
   }
+}
+
+// qt[d][q] = src[q * ss + d] * s for q < nq (lanes nq.. are zero), d < D
+static inline void pack_qt(const float* src, int64_t ss, int64_t nq, int64_t D, float s, float* qt) {
+#ifdef SA_HAVE_TRANSPOSE
+  const T sv = V::set1(s);
+  for (int64_t q0 = 0; q0 < BQ; q0 += W) {
+    const int64_t rows = iclamp(nq - q0, 0, W);
+    for (int64_t d0 = 0; d0 < D; d0 += W) {
+      const int dw = (int)imin(W, D - d0);
+      T r[W];
+      SA_UNROLL for (int i = 0; i < W; ++i) {
+        if (i < rows) r[i] = dw == W ? V::load(src + (q0 + i) * ss + d0) : V::load_partial(src + (q0 + i) * ss + d0, dw);
+        else r[i] = V::zero();
+      }
+      V::transpose(r);
+      SA_UNROLL for (int j = 0; j < W; ++j) if (j < dw) V::store(qt + (d0 + j) * BQ + q0, V::mul(r[j], sv));
+    }
+  }
+#else
+  for (int64_t d = 0; d < D; ++d) {
+    float* row = qt + d * BQ;
+    for (int64_t q = 0; q < nq; ++q) row[q] = src[q * ss + d] * s;
+    for (int64_t q = nq; q < BQ; ++q) row[q] = 0.0f;
+  }
+#endif
+}
+
+// dst[q * ds + c] = ot[c][q] * inv[q] for q < nq, c < Dv; a row with l == 0 gives zeros
+static inline void write_out(const float* ot, const float* lo, int64_t nq, int64_t Dv, float* dst, int64_t ds, float* inv) {
+  for (int64_t q = 0; q < nq; ++q) inv[q] = lo[q] == 0.0f ? 0.0f : 1.0f / lo[q];
+#ifdef SA_HAVE_TRANSPOSE
+  for (int64_t q0 = 0; q0 < nq; q0 += W) {
+    const int64_t rows = imin(nq - q0, W);
+    const T iv = V::load_partial(inv + q0, (int)rows);
+    for (int64_t c0 = 0; c0 < Dv; c0 += W) {
+      const int cw = (int)imin(W, Dv - c0);
+      T r[W];
+      SA_UNROLL for (int j = 0; j < W; ++j) r[j] = j < cw ? V::mul(V::load(ot + (c0 + j) * BQ + q0), iv) : V::zero();
+      V::transpose(r);
+      SA_UNROLL for (int i = 0; i < W; ++i) {
+        if (i < rows) {
+          if (cw == W) V::store(dst + (q0 + i) * ds + c0, r[i]);
+          else V::store_partial(dst + (q0 + i) * ds + c0, r[i], cw);
+        }
+      }
+    }
+  }
+  for (int64_t q = 0; q < nq; ++q)
+    if (lo[q] == 0.0f)
+      for (int64_t c = 0; c < Dv; ++c) dst[q * ds + c] = 0.0f;
+#else
+  for (int64_t q = 0; q < nq; ++q) {
+    float* orow = dst + q * ds;
+    const float l = lo[q];
+    for (int64_t c = 0; c < Dv; ++c) orow[c] = l == 0.0f ? 0.0f : ot[c * BQ + q] * inv[q];
+  }
+#endif
 }
 
 struct AttnPlan {
@@ -215,14 +274,13 @@ static void flash_task(void* vctx, int64_t t, int worker) {
 
   float* qt = c.scratch->bufs[worker];
   float* ot = qt + D * BQ;
-  float* ml = ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], lsum[BQ]
+  float* ml = ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], inv[BQ], tmax[BQ], then the S/P tile
   float* mo = ml;
   float* lo = ml + BQ;
   float* alpha = ml + 2 * BQ;
-  float* ones = ml + 3 * BQ;
+  float* inv = ml + 3 * BQ;
   float* tmax = ml + 4 * BQ;
   float* st = ml + 5 * BQ;
-  for (int q = 0; q < BQ; ++q) ones[q] = 1.0f;
 
   const float* qbase = p.q + b * p.q_sb + h * p.q_sh;
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
@@ -232,13 +290,10 @@ static void flash_task(void* vctx, int64_t t, int worker) {
 
   if (kend > 0) {
     // pack Qᵀ (scaled into base-2 units); padded lanes are zero
-    for (int64_t d = 0; d < D; ++d) {
-      float* row = qt + d * BQ;
-      for (int64_t q = 0; q < nq; ++q) row[q] = qbase[(i0 + q) * p.q_ss + d] * pl.qscale;
-      for (int64_t q = nq; q < BQ; ++q) row[q] = 0.0f;
-    }
+    pack_qt(qbase + i0 * p.q_ss, p.q_ss, nq, D, pl.qscale, qt);
     for (int64_t x = 0; x < Dv * BQ; ++x) ot[x] = 0.0f;
     for (int q = 0; q < BQ; ++q) { mo[q] = kNegInf; lo[q] = 0.0f; }
+    const T slack = V::set1(kRescaleSlack);
 
     for (int64_t kb = 0; kb < kend; kb += pl.bk) {
       const int64_t nk = imin(pl.bk, kend - kb);
@@ -273,15 +328,20 @@ static void flash_task(void* vctx, int64_t t, int worker) {
             }
           }
       }
-      // online softmax (all vertical: lanes are queries)
+      // online softmax (all vertical: lanes are queries). The reference max only moves when the
+      // block's max exceeds it by more than kRescaleSlack (base-2 units), so P <= 2^slack and
+      // the rescale of O (alpha != 1) is skipped in most blocks; the first block sets it exactly.
+      bool rescale = false;
       SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-        T mx = V::load(mo + m * W);
+        const T mold = V::load(mo + m * W);
+        T bm = V::set1(kNegInf);
         if (masked)
-          for (int64_t j = 0; j < nk; ++j) mx = V::max(mx, V::load(st + j * BQ + m * W));
+          for (int64_t j = 0; j < nk; ++j) bm = V::max(bm, V::load(st + j * BQ + m * W));
         else
-          mx = V::max(mx, V::load(tmax + m * W));
-        T mref = V::ninf_to_zero(mx);
-        T al = V::exp2(V::sub(V::load(mo + m * W), mref));
+          bm = V::load(tmax + m * W);
+        const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
+        const T mref = V::ninf_to_zero(mx);
+        T al = V::exp2(V::sub(mold, mref));
         T s0 = V::zero(), s1 = V::zero();
         int64_t j = 0;
         for (; j + 1 < nk; j += 2) {
@@ -300,20 +360,24 @@ static void flash_task(void* vctx, int64_t t, int worker) {
         V::store(lo + m * W, V::fmadd(V::load(lo + m * W), al, V::add(s0, s1)));
         V::store(alpha + m * W, al);
         V::store(mo + m * W, mx);
+        // alpha is in [0, 1] (or NaN): the sum of 1 - alpha is 0 exactly when every lane is 1
+        if (kb > 0 && !(V::hsum(V::sub(V::set1(1.0f), al)) == 0.0f)) rescale = true;
       }
-      // O = O * alpha + P·V. A hidden key's value is never read (the reference's rule; it
-      // matters when that value is NaN or infinite, since 0 * NaN = NaN): in tiles where some
-      // keys are hidden from some queries, keys whose value row is not finite are taken out of
-      // the micro-kernel and added only to the queries that see them.
+      if (rescale) {  // O *= alpha (multiplying by 1 changes nothing, so only when some lane moved)
+        for (int64_t x = 0; x < Dv; ++x)
+          SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(ot + x * BQ + m * W, V::mul(V::load(ot + x * BQ + m * W), V::load(alpha + m * W)));
+      }
+      // O += P·V. A hidden key's value is never read (the reference's rule; it matters when
+      // that value is NaN or infinite, since 0 * NaN = NaN): in tiles where some keys are hidden
+      // from some queries, keys whose value row is not finite are taken out of the micro-kernel
+      // and added only to the queries that see them.
       const bool tile_masked = (p.causal && kb + nk - 1 > i0 + off) || p.mask_kind == kMaskBoolean;
       int64_t seg = 0;
-      const float* al = alpha;
       if (tile_masked) {
         for (int64_t j = 0; j < nk; ++j) {
           const float* vr = vbase + (kb + j) * p.v_ss;
           if (!row_nonfinite(vr, Dv)) continue;
-          pv_all(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot, al);
-          al = ones;
+          pv_all(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot);
           for (int64_t q = 0; q < nq; ++q) {
             const int64_t kj = kb + j, i = i0 + q;
             if (p.causal && kj > i + off) continue;
@@ -324,25 +388,26 @@ static void flash_task(void* vctx, int64_t t, int worker) {
           seg = j + 1;
         }
       }
-      pv_all(st + seg * BQ, nk - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot, al);
+      pv_all(st + seg * BQ, nk - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot);
     }
   }
   // normalise and write out (a row with no visible key gives zeros)
-  for (int64_t q = 0; q < nq; ++q) {
-    float l = kend > 0 ? lo[q] : 0.0f;
-    float inv = (l == 0.0f) ? 0.0f : 1.0f / l;
-    float* orow = obase + (i0 + q) * p.o_ss;
-    if (kend > 0)
-      for (int64_t c0 = 0; c0 < Dv; ++c0) orow[c0] = l == 0.0f ? 0.0f : ot[c0 * BQ + q] * inv;
-    else
-      for (int64_t c0 = 0; c0 < Dv; ++c0) orow[c0] = 0.0f;
-    if (wbase) {
+  if (kend > 0) {
+    write_out(ot, lo, nq, Dv, obase + i0 * p.o_ss, p.o_ss, inv);
+  } else {
+    for (int64_t q = 0; q < nq; ++q)
+      for (int64_t c0 = 0; c0 < Dv; ++c0) obase[(i0 + q) * p.o_ss + c0] = 0.0f;
+  }
+  if (wbase) {
+    for (int64_t q = 0; q < nq; ++q) {
+      float l = kend > 0 ? lo[q] : 0.0f;
       float* wrow = wbase + (i0 + q) * Sk;
       if (l != l) {  // a NaN row is NaN everywhere, as the reference's softmax makes it
         for (int64_t j = 0; j < Sk; ++j) wrow[j] = l;
         continue;
       }
-      for (int64_t j = 0; j < kend; ++j) wrow[j] = l == 0.0f ? 0.0f : st[j * BQ + q] * inv;
+      const float iv = (l == 0.0f) ? 0.0f : 1.0f / l;
+      for (int64_t j = 0; j < kend; ++j) wrow[j] = l == 0.0f ? 0.0f : st[j * BQ + q] * iv;
       for (int64_t j = kend; j < Sk; ++j) wrow[j] = 0.0f;
     }
   }

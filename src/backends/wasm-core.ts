@@ -5,9 +5,11 @@
  * top of the raw exports. Nothing here imports Node modules: the Node loader (wasm.ts) and the
  * browser entry (browser.ts) both build on it, and so does the worker (wasm-worker.ts).
  */
-import type { AttentionArgs, Backend, MatmulArgs, SoftmaxArgs } from '../backend.js';
+import type { AttentionArgs, Backend, KvCacheState, MatmulArgs, MultiHeadKernel, MultiHeadParams, SoftmaxArgs } from '../backend.js';
 import { attnError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { WasmMhaCore, appendRows, recordRows, type MhaCall, type MhaResult } from './wasm-multihead.js';
+import type { WorkerMhaCall, WorkerRunner } from './wasm-runner.js';
 
 /** 'relaxed-simd' uses f32x4.relaxed_madd (fused multiply-add); 'simd128' runs wherever WebAssembly SIMD does. */
 export type WasmBuild = 'relaxed-simd' | 'simd128';
@@ -44,6 +46,9 @@ export interface WasmExports {
     maskKind: number, causal: number, scale: number,
   ): void;
   matmulScratchBytes(n: number, k: number): number;
+  matmulPackedBytes(n: number, k: number): number;
+  matmulPrepack(dst: number, b: number, bias: number, n: number, k: number, transB: number): void;
+  matmulPacked(out: number, a: number, packed: number, m: number, n: number, k: number, tmp: number): void;
   matmul(
     out: number, a: number, b: number, bias: number,
     batch: number, m: number, n: number, k: number,
@@ -285,7 +290,7 @@ type Typed = Float32Array | Uint8Array | Int32Array;
  * are read before anything can grow the memory), the others are copied into temporary blocks;
  * outputs outside WASM memory are computed in temporary blocks and copied back.
  */
-class CallFrame {
+export class CallFrame {
   readonly #heap: WasmHeap;
   readonly #temps: number[] = [];
   readonly #copyIn: Array<[number, Typed]> = [];
@@ -513,21 +518,39 @@ export function runAttention(inst: WasmInstance, a: AttentionArgs): void {
   f.scratch(x.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (scratch = p));
   f.commit();
   try {
-    const m = a.mask;
-    x.attention(
-      out, q, k, v, mask, kl, w, scratch,
-      a.batch, a.numHeads, a.numKvHeads, a.seqQ, a.seqK, a.headDim, a.headDimV,
-      a.qStrides.b, a.qStrides.h, a.qStrides.s,
-      a.kStrides.b, a.kStrides.h, a.kStrides.s,
-      a.vStrides.b, a.vStrides.h, a.vStrides.s,
-      a.oStrides.b, a.oStrides.h, a.oStrides.s,
-      m ? m.strideB : 0, m ? m.strideH : 0, m ? m.strideQ : 0, m ? m.strideK : 0,
-      m ? MASK_KIND[m.kind] : 0, a.causal ? 1 : 0, a.scale,
-    );
+    attentionAt(inst, { out, q, k, v, mask, keyLengths: kl, weights: w, scratch }, a);
     f.finish();
   } finally {
     f.release();
   }
+}
+
+/** Byte pointers of one attention call's arrays (0: absent). */
+export interface AttentionPointers {
+  out: number;
+  q: number;
+  k: number;
+  v: number;
+  mask: number;
+  keyLengths: number;
+  weights: number;
+  /** attentionScratchBytes(seqK, headDim, headDimV) bytes */
+  scratch: number;
+}
+
+/** Calls the kernel on arrays already in WASM memory; sizes and strides from `a` (its arrays are not read). */
+export function attentionAt(inst: WasmInstance, p: AttentionPointers, a: Omit<AttentionArgs, 'q' | 'k' | 'v' | 'out'>): void {
+  const m = a.mask;
+  inst.exports.attention(
+    p.out, p.q, p.k, p.v, p.mask, p.keyLengths, p.weights, p.scratch,
+    a.batch, a.numHeads, a.numKvHeads, a.seqQ, a.seqK, a.headDim, a.headDimV,
+    a.qStrides.b, a.qStrides.h, a.qStrides.s,
+    a.kStrides.b, a.kStrides.h, a.kStrides.s,
+    a.vStrides.b, a.vStrides.h, a.vStrides.s,
+    a.oStrides.b, a.oStrides.h, a.oStrides.s,
+    m ? m.strideB : 0, m ? m.strideH : 0, m ? m.strideQ : 0, m ? m.strideK : 0,
+    m ? MASK_KIND[m.kind] : 0, a.causal ? 1 : 0, a.scale,
+  );
 }
 
 export function runMatmul(inst: WasmInstance, a: MatmulArgs): void {
@@ -564,20 +587,33 @@ export function runSoftmax(inst: WasmInstance, a: SoftmaxArgs): void {
 }
 
 export interface WasmBackendOptions {
-  /** runs attentionAsync off the calling thread; without it attentionAsync computes here */
-  runner?: () => AsyncRunner | undefined;
+  /** runs attentionAsync / forwardAsync off the calling thread; without it they compute here */
+  runner?: () => WorkerRunner | undefined;
   /** where the module came from, for info().details */
   origin?: string;
 }
 
 /** Wraps an instance as the wasm Backend. */
 export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions = {}): WasmBackend {
-  let runner: AsyncRunner | undefined;
+  let runner: WorkerRunner | undefined;
   let runnerTried = false;
   let closed = false;
   const check = () => {
     if (closed) throw attnError('ERR_ATTN_DISPOSED', 'wasm: the backend has been closed');
   };
+  /** the worker, started on first use; undefined where there is none (or it failed) */
+  const worker = (): WorkerRunner | undefined => {
+    if (!runnerTried) {
+      runnerTried = true;
+      try {
+        runner = opts.runner?.();
+      } catch {
+        runner = undefined;
+      }
+    }
+    return runner && runner.alive ? runner : undefined;
+  };
+  const isWorkerFailure = (err: unknown) => (err as { workerFailed?: boolean }).workerFailed === true;
   const backend: WasmBackend = {
     name: 'wasm',
     isa: inst.build,
@@ -588,7 +624,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
       memory: inst.shared ? 'shared' : 'not shared (a grow detaches alloc() tensors)',
       memoryBytes: String(inst.heap.byteLength),
       module: opts.origin ?? 'bytes',
-      async: runner && runner.alive !== false ? 'worker' : runnerTried ? 'calling thread' : 'worker (not started)',
+      async: runner && runner.alive ? 'worker' : runnerTried ? 'calling thread' : 'worker (not started)',
     }),
     attention(args) {
       check();
@@ -596,20 +632,13 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
     },
     async attentionAsync(args) {
       check();
-      if (!runnerTried) {
-        runnerTried = true;
+      const w = worker();
+      if (w) {
         try {
-          runner = opts.runner?.();
-        } catch {
-          runner = undefined;
-        }
-      }
-      if (runner && runner.alive !== false) {
-        try {
-          return await runner.attention(args);
+          return await w.attention(args);
         } catch (err) {
           // the worker could not start or died: compute here instead (errors of the call itself propagate)
-          if (!(err as { workerFailed?: boolean }).workerFailed) throw err;
+          if (!isWorkerFailure(err)) throw err;
         }
       }
       await Promise.resolve();
@@ -624,14 +653,18 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
       check();
       runSoftmax(inst, args);
     },
+    createMultiHead(p) {
+      check();
+      return createMultiHead(inst, p, worker, isWorkerFailure);
+    },
     alloc(length) {
       check();
       const heap = inst.heap;
       const off = heap.alloc(length * 4);
       // Keep headroom, so that calls on alloc()ed tensors (and further alloc()s) find their
-      // memory without growing it: a grow detaches every view over the old buffer, these
-      // tensors included.
-      heap.reserve(Math.min(ALLOC_HEADROOM, Math.max(length * 4 * 4, 16 * 1024 * 1024)));
+      // memory without growing it: with a plain (unshared) memory a grow detaches every view
+      // over the old buffer, these tensors included.
+      if (!inst.shared) heap.reserve(Math.min(ALLOC_HEADROOM, Math.max(length * 4 * 4, 16 * 1024 * 1024)));
       const view = new Float32Array(heap.f32.buffer, off, length);
       view.fill(0);
       finalizer?.register(view, { heap, off });
@@ -644,6 +677,94 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
     },
   };
   return backend;
+}
+
+/** The multi-head block: packed weights here, and (for forwardAsync) a twin in the worker. */
+function createMultiHead(
+  inst: WasmInstance,
+  p: MultiHeadParams,
+  worker: () => WorkerRunner | undefined,
+  isWorkerFailure: (err: unknown) => boolean,
+): MultiHeadKernel {
+  const core = new WasmMhaCore(inst, p);
+  const KV = p.kvDim;
+  const cacheIds = new WeakMap<KvCacheState, number>();
+  let nextCache = 1;
+  let remote: { runner: WorkerRunner; id: number } | undefined;
+  /** rows of each cache the worker's mirror holds */
+  const workerSynced = new Map<number, number>();
+  let disposed = false;
+  const live = () => {
+    if (disposed) throw attnError('ERR_ATTN_DISPOSED', 'wasm: the multi-head block was disposed');
+  };
+  const idOf = (s: KvCacheState) => {
+    let id = cacheIds.get(s);
+    if (id === undefined) {
+      id = nextCache++;
+      cacheIds.set(s, id);
+    }
+    return id;
+  };
+  const toCall = (a: Parameters<MultiHeadKernel['forward']>[0]): MhaCall => ({
+    x: a.x,
+    kv: a.kv === a.x ? undefined : a.kv,
+    batch: a.batch,
+    seqQ: a.seqQ,
+    seqKv: a.seqKv,
+    causal: a.causal,
+    mask: a.mask,
+    keyLengths: a.keyLengths,
+    out: a.out,
+    cache: a.cache && {
+      id: idOf(a.cache),
+      maxLength: a.cache.maxLength,
+      length: a.cache.length,
+      rows: (from, to) => recordRows(a.cache!.k, a.cache!.v, a.batch, a.cache!.maxLength, KV, from, to),
+    },
+  });
+  const record = (a: Parameters<MultiHeadKernel['forward']>[0], r: MhaResult) => {
+    if (a.cache && r.kNew && r.vNew) appendRows(a.cache.k, a.cache.v, a.batch, a.cache.maxLength, KV, a.cache.length, r.kNew, r.vNew);
+  };
+  const here = (a: Parameters<MultiHeadKernel['forward']>[0]) => record(a, core.forward(toCall(a)));
+  return {
+    forward(a) {
+      live();
+      here(a);
+    },
+    async forwardAsync(a) {
+      live();
+      const w = worker();
+      if (w) {
+        if (!remote || remote.runner !== w) remote = { runner: w, id: w.mhaCreate(p) };
+        const { cache, out, ...rest } = toCall(a);
+        const wc: WorkerMhaCall = { ...rest, outLength: out.length };
+        if (a.cache && cache) {
+          const from = Math.min(workerSynced.get(cache.id) ?? 0, a.cache.length);
+          const rows = recordRows(a.cache.k, a.cache.v, a.batch, a.cache.maxLength, KV, from, a.cache.length);
+          wc.cache = { id: cache.id, maxLength: cache.maxLength, length: cache.length, from, k: rows.k, v: rows.v };
+        }
+        try {
+          const r = await w.mhaForward(remote.id, wc);
+          live();
+          a.out.set(r.out);
+          record(a, r);
+          if (a.cache && cache) workerSynced.set(cache.id, a.cache.length + a.seqQ);
+          return;
+        } catch (err) {
+          if (!isWorkerFailure(err)) throw err;
+        }
+      }
+      await Promise.resolve();
+      live();
+      here(a);
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      core.dispose();
+      if (remote) remote.runner.mhaDispose(remote.id);
+    },
+  };
 }
 
 export const WASM_VERSION = VERSION;

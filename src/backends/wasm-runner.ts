@@ -7,9 +7,10 @@
  * whole buffer along), the worker computes into fresh arrays and transfers them back, and the
  * result is copied into the caller's `out` / `weights`. Calls queue in order in the worker.
  */
-import type { AttentionArgs } from '../backend.js';
+import type { AttentionArgs, ResolvedMask } from '../backend.js';
 import { attnError, type AttentionErrorCode } from '../errors.js';
 import type { AsyncRunner } from './wasm-core.js';
+import type { MhaWeights } from './wasm-multihead.js';
 
 export interface WorkerLike {
   post(message: unknown, transfer?: Transferable[]): void;
@@ -34,6 +35,8 @@ export interface WorkerReply {
   id: number;
   out?: Float32Array;
   weights?: Float32Array;
+  kNew?: Float32Array;
+  vNew?: Float32Array;
   error?: { name: string; message: string; code?: string };
 }
 
@@ -70,12 +73,40 @@ function toError(e: NonNullable<WorkerReply['error']>): Error {
 export interface WorkerRunner extends AsyncRunner {
   /** false once the worker failed; callers then compute on their own thread */
   readonly alive: boolean;
+  /** registers a multi-head block's weights with the worker; returns its id there */
+  mhaCreate(weights: MhaWeights): number;
+  /** one forward in the worker: the result's out, and the cache's new rows when there is a cache */
+  mhaForward(id: number, call: WorkerMhaCall): Promise<{ out: Float32Array; kNew?: Float32Array; vNew?: Float32Array }>;
+  mhaDispose(id: number): void;
+}
+
+/** An MhaCall as it crosses to the worker: the cache's rows the worker has not seen travel with it. */
+export interface WorkerMhaCall {
+  x: Float32Array;
+  kv?: Float32Array;
+  batch: number;
+  seqQ: number;
+  seqKv: number;
+  causal: boolean;
+  mask?: ResolvedMask;
+  keyLengths?: Int32Array;
+  outLength: number;
+  cache?: { id: number; maxLength: number; length: number; from: number; k: Float32Array; v: Float32Array };
+}
+
+type Pending = { resolve: (reply: WorkerReply) => void; reject: (e: Error) => void };
+
+function workerFailed(message: string): Error {
+  const e = new Error(message) as Error & { workerFailed?: boolean };
+  e.workerFailed = true;
+  return e;
 }
 
 export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Module, shared = false): WorkerRunner {
   let nextId = 1;
+  let nextMha = 1;
   let alive = true;
-  const pending = new Map<number, { args: AttentionArgs; resolve: () => void; reject: (e: Error) => void }>();
+  const pending = new Map<number, Pending>();
   const settle = () => {
     if (pending.size === 0) worker.unref?.();
   };
@@ -85,42 +116,70 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
     if (!p) return;
     pending.delete(reply.id);
     settle();
-    if (reply.error) return p.reject(toError(reply.error));
-    try {
-      p.args.out.set(reply.out!);
-      if (p.args.weights && reply.weights) p.args.weights.set(reply.weights);
-      p.resolve();
-    } catch (err) {
-      p.reject(err as Error);
-    }
+    if (reply.error) p.reject(toError(reply.error));
+    else p.resolve(reply);
   });
   worker.onError((err) => {
     if (!alive) return;
     alive = false;
-    for (const p of pending.values()) {
-      const e = new Error(`wasm worker failed: ${err.message}`) as Error & { workerFailed?: boolean };
-      e.workerFailed = true;
-      p.reject(e);
-    }
+    for (const p of pending.values()) p.reject(workerFailed(`wasm worker failed: ${err.message}`));
     pending.clear();
     worker.terminate();
   });
   worker.post({ type: 'init', module, shared });
   worker.unref?.();
+
+  const call = (msg: { type: string } & Record<string, unknown>, transfer: Transferable[]): Promise<WorkerReply> => {
+    if (!alive) return Promise.reject(workerFailed('wasm worker is not running'));
+    const id = nextId++;
+    return new Promise<WorkerReply>((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      worker.ref?.();
+      worker.post({ ...msg, id }, transfer);
+    });
+  };
+
   return {
     get alive() {
       return alive;
     },
-    attention(args) {
-      if (!alive) return Promise.reject(Object.assign(new Error('wasm worker is not running'), { workerFailed: true }));
-      const id = nextId++;
+    async attention(args) {
       const transfer: Transferable[] = [];
-      const req = toRequest(id, args, transfer);
-      return new Promise<void>((resolve, reject) => {
-        pending.set(id, { args, resolve, reject });
-        worker.ref?.();
-        worker.post(req, transfer);
-      });
+      const req = toRequest(0, args, transfer);
+      const reply = await call(req as unknown as { type: string } & Record<string, unknown>, transfer);
+      args.out.set(reply.out!);
+      if (args.weights && reply.weights) args.weights.set(reply.weights);
+    },
+    mhaCreate(weights) {
+      const mhaId = nextMha++;
+      const transfer: Transferable[] = [];
+      const w: Record<string, unknown> = { ...weights };
+      for (const key of ['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo'] as const) {
+        const a = weights[key];
+        if (a) w[key] = compact(a, transfer);
+      }
+      if (alive) worker.post({ type: 'mha-create', mhaId, weights: w }, transfer);
+      return mhaId;
+    },
+    async mhaForward(mhaId, c) {
+      const transfer: Transferable[] = [];
+      const msg = {
+        type: 'mha-forward',
+        mhaId,
+        call: {
+          ...c,
+          x: compact(c.x, transfer),
+          kv: c.kv ? compact(c.kv, transfer) : undefined,
+          mask: c.mask ? { ...c.mask, data: compact(c.mask.data, transfer) } : undefined,
+          keyLengths: c.keyLengths ? compact(c.keyLengths, transfer) : undefined,
+          cache: c.cache ? { ...c.cache, k: compact(c.cache.k, transfer), v: compact(c.cache.v, transfer) } : undefined,
+        },
+      };
+      const reply = await call(msg, transfer);
+      return { out: reply.out!, kNew: reply.kNew, vNew: reply.vNew };
+    },
+    mhaDispose(mhaId) {
+      if (alive) worker.post({ type: 'mha-dispose', mhaId });
     },
     close() {
       alive = false;

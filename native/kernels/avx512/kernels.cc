@@ -33,18 +33,46 @@ struct V {
     __mmask16 k = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-__builtin_inff()), _CMP_EQ_OQ);
     return _mm512_mask_mov_ps(v, k, _mm512_setzero_ps());
   }
+  // 2^t = p(f) * 2^floor(t) with f = t - floor(t) in [0, 1): vreduceps gives f in one
+  // instruction and vscalefps floors t itself, so no separate rounding or subtraction.
+  // p: degree-6 fit of 2^f on [0, 1) with p(0) = 1 exactly (so exp2(0) == 1).
   static inline T exp2(T t) {
     __mmask16 keep = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);  // NaN kept
-    T n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    T f = _mm512_sub_ps(t, n);
-    T p = _mm512_set1_ps(1.535336188319500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+    T f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    T p = _mm512_set1_ps(2.1612852287944406e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.2467863271012902e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675449691712856e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5485282093286514e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402293086051941e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931470632553101e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(keep, p, n);
+    return _mm512_maskz_scalef_ps(keep, p, t);
+  }
+  // in-place transpose of a W x W block held in r[0..W)
+  static inline void transpose(T* r) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+      t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+      t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+      t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+      t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+      r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+      r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+      r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
   }
 };
 
@@ -58,6 +86,7 @@ constexpr int kMmMR = 6;
 constexpr int kMmNV = 4;
 constexpr int kProbeAcc = 16;
 static const char* const kIsaName = "avx512";
+#define SA_HAVE_TRANSPOSE 1
 
 #include "../impl.h"
 
