@@ -7,8 +7,7 @@
  *   node [flags] --import tsx bench/child.ts '<json payload>'
  */
 import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { BENCH_DIR, ROOT } from './paths.js';
+import { CHILD_ARGS, ROOT } from './paths.js';
 
 export type ChildPayload =
   | { mode: 'cases'; runner: string; shapes: string[]; threads: number; jsMaxFlops?: number; maxTime: number; minSamples: number; minTime?: number }
@@ -29,7 +28,7 @@ export function runChild(
   timeoutMs = 10 * 60_000,
 ): Promise<{ objects: unknown[]; code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...flags, '--import', 'tsx', path.join(BENCH_DIR, 'child.ts'), JSON.stringify(payload)], {
+    const child = spawn(process.execPath, [...flags, ...CHILD_ARGS, JSON.stringify(payload)], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, SIMD_ATTENTION_BENCH_CHILD: '1' },

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { renderChart } from './chart.js';
 import { expectedFor } from './check.js';
 import { runChild } from './child.js';
@@ -292,7 +293,7 @@ export function rerender(dir: string, log: (l: string) => void = console.log): v
   log(`re-rendered ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
 }
 
-const isMain = process.argv[1] && path.resolve(process.argv[1]).replace(/\.ts$/, '') === path.resolve(path.dirname(new URL(import.meta.url).pathname), 'index');
+const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   const argv = process.argv.slice(2);
   if (argv.includes('--help')) {

@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BENCH_DIR, NODE_MODULES, TMP_DIR } from './paths.js';
+import { BENCH_DIR, BUNDLED, NODE_MODULES, PREBUILT_PROBES, TMP_DIR } from './paths.js';
 import { runChild } from './child.js';
 import { relaxedSimdNeedsFlag } from './ours.js';
 import type { LimitResult } from './types.js';
@@ -19,20 +19,36 @@ const PROBES = {
   wasmRelaxed: { src: 'peak-relaxed.ts', out: 'peak-relaxed.wasm', fns: ['madd8', 'madd12'], enable: ['simd', 'relaxed-simd'] },
 } as const;
 
+/**
+ * Compiles one probe with asc. It runs in the probes folder so that the package's own
+ * asconfig.json (which imports memory, for the kernels) does not apply to the probes.
+ */
+function ascCompile(which: keyof typeof PROBES, out: string): void {
+  const asc = path.join(NODE_MODULES, 'assemblyscript', 'bin', 'asc.js');
+  if (!fs.existsSync(asc)) throw new Error(`AssemblyScript compiler not found at ${asc}`);
+  const src = path.join(BENCH_DIR, 'probes', PROBES[which].src);
+  const args = [asc, src, '-O3', '--runtime', 'stub', '--noAssert', ...PROBES[which].enable.flatMap((f) => ['--enable', f]), '-o', out];
+  execFileSync(process.execPath, args, { cwd: path.dirname(src), stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 /** flops per loop iteration per accumulator: 4 lanes × 2 (mul + add, or one fused multiply-add) */
 const FLOPS_PER_ACC = 8;
+
+/** Compiles every probe into `dir` (the bundled bench ships them precompiled). */
+export function buildProbes(dir: string): void {
+  fs.mkdirSync(path.resolve(dir), { recursive: true });
+  for (const which of Object.keys(PROBES) as (keyof typeof PROBES)[]) ascCompile(which, path.resolve(dir, PROBES[which].out));
+}
 
 /** Compiles a probe with asc unless the .wasm is newer than its source; returns the .wasm path. */
 export function compileProbe(which: keyof typeof PROBES): string {
   const p = PROBES[which];
+  if (BUNDLED) return path.join(PREBUILT_PROBES, p.out);
   const src = path.join(BENCH_DIR, 'probes', p.src);
   const out = path.join(TMP_DIR, p.out);
   if (fs.existsSync(out) && fs.statSync(out).mtimeMs >= fs.statSync(src).mtimeMs) return out;
   fs.mkdirSync(TMP_DIR, { recursive: true });
-  const asc = path.join(NODE_MODULES, 'assemblyscript', 'bin', 'asc.js');
-  if (!fs.existsSync(asc)) throw new Error(`AssemblyScript compiler not found at ${asc}`);
-  const args = [asc, src, '-O3', '--runtime', 'stub', '--noAssert', ...p.enable.flatMap((f) => ['--enable', f]), '-o', out];
-  execFileSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  ascCompile(which, path.resolve(out));
   return out;
 }
 

@@ -35,10 +35,22 @@ await Promise.all([
     define: { 'import.meta.url': '__simdAttentionUrl' },
     banner: { js: 'const __simdAttentionUrl = require("node:url").pathToFileURL(__filename).href;' },
   }),
+  // The bench, bundled for `npx simd-attention bench`: peers stay external (skipped when absent).
+  ...[['bench/index.ts', 'bench'], ['bench/child.ts', 'bench-child']].map(([src, name]) =>
+    esbuild.build({
+      ...common,
+      entryPoints: [src],
+      outfile: `dist/${name}.mjs`,
+      platform: 'node',
+      format: 'esm',
+      external: ['onnxruntime-node', 'onnxruntime-web', '@tensorflow/*', 'assemblyscript', 'tsx'],
+      banner: { js: 'import { createRequire as __benchRequire } from "node:module"; const require = __benchRequire(import.meta.url);' },
+    })),
   ...(existsSync(join(root, 'src/browser.ts'))
     ? [esbuild.build({ ...common, entryPoints: ['src/browser.ts'], outfile: 'dist/browser.mjs', platform: 'browser', format: 'esm' })]
     : []),
 ]);
 
+run(process.execPath, ['--import', 'tsx', '-e', `import('./bench/limits.ts').then((m) => m.buildProbes('dist/bench-probes'))`]);
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json']);
 writeFileSync(join(root, 'dist/.stamp'), new Date().toISOString() + '\n');

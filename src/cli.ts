@@ -16,12 +16,11 @@ const USAGE = `usage: simd-attention <command>
 async function info(): Promise<number> {
   const attn = await load();
   const i = attn.info();
+  const rows: [string, unknown][] = [['backend', i.backend], ['isa', i.isa], ['threads', i.threads], ...Object.entries(i.details ?? {})];
+  if (i.fallbackReason) rows.push(['fallback', i.fallbackReason]);
+  const width = Math.max(...rows.map(([key]) => key.length)) + 2;
   console.log(`simd-attention ${i.version}`);
-  console.log(`backend:  ${i.backend}`);
-  console.log(`isa:      ${i.isa}`);
-  console.log(`threads:  ${i.threads}`);
-  for (const [key, value] of Object.entries(i.details ?? {})) console.log(`${`${key}:`.padEnd(10)}${value}`);
-  if (i.fallbackReason) console.log(`fallback: ${i.fallbackReason}`);
+  for (const [key, value] of rows) console.log(`${`${key}:`.padEnd(width)}${value}`);
   return 0;
 }
 

@@ -225,8 +225,9 @@ describe('native backend', function () {
   describe('async', () => {
     it('keeps the event loop ticking during a long attentionAsync, with the same result as sync', async () => {
       const b = load({ isa: 'scalar', threads: 1 });
-      const args = attnArgs(1, 4, 4, 768, 768, 64, { causal: false }, 7);
-      const sync = attnArgs(1, 4, 4, 768, 768, 64, {}, 7);
+      // long enough (~0.3-0.5 s) that a gc() on a loaded machine cannot outlast the kernel
+      const args = attnArgs(1, 4, 4, 1536, 1536, 64, { causal: false }, 7);
+      const sync = attnArgs(1, 4, 4, 1536, 1536, 64, {}, 7);
       const t0 = Date.now();
       b.attention(sync);
       const syncMs = Date.now() - t0;

@@ -30,10 +30,19 @@ using T = V::T;
 constexpr int W = V::W;
 constexpr int BQ = kAttMR * W;  // queries per attention block (flash path)
 constexpr int MM_NB = kMmNV * W;  // columns per matmul panel
-constexpr int64_t MM_KC = 256;   // depth per matmul pass
-constexpr int64_t MM_MC = 96;    // rows per matmul task
+#ifndef SA_MM_KC
+#define SA_MM_KC 128
+#endif
+#ifndef SA_MM_MC
+#define SA_MM_MC 96
+#endif
+constexpr int64_t MM_KC = SA_MM_KC;  // depth per matmul pass
+constexpr int64_t MM_MC = SA_MM_MC;  // rows per matmul task
 #ifndef SA_ATT_BK
 #define SA_ATT_BK 64
+#endif
+#ifndef SA_ATT_PREFETCH
+#define SA_ATT_PREFETCH 0
 #endif
 constexpr int64_t ATT_BK = SA_ATT_BK;  // keys per block (flash path, no weights)
 constexpr int64_t DIRECT_MAX_SQ = 8;      // fewer queries than this: the direct (decode) path
@@ -303,6 +312,13 @@ static void flash_task(void* vctx, int64_t t, int worker) {
         int n = (int)imin(kAttNR, nk - j);
         qk_dispatch<kAttNR>(n, qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, tmax);
       }
+#if defined(__GNUC__) && SA_ATT_PREFETCH
+      // the V rows of this block (read by P·V after the softmax) and the K rows of the next one
+      for (int64_t j = 0; j < nk; ++j)
+        for (int64_t x = 0; x < Dv; x += 16) __builtin_prefetch(vbase + (kb + j) * p.v_ss + x, 0, 3);
+      for (int64_t j = kb + nk; j < imin(kend, kb + nk + pl.bk); ++j)
+        for (int64_t x = 0; x < D; x += 16) __builtin_prefetch(kbase + j * p.k_ss + x, 0, 2);
+#endif
       bool masked = false;
       // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
       if (p.causal && kb + nk - 1 > i0 + off) {
@@ -629,6 +645,24 @@ static void pack_b_impl(const float* b, int64_t ldb, bool tb, int64_t k, int64_t
         for (; jj < MM_NB; ++jj) d[jj] = 0.0f;
       }
     } else {
+#ifdef SA_HAVE_TRANSPOSE
+      // 16 x 16 blocks through registers: rows c0+jj.. of B (contiguous in kk) become packed rows
+      for (int64_t j0 = 0; j0 < MM_NB; j0 += W) {
+        const int64_t rows = iclamp(cw - j0, 0, W);
+        for (int64_t k0 = 0; k0 < k; k0 += W) {
+          const int kw = (int)imin(W, k - k0);
+          T r[W];
+          SA_UNROLL for (int i = 0; i < W; ++i) {
+            const float* src = b + (c0 + j0 + i) * ldb + k0;
+            if (i < rows) r[i] = kw == W ? V::load(src) : V::load_partial(src, kw);
+            else r[i] = V::zero();
+          }
+          V::transpose(r);
+          SA_UNROLL for (int i = 0; i < W; ++i) if (i < kw) V::store(pd + (k0 + i) * MM_NB + j0, r[i]);
+        }
+      }
+      continue;
+#endif
       for (int64_t jj = 0; jj < MM_NB; ++jj) {
         if (jj < cw) {
           const float* src = b + (c0 + jj) * ldb;

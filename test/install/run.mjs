@@ -63,6 +63,14 @@ try {
   const esm = run('check.mjs', `import { loadSync, tensor } from 'simd-attention';\n${check('native')}`);
   log(`ESM: ${esm.backend}/${esm.isa}, max diff ${esm.worst}`);
 
+  const cliInfo = sh(npm, ['exec', '--offline', '--', 'simd-attention', 'info'], app, { SIMD_ATTENTION_BACKEND: '' });
+  assert.match(cliInfo, /backend: +native/, cliInfo);
+  log(`npx simd-attention info:\n${cliInfo.trim()}`);
+  const cliBench = sh(npm, ['exec', '--offline', '--', 'simd-attention', 'bench', '--quick', '--no-memory', '--shapes', 'enc128', '--max-time', '0.3'], app);
+  assert.match(cliBench, /enc128/);
+  assert.ok(existsSync(join(app, 'simd-attention-bench/latest.json')), 'the bench writes its report into the working directory');
+  log('npx simd-attention bench --quick: report written to ./simd-attention-bench/');
+
   const prebuilds = join(app, 'node_modules/simd-attention/prebuilds');
   renameSync(prebuilds, `${prebuilds}.off`);
   const wasm = run('check-wasm.mjs', `import { loadSync, tensor } from 'simd-attention';\n${check('wasm')}`);
