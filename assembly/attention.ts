@@ -12,8 +12,11 @@
 // When weights are requested the normalised P is needed, so a first sweep computes the final
 // m and l of every row and a second recomputes S, writes P = exp2(S - m) / l and accumulates O.
 //
-// Pointer ABI: output first; byte pointers; element strides (0 = broadcast, for the mask);
+// Pointer ABI: output first; byte pointers (0 = absent); element strides (0 = broadcast, for the
+// mask); maskKind 0 none, 1 additive float32 (added to the scaled scores), 2 boolean uint8 (0
+// hides); keyLens an int32 per batch; weights, when given, the contiguous [B, Hq, Sq, Sk] P;
 // `scratch` is attentionScratchBytes(...) bytes provided by the caller. No allocation.
+// Fewer than 4 query rows (decoding) go to attention-decode.ts instead.
 
 import { kernel4x8 } from './simd/gemm';
 import { decodeRow } from './attention-decode';
@@ -26,9 +29,6 @@ import { exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
 // @ts-ignore: decorator
 @inline const BC: i32 = 64;
 
-export const MASK_NONE: i32 = 0;
-export const MASK_ADDITIVE: i32 = 1;
-export const MASK_BOOLEAN: i32 = 2;
 
 /** bytes of scratch attention() needs */
 export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): usize {

@@ -132,7 +132,7 @@ function browserRunner(inst: WasmInstance, worker: URL | string | false | undefi
       },
       terminate: () => w.terminate(),
     };
-    return createWorkerRunner(like, inst.module, inst.shared);
+    return createWorkerRunner(like, inst.module, inst.shared, inst.shared ? inst.heap.memory : undefined);
   };
 }
 

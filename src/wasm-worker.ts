@@ -5,7 +5,7 @@
  * in order (protocol: backends/wasm-runner.ts).
  */
 import type { AttentionArgs } from './backend.js';
-import { instantiateSync, runAttention, type WasmInstance } from './backends/wasm-core.js';
+import { execCalls, instantiateOnMemory, instantiateSync, runAttention, type KernelCall, type WasmExports, type WasmInstance } from './backends/wasm-core.js';
 import { WasmMhaCore, type MhaWeights } from './backends/wasm-multihead.js';
 import type { WorkerAttentionRequest, WorkerMhaCall, WorkerReply } from './backends/wasm-runner.js';
 
@@ -38,6 +38,8 @@ async function port(): Promise<Port> {
 }
 
 let inst: WasmInstance | undefined;
+/** exec mode: an instance on the caller's shared memory, running the caller's plans */
+let shared: WasmExports | undefined;
 const blocks = new Map<number, WasmMhaCore>();
 
 function mhaForward(id: number, mhaId: number, c: WorkerMhaCall): { reply: WorkerReply; transfer: Transferable[] } {
@@ -64,9 +66,22 @@ function mhaForward(id: number, mhaId: number, c: WorkerMhaCall): { reply: Worke
 }
 
 function handle(p: Port, msg: unknown): void {
-  const m = msg as { type: string; module?: WebAssembly.Module; shared?: boolean };
+  const m = msg as { type: string; module?: WebAssembly.Module; shared?: boolean; memory?: WebAssembly.Memory };
   if (m.type === 'init') {
-    inst = instantiateSync(m.module!, { shared: m.shared });
+    if (m.memory) shared = instantiateOnMemory(m.module!, m.memory);
+    else inst = instantiateSync(m.module!, { shared: m.shared });
+    return;
+  }
+  if (m.type === 'exec') {
+    const e = msg as { id: number; calls: KernelCall[] };
+    try {
+      if (!shared) throw new Error('wasm-worker: exec without a shared memory');
+      execCalls(shared, e.calls);
+      p.post({ id: e.id }, []);
+    } catch (err) {
+      const x = err as Error & { code?: string };
+      p.post({ id: e.id, error: { name: x.name, message: x.message, code: x.code } }, []);
+    }
     return;
   }
   if (m.type === 'mha-create') {

@@ -44,7 +44,14 @@ const TYPES: Record<string, string> = {
 /** A static file server for the package root (loopback only). */
 function serve(): Promise<Server> {
   const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    let path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    // /coi/...: the same files, cross-origin isolated (COOP + COEP), so shared memory may be sent to workers
+    const coi = path.startsWith('/coi/');
+    if (coi) {
+      path = path.slice(4);
+      res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+      res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    }
     const file = normalize(join(root, path));
     if (path === '/favicon.ico') {
       res.writeHead(204).end();
@@ -77,6 +84,7 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
   let server: Server | undefined;
   let browser: Browser | undefined;
   let page: Page;
+  let base = '';
   const pageErrors: string[] = [];
 
   before(async function () {
@@ -89,7 +97,7 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
     }
     const { chromium } = await import('playwright-core');
     server = await serve();
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
     page = await browser.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -149,7 +157,7 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
     const k = randomTensor(rand, [1, 4, 90, 64]);
     const v = randomTensor(rand, [1, 4, 90, 64]);
     const want = reference.attention(q, k, v, { causal: true }).output.data;
-    const got = await inPage<Array<{ build: string; async: string | undefined; out: number[] }>>(
+    const got = await inPage<Array<{ build: string; async: string | undefined; worker: string | undefined; out: number[] }>>(
       page,
       `async ({ q, k, v }) => {
         const m = await import('/dist/browser.mjs');
@@ -158,7 +166,7 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
         for (const build of m.wasmBuilds()) {
           const attn = await m.load({ backend: 'wasm', wasm: { build } });
           const r = await attn.attentionAsync(t(q), t(k), t(v), { causal: true });
-          results.push({ build: attn.info().isa, async: attn.info().details?.async, out: Array.from(r.output.data) });
+          results.push({ build: attn.info().isa, async: attn.info().details?.async, worker: attn.info().details?.worker, out: Array.from(r.output.data) });
         }
         return results;
       }`,
@@ -167,6 +175,8 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
     assert.ok(got.some((r) => r.build === 'simd128'), 'simd128 ran');
     for (const r of got) {
       assert.equal(r.async, 'worker', `${r.build}: attentionAsync ran in a worker`);
+      // a page without cross-origin isolation cannot send shared memory to a worker
+      assert.equal(r.worker, 'copies inputs and outputs');
       assertClose(r.out, want, `browser attentionAsync ${r.build}`);
     }
   });
@@ -213,6 +223,49 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
     assertClose(got.self1, wantSelf, 'browser mha causal', 1e-3, 1e-3);
     assertClose(got.self2, wantSelf, 'browser mha forwardAsync', 1e-3, 1e-3);
     assertClose(got.cross, wantCross, 'browser mha cross-attention', 1e-3, 1e-3);
+  });
+
+  it('cross-origin isolated page: the worker shares the memory (nothing copied) for attentionAsync and forwardAsync with a KV cache', async () => {
+    const coiPage = await browser!.newPage();
+    coiPage.on('pageerror', (e) => pageErrors.push(e.message));
+    try {
+      await coiPage.goto(`${base}/coi/test/fixtures/browser/index.html`);
+      const rand = rng(105);
+      const q = randomTensor(rand, [1, 4, 50, 32]);
+      const want = reference.attention(q, q, q, { causal: true }).output.data;
+      const E = 32, S = 6;
+      const w = (r: number, c: number) => Array.from(randomTensor(rand, [r, c]).data.map((x) => x * 0.3));
+      const p = { embedDim: E, numHeads: 4, numKvHeads: 2, wq: w(E, E), wk: w(16, E), wv: w(16, E), wo: w(E, E) };
+      const x = randomTensor(rand, [1, S, E]);
+      const f = (a: number[]) => new Float32Array(a);
+      const wantMha = reference.multiHeadAttention(x, { ...p, wq: f(p.wq), wk: f(p.wk), wv: f(p.wv), wo: f(p.wo) }, { causal: true }).data;
+      const got = await inPage<{ isolated: boolean; worker: string; out: number[]; decode: number[] }>(
+        coiPage,
+        `async ({ q, p, x, S, E }) => {
+          const m = await import('/coi/dist/browser.mjs');
+          const attn = await m.load();
+          const t = m.tensor(new Float32Array(q.data), q.shape);
+          const r = await attn.attentionAsync(t, t, t, { causal: true });
+          const f = (a) => new Float32Array(a);
+          const mha = attn.multiHeadAttention({ ...p, wq: f(p.wq), wk: f(p.wk), wv: f(p.wv), wo: f(p.wo) });
+          const cache = mha.createCache({ batch: 1, maxLength: S });
+          const decode = [];
+          for (let s = 0; s < S; s++) {
+            const row = m.tensor(f(x.data.slice(s * E, (s + 1) * E)), [1, 1, E]);
+            const y = s % 2 ? mha.forward(row, { causal: true, cache }) : await mha.forwardAsync(row, { causal: true, cache });
+            decode.push(...y.data);
+          }
+          return { isolated: self.crossOriginIsolated, worker: attn.info().details?.worker, out: Array.from(r.output.data), decode };
+        }`,
+        { q: plain(q), p, x: plain(x), S, E },
+      );
+      assert.equal(got.isolated, true);
+      assert.equal(got.worker, 'shares the memory');
+      assertClose(got.out, want, 'isolated attentionAsync');
+      assertClose(got.decode, wantMha, 'isolated decode', 1e-3, 1e-3);
+    } finally {
+      await coiPage.close();
+    }
   });
 
   it('takes the module from the caller (bytes, URL, compiled module), and alloc() views WASM memory', async () => {

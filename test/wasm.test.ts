@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Backend } from '../src/backend.js';
 import { createWasmBackend, instantiateSync, type WasmBackend, type WasmBuild } from '../src/backends/wasm-core.js';
-import { loadWasmBackend, loadWasmBackendSync, packageRoot, wasmBuilds, wasmPath } from '../src/backends/wasm.js';
+import { loadWasmBackend, loadWasmBackendSync, nodeRunner, packageRoot, wasmBuilds, wasmPath } from '../src/backends/wasm.js';
 import { Attention } from '../src/facade.js';
 import * as reference from '../src/reference/index.js';
 import type { Tensor } from '../src/tensor.js';
@@ -406,6 +406,7 @@ describe('wasm backend: attentionAsync in a worker', () => {
     const sync = attn.attention(q, k, v, opts);
     const asyncRes = await attn.attentionAsync(q, k, v, opts);
     assert.equal(be.details().async, 'worker');
+    assert.equal(be.details().worker, 'shares the memory');
     assert.deepEqual(Array.from(asyncRes.output.data), Array.from(sync.output.data));
     assert.deepEqual(Array.from(asyncRes.weights!.data), Array.from(sync.weights!.data));
   });
@@ -427,6 +428,51 @@ describe('wasm backend: attentionAsync in a worker', () => {
       const sync = attn.attention(q, k, v, { causal: true });
       assert.deepEqual(Array.from(results[i].output.data), Array.from(sync.output.data));
     });
+  });
+
+  it('alloc() tensors go to the worker without a copy (it shares the memory)', async () => {
+    const wb = be as WasmBackend;
+    const heap = wb.instance.heap;
+    const rand = rng(33);
+    const shape = [1, 4, 200, 64];
+    const [q, k, v, out] = [0, 1, 2, 3].map(() => attn.alloc(shape));
+    for (const t of [q, k, v]) t.data.set(randomTensor(rand, shape).data);
+    const copied = heap.copiedIn;
+    await attn.attentionAsync(q, k, v, { causal: true, out: out.data });
+    assert.equal(heap.copiedIn, copied);
+    const plain = (t: Tensor) => ({ data: t.data.slice(), shape });
+    assertClose(out.data, reference.attention(plain(q), plain(k), plain(v), { causal: true }).output.data, 'async zero-copy');
+  });
+
+  it('the copying protocol (a worker with its own memory, as in browsers without shared memory) gives the same answers', async () => {
+    const inst = instantiateSync(readFileSync(wasmPath('simd128', true)));
+    const cb = createWasmBackend(inst, { runner: nodeRunner(inst, { shareMemory: false }) });
+    const cattn = new Attention(cb);
+    const rand = rng(34);
+    const q = randomTensor(rand, [2, 4, 40, 32]);
+    const k = randomTensor(rand, [2, 2, 50, 32]);
+    const want = reference.attention(q, k, k, { causal: true, returnWeights: true });
+    const got = await cattn.attentionAsync(q, k, k, { causal: true, returnWeights: true });
+    assert.equal(cb.details().worker, 'copies inputs and outputs');
+    assertClose(got.output.data, want.output.data, 'copy-mode output');
+    assertClose(got.weights!.data, want.weights!.data, 'copy-mode weights');
+    // the multi-head block's twin in the worker, with a KV cache shared between the two threads
+    const E = 32, S = 7;
+    const w = (r: number, c: number) => randomTensor(rand, [r, c]).data.map((x) => x * 0.3);
+    const params = { embedDim: E, numHeads: 4, numKvHeads: 2, wq: w(E, E), wk: w(16, E), wv: w(16, E), wo: w(E, E), bk: w(1, 16) };
+    const mha = cattn.multiHeadAttention(params);
+    const x = randomTensor(rand, [1, S, E]);
+    const full = reference.multiHeadAttention(x, params, { causal: true }).data;
+    const cache = mha.createCache({ batch: 1, maxLength: S });
+    const got2 = new Float32Array(S * E);
+    for (let s = 0; s < S; s++) {
+      const row = { data: x.data.slice(s * E, (s + 1) * E), shape: [1, 1, E] };
+      const y = s % 2 ? mha.forward(row, { causal: true, cache }) : await mha.forwardAsync(row, { causal: true, cache });
+      got2.set(y.data, s * E);
+    }
+    assertClose(got2, full, 'copy-mode decode', 1e-3, 1e-3);
+    mha.dispose();
+    cb.close?.();
   });
 
   it('writes into an out array that lives in WASM memory', async () => {

@@ -67,13 +67,6 @@
   return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
 }
 
-/** max of the four lanes; NaN if any lane is NaN */
-// @ts-ignore: decorator
-@inline export function hmax(v: v128): f32 {
-  const s = f32x4.max(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return max<f32>(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1));
-}
-
 /**
  * max of the four lanes through pmax (a < b ? b : a: one maxps). A NaN lane may be dropped, so
  * callers must not rely on it: the attention kernel's NaN scores reach the row sum through exp.

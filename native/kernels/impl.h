@@ -31,7 +31,7 @@ constexpr int W = V::W;
 constexpr int BQ = kAttMR * W;  // queries per attention block (flash path)
 constexpr int MM_NB = kMmNV * W;  // columns per matmul panel
 #ifndef SA_MM_KC
-#define SA_MM_KC 128
+#define SA_MM_KC 256
 #endif
 #ifndef SA_MM_MC
 #define SA_MM_MC 96
@@ -40,9 +40,6 @@ constexpr int64_t MM_KC = SA_MM_KC;  // depth per matmul pass
 constexpr int64_t MM_MC = SA_MM_MC;  // rows per matmul task
 #ifndef SA_ATT_BK
 #define SA_ATT_BK 64
-#endif
-#ifndef SA_ATT_PREFETCH
-#define SA_ATT_PREFETCH 0
 #endif
 constexpr int64_t ATT_BK = SA_ATT_BK;  // keys per block (flash path, no weights)
 constexpr int64_t DIRECT_MAX_SQ = 8;      // fewer queries than this: the direct (decode) path
@@ -312,13 +309,6 @@ static void flash_task(void* vctx, int64_t t, int worker) {
         int n = (int)imin(kAttNR, nk - j);
         qk_dispatch<kAttNR>(n, qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, tmax);
       }
-#if defined(__GNUC__) && SA_ATT_PREFETCH
-      // the V rows of this block (read by P·V after the softmax) and the K rows of the next one
-      for (int64_t j = 0; j < nk; ++j)
-        for (int64_t x = 0; x < Dv; x += 16) __builtin_prefetch(vbase + (kb + j) * p.v_ss + x, 0, 3);
-      for (int64_t j = kb + nk; j < imin(kend, kb + nk + pl.bk); ++j)
-        for (int64_t x = 0; x < D; x += 16) __builtin_prefetch(kbase + j * p.k_ss + x, 0, 2);
-#endif
       bool masked = false;
       // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
       if (p.causal && kb + nk - 1 > i0 + off) {

@@ -7,7 +7,6 @@
  */
 import type { AttentionArgs, Backend, KvCacheState, MatmulArgs, MultiHeadKernel, MultiHeadParams, SoftmaxArgs } from '../backend.js';
 import { attnError } from '../errors.js';
-import { VERSION } from '../version.js';
 import { WasmMhaCore, appendRows, recordRows, type MhaCall, type MhaResult } from './wasm-multihead.js';
 import type { WorkerMhaCall, WorkerRunner } from './wasm-runner.js';
 
@@ -106,7 +105,6 @@ export function probeWasmBuilds(): WasmBuild[] {
 const PAGE = 65536;
 /** wasm32 addresses: 4 GiB of linear memory at most */
 const MAX_PAGES = 65536;
-const MAX_BYTES = MAX_PAGES * PAGE;
 const ALIGN = 64;
 
 function allocError(bytes: number, why: string): Error {
@@ -409,8 +407,7 @@ export function sharedMemoryWorks(): boolean {
   }
 }
 
-function buildOf(module: WebAssembly.Module, exports: WasmExports): WasmBuild {
-  void module;
+function buildOf(exports: WasmExports): WasmBuild {
   return exports.isRelaxed() ? 'relaxed-simd' : 'simd128';
 }
 
@@ -418,7 +415,7 @@ function finishInstance(module: WebAssembly.Module, instance: WebAssembly.Instan
   const exports = instance.exports as unknown as WasmExports;
   exports._initialize?.();
   const maxPages = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES));
-  return { exports, heap: new WasmHeap(memory, exports.heapBase(), maxPages), build: buildOf(module, exports), module, shared: o.shared === true };
+  return { exports, heap: new WasmHeap(memory, exports.heapBase(), maxPages), build: buildOf(exports), module, shared: o.shared === true };
 }
 
 /** a module importing a shared memory refuses a plain one (and the reverse) with a LinkError */
@@ -460,6 +457,17 @@ export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly
   }
 }
 
+/**
+ * Instantiates `module` on an existing memory (a worker sharing the caller's shared memory).
+ * The instance only runs kernel calls planned elsewhere: it must not allocate, since the
+ * heap belongs to the thread that made the memory.
+ */
+export function instantiateOnMemory(module: WebAssembly.Module, memory: WebAssembly.Memory): WasmExports {
+  const exports = new WebAssembly.Instance(module, importsFor(memory)).exports as unknown as WasmExports;
+  exports._initialize?.();
+  return exports;
+}
+
 /** Fetches (streaming compile where the server sends application/wasm) and instantiates. */
 export async function instantiateUrl(url: URL | string): Promise<WasmInstance> {
   if (typeof fetch !== 'function') throw new Error(`wasm: cannot fetch ${String(url)}: fetch() is not available here`);
@@ -477,7 +485,7 @@ export async function instantiateUrl(url: URL | string): Promise<WasmInstance> {
 // ---------------------------------------------------------------------------------------------
 // The Backend
 
-/** How attentionAsync gets off the calling thread: provided by the Node loader or the browser entry. */
+/** How attentionAsync gets off the calling thread (see WorkerRunner in wasm-runner.ts for the rest). */
 export interface AsyncRunner {
   /** false once the worker failed: calls then compute on the calling thread */
   readonly alive?: boolean;
@@ -503,8 +511,28 @@ const finalizer =
     ? new FinalizationRegistry<{ heap: WasmHeap; off: number }>(({ heap, off }) => heap.free(off))
     : undefined;
 
-/** Runs one attention call on an instance (the core of both the sync and the worker path). */
-export function runAttention(inst: WasmInstance, a: AttentionArgs): void {
+/**
+ * One call of a kernel export with its (numeric) arguments: a plan of these is plain data, so a
+ * worker sharing the memory can run it (wasm-worker.ts, exec mode).
+ */
+export type KernelCall = [name: 'attention' | 'matmulPacked', ...args: number[]];
+
+/** Runs a plan of kernel calls against an instance's exports. */
+export function execCalls(exports: WasmExports, calls: readonly KernelCall[]): void {
+  for (const [name, ...args] of calls) (exports[name] as (...a: number[]) => void)(...args);
+}
+
+/** A prepared call: its memory is reserved and inputs copied in; run `calls`, then `complete()` (or `abort()`). */
+export interface PreparedCall<R = void> {
+  calls: KernelCall[];
+  /** copies the outputs back and frees the call's memory */
+  complete(): R;
+  /** frees the call's memory without reading outputs */
+  abort(): void;
+}
+
+/** Reserves memory for one attention call, copies its inputs in, and plans the kernel call. */
+export function prepareAttention(inst: WasmInstance, a: AttentionArgs): PreparedCall {
   const { exports: x, heap } = inst;
   const f = new CallFrame(heap);
   let q = 0, k = 0, v = 0, out = 0, mask = 0, kl = 0, w = 0, scratch = 0;
@@ -517,12 +545,29 @@ export function runAttention(inst: WasmInstance, a: AttentionArgs): void {
   f.output(a.weights, (p) => (w = p));
   f.scratch(x.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (scratch = p));
   f.commit();
+  return {
+    calls: [attentionCall({ out, q, k, v, mask, keyLengths: kl, weights: w, scratch }, a)],
+    complete() {
+      try {
+        f.finish();
+      } finally {
+        f.release();
+      }
+    },
+    abort: () => f.release(),
+  };
+}
+
+/** Runs one attention call on an instance, here. */
+export function runAttention(inst: WasmInstance, a: AttentionArgs): void {
+  const call = prepareAttention(inst, a);
   try {
-    attentionAt(inst, { out, q, k, v, mask, keyLengths: kl, weights: w, scratch }, a);
-    f.finish();
-  } finally {
-    f.release();
+    execCalls(inst.exports, call.calls);
+  } catch (err) {
+    call.abort();
+    throw err;
   }
+  call.complete();
 }
 
 /** Byte pointers of one attention call's arrays (0: absent). */
@@ -538,10 +583,11 @@ export interface AttentionPointers {
   scratch: number;
 }
 
-/** Calls the kernel on arrays already in WASM memory; sizes and strides from `a` (its arrays are not read). */
-export function attentionAt(inst: WasmInstance, p: AttentionPointers, a: Omit<AttentionArgs, 'q' | 'k' | 'v' | 'out'>): void {
+/** The kernel call for arrays already in WASM memory; sizes and strides from `a` (its arrays are not read). */
+export function attentionCall(p: AttentionPointers, a: Omit<AttentionArgs, 'q' | 'k' | 'v' | 'out'>): KernelCall {
   const m = a.mask;
-  inst.exports.attention(
+  return [
+    'attention',
     p.out, p.q, p.k, p.v, p.mask, p.keyLengths, p.weights, p.scratch,
     a.batch, a.numHeads, a.numKvHeads, a.seqQ, a.seqK, a.headDim, a.headDimV,
     a.qStrides.b, a.qStrides.h, a.qStrides.s,
@@ -550,7 +596,7 @@ export function attentionAt(inst: WasmInstance, p: AttentionPointers, a: Omit<At
     a.oStrides.b, a.oStrides.h, a.oStrides.s,
     m ? m.strideB : 0, m ? m.strideH : 0, m ? m.strideQ : 0, m ? m.strideK : 0,
     m ? MASK_KIND[m.kind] : 0, a.causal ? 1 : 0, a.scale,
-  );
+  ];
 }
 
 export function runMatmul(inst: WasmInstance, a: MatmulArgs): void {
@@ -625,6 +671,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
       memoryBytes: String(inst.heap.byteLength),
       module: opts.origin ?? 'bytes',
       async: runner && runner.alive ? 'worker' : runnerTried ? 'calling thread' : 'worker (not started)',
+      ...(runner && runner.alive ? { worker: runner.mode === 'exec' ? 'shares the memory' : 'copies inputs and outputs' } : {}),
     }),
     attention(args) {
       check();
@@ -633,6 +680,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
     async attentionAsync(args) {
       check();
       const w = worker();
+      if (w && w.mode === 'exec') return execAsync(inst, w, prepareAttention(inst, args), isWorkerFailure);
       if (w) {
         try {
           return await w.attention(args);
@@ -679,7 +727,32 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
   return backend;
 }
 
-/** The multi-head block: packed weights here, and (for forwardAsync) a twin in the worker. */
+/**
+ * Runs a prepared call in an exec-mode worker (which shares the memory: nothing is copied), or
+ * here if the worker has failed; then completes it.
+ */
+async function execAsync<R>(inst: WasmInstance, w: WorkerRunner, call: PreparedCall<R>, isWorkerFailure: (err: unknown) => boolean): Promise<R> {
+  try {
+    await w.exec(call.calls);
+  } catch (err) {
+    if (!isWorkerFailure(err)) {
+      call.abort();
+      throw err;
+    }
+    try {
+      execCalls(inst.exports, call.calls);
+    } catch (e) {
+      call.abort();
+      throw e;
+    }
+  }
+  return call.complete();
+}
+
+/**
+ * The multi-head block: packed weights in this memory. forwardAsync runs the planned calls in
+ * an exec-mode worker, or (copy mode) in a twin the worker builds from the weights.
+ */
 function createMultiHead(
   inst: WasmInstance,
   p: MultiHeadParams,
@@ -694,6 +767,7 @@ function createMultiHead(
   /** rows of each cache the worker's mirror holds */
   const workerSynced = new Map<number, number>();
   let disposed = false;
+  let inFlight = 0;
   const live = () => {
     if (disposed) throw attnError('ERR_ATTN_DISPOSED', 'wasm: the multi-head block was disposed');
   };
@@ -734,6 +808,17 @@ function createMultiHead(
     async forwardAsync(a) {
       live();
       const w = worker();
+      if (w && w.mode === 'exec') {
+        const call = core.prepare(toCall(a));
+        inFlight++;
+        try {
+          record(a, await execAsync(inst, w, call, isWorkerFailure));
+        } finally {
+          // the packed weights are freed only once no planned call can still read them
+          if (--inFlight === 0 && disposed) core.dispose();
+        }
+        return;
+      }
       if (w) {
         if (!remote || remote.runner !== w) remote = { runner: w, id: w.mhaCreate(p) };
         const { cache, out, ...rest } = toCall(a);
@@ -761,10 +846,9 @@ function createMultiHead(
     dispose() {
       if (disposed) return;
       disposed = true;
-      core.dispose();
+      if (inFlight === 0) core.dispose();
       if (remote) remote.runner.mhaDispose(remote.id);
     },
   };
 }
 
-export const WASM_VERSION = VERSION;

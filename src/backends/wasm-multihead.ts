@@ -11,7 +11,7 @@
  * other thread) before it is used.
  */
 import type { AttentionArgs, MultiHeadParams, ResolvedMask } from '../backend.js';
-import { CallFrame, attentionAt, type WasmInstance } from './wasm-core.js';
+import { CallFrame, attentionCall, execCalls, type KernelCall, type PreparedCall, type WasmInstance } from './wasm-core.js';
 
 /** The weights part of MultiHeadParams (what crosses to the worker). */
 export type MhaWeights = Omit<MultiHeadParams, 'threads'>;
@@ -143,7 +143,23 @@ export class WasmMhaCore {
     }
   }
 
+  /** One forward, here. */
   forward(c: MhaCall): MhaResult {
+    const call = this.prepare(c);
+    try {
+      execCalls(this.#inst.exports, call.calls);
+    } catch (err) {
+      call.abort();
+      throw err;
+    }
+    return call.complete();
+  }
+
+  /**
+   * Reserves the memory of one forward, copies its inputs in (and catches the cache mirror up),
+   * and plans its kernel calls, which may run on this thread or in a worker sharing the memory.
+   */
+  prepare(c: MhaCall): PreparedCall<MhaResult> {
     if (this.#disposed) throw new Error('wasm: multi-head block used after dispose');
     const { exports: x, heap } = this.#inst;
     const p = this.#p;
@@ -154,7 +170,8 @@ export class WasmMhaCore {
     const Sq = c.seqQ;
     const Skv = c.seqKv;
     const mirror = c.cache ? this.#mirror(c.cache, B) : undefined;
-    const seqK = c.cache ? c.cache.length + Skv : Skv;
+    const len = c.cache ? c.cache.length : 0;
+    const seqK = len + Skv;
 
     const f = new CallFrame(heap);
     let px = 0, pkv = 0, mask = 0, kl = 0, out = 0, q = 0, kvBuf = 0, ctx = 0, scratch = 0, tmp = 0;
@@ -169,66 +186,77 @@ export class WasmMhaCore {
     f.scratch(x.attentionScratchBytes(seqK, hd, hd), (ptr) => (scratch = ptr));
     f.scratch(128, (ptr) => (tmp = ptr));
     f.commit();
-    try {
-      if (pkv === 0) pkv = px;
-      // Q = x Wqᵀ + bq
-      x.matmulPacked(q, px, this.#wq, B * Sq, E, E, tmp);
-      // [K | V] = kv [Wk; Wv]ᵀ + [bk; bv], into the cache mirror when there is one
-      let kvBase: number;
-      let rowsPerBatch: number;
-      if (mirror) {
-        const len = c.cache!.length;
-        for (let b = 0; b < B; b++) {
-          x.matmulPacked(mirror.off + (b * mirror.maxLength + len) * 2 * KV * 4, pkv + b * Skv * E * 4, this.#wkv, Skv, 2 * KV, E, tmp);
+    if (pkv === 0) pkv = px;
+
+    const calls: KernelCall[] = [];
+    // Q = x Wqᵀ + bq
+    calls.push(['matmulPacked', q, px, this.#wq, B * Sq, E, E, tmp]);
+    // [K | V] = kv [Wk; Wv]ᵀ + [bk; bv], into the cache mirror when there is one
+    let kvBase: number;
+    let rowsPerBatch: number;
+    if (mirror) {
+      for (let b = 0; b < B; b++) {
+        calls.push(['matmulPacked', mirror.off + (b * mirror.maxLength + len) * 2 * KV * 4, pkv + b * Skv * E * 4, this.#wkv, Skv, 2 * KV, E, tmp]);
+      }
+      kvBase = mirror.off;
+      rowsPerBatch = mirror.maxLength;
+    } else {
+      calls.push(['matmulPacked', kvBuf, pkv, this.#wkv, B * Skv, 2 * KV, E, tmp]);
+      kvBase = kvBuf;
+      rowsPerBatch = Skv;
+    }
+    const qStrides = { b: Sq * E, h: hd, s: E };
+    const kvStrides = { b: rowsPerBatch * 2 * KV, h: hd, s: 2 * KV };
+    calls.push(
+      attentionCall(
+        { out: ctx, q, k: kvBase, v: kvBase + KV * 4, mask, keyLengths: kl, weights: 0, scratch },
+        {
+          batch: B,
+          numHeads: p.numHeads,
+          numKvHeads: p.numKvHeads,
+          seqQ: Sq,
+          seqK,
+          headDim: hd,
+          headDimV: hd,
+          qStrides,
+          kStrides: kvStrides,
+          vStrides: kvStrides,
+          oStrides: qStrides,
+          scale: 1 / Math.sqrt(hd),
+          causal: c.causal,
+          mask: c.mask,
+          keyLengths: c.keyLengths,
+        },
+      ),
+    );
+    // y = ctx Woᵀ + bo
+    calls.push(['matmulPacked', out, ctx, this.#wo, B * Sq, E, E, tmp]);
+
+    return {
+      calls,
+      abort: () => f.release(),
+      complete: (): MhaResult => {
+        try {
+          f.finish();
+        } finally {
+          f.release();
         }
+        if (!mirror) return {};
         mirror.synced = len + Skv;
-        kvBase = mirror.off;
-        rowsPerBatch = mirror.maxLength;
-      } else {
-        x.matmulPacked(kvBuf, pkv, this.#wkv, B * Skv, 2 * KV, E, tmp);
-        kvBase = kvBuf;
-        rowsPerBatch = Skv;
-      }
-      const qStrides = { b: Sq * E, h: hd, s: E };
-      const kvStrides = { b: rowsPerBatch * 2 * KV, h: hd, s: 2 * KV };
-      const shape: Omit<AttentionArgs, 'q' | 'k' | 'v' | 'out'> = {
-        batch: B,
-        numHeads: p.numHeads,
-        numKvHeads: p.numKvHeads,
-        seqQ: Sq,
-        seqK,
-        headDim: hd,
-        headDimV: hd,
-        qStrides,
-        kStrides: kvStrides,
-        vStrides: kvStrides,
-        oStrides: qStrides,
-        scale: 1 / Math.sqrt(hd),
-        causal: c.causal,
-        mask: c.mask,
-        keyLengths: c.keyLengths,
-      };
-      attentionAt(this.#inst, { out: ctx, q, k: kvBase, v: kvBase + KV * 4, mask, keyLengths: kl, weights: 0, scratch }, shape);
-      // y = ctx Woᵀ + bo
-      x.matmulPacked(out, ctx, this.#wo, B * Sq, E, E, tmp);
-      f.finish();
-    } finally {
-      f.release();
-    }
-    if (!mirror) return {};
-    // the new rows, for the facade's cache record
-    const len = c.cache!.length;
-    const kNew = new Float32Array(B * Skv * KV);
-    const vNew = new Float32Array(B * Skv * KV);
-    const f32 = heap.f32;
-    for (let b = 0; b < B; b++) {
-      for (let r = 0; r < Skv; r++) {
-        const src = (mirror.off >> 2) + (b * mirror.maxLength + len + r) * 2 * KV;
-        kNew.set(f32.subarray(src, src + KV), (b * Skv + r) * KV);
-        vNew.set(f32.subarray(src + KV, src + 2 * KV), (b * Skv + r) * KV);
-      }
-    }
-    return { kNew, vNew };
+        // the new rows, for the facade's cache record
+        const kNew = new Float32Array(B * Skv * KV);
+        const vNew = new Float32Array(B * Skv * KV);
+        const f32 = heap.f32;
+        for (let b = 0; b < B; b++) {
+          for (let r = 0; r < Skv; r++) {
+            const src = (mirror.off >> 2) + (b * mirror.maxLength + len + r) * 2 * KV;
+            kNew.set(f32.subarray(src, src + KV), (b * Skv + r) * KV);
+            vNew.set(f32.subarray(src + KV, src + 2 * KV), (b * Skv + r) * KV);
+          }
+        }
+        return { kNew, vNew };
+      },
+    };
   }
 
   dispose(): void {

@@ -9,7 +9,7 @@
  */
 import type { AttentionArgs, ResolvedMask } from '../backend.js';
 import { attnError, type AttentionErrorCode } from '../errors.js';
-import type { AsyncRunner } from './wasm-core.js';
+import type { AsyncRunner, KernelCall } from './wasm-core.js';
 import type { MhaWeights } from './wasm-multihead.js';
 
 export interface WorkerLike {
@@ -73,6 +73,15 @@ function toError(e: NonNullable<WorkerReply['error']>): Error {
 export interface WorkerRunner extends AsyncRunner {
   /** false once the worker failed; callers then compute on their own thread */
   readonly alive: boolean;
+  /**
+   * 'exec': the worker shares the caller's (shared) memory and runs planned kernel calls on it,
+   * nothing is copied; 'copy': the worker has its own memory and inputs / outputs are copied
+   * (where shared memory cannot be sent to a worker, e.g. a browser page without cross-origin
+   * isolation).
+   */
+  readonly mode: 'exec' | 'copy';
+  /** exec mode: runs a plan of kernel calls in the worker */
+  exec(calls: KernelCall[]): Promise<void>;
   /** registers a multi-head block's weights with the worker; returns its id there */
   mhaCreate(weights: MhaWeights): number;
   /** one forward in the worker: the result's out, and the cache's new rows when there is a cache */
@@ -102,10 +111,16 @@ function workerFailed(message: string): Error {
   return e;
 }
 
-export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Module, shared = false): WorkerRunner {
+/**
+ * Starts the protocol with a worker. With `memory` (shared), the worker instantiates on the same
+ * memory and runs kernel plans (exec mode) where the runtime can send the memory; otherwise it
+ * instantiates its own (copy mode).
+ */
+export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Module, shared = false, memory?: WebAssembly.Memory): WorkerRunner {
   let nextId = 1;
   let nextMha = 1;
   let alive = true;
+  let mode: 'exec' | 'copy' = 'copy';
   const pending = new Map<number, Pending>();
   const settle = () => {
     if (pending.size === 0) worker.unref?.();
@@ -126,7 +141,15 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
     pending.clear();
     worker.terminate();
   });
-  worker.post({ type: 'init', module, shared });
+  if (memory) {
+    try {
+      worker.post({ type: 'init', module, shared, memory });
+      mode = 'exec';
+    } catch {
+      // the memory cannot cross (DataCloneError without cross-origin isolation): copy mode
+    }
+  }
+  if (mode === 'copy') worker.post({ type: 'init', module, shared });
   worker.unref?.();
 
   const call = (msg: { type: string } & Record<string, unknown>, transfer: Transferable[]): Promise<WorkerReply> => {
@@ -142,6 +165,12 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
   return {
     get alive() {
       return alive;
+    },
+    get mode() {
+      return mode;
+    },
+    async exec(calls) {
+      await call({ type: 'exec', calls }, []);
     },
     async attention(args) {
       const transfer: Transferable[] = [];

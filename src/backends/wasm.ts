@@ -132,7 +132,12 @@ function workerFile(): URL | undefined {
 }
 
 /** Starts a worker_threads worker (unref'ed while idle) for attentionAsync. */
-function nodeRunner(inst: WasmInstance) {
+/**
+ * The worker_threads runner for an instance. With a shared memory the worker runs on that
+ * memory (exec mode, nothing copied); `shareMemory: false` forces the copying protocol (tests).
+ */
+export function nodeRunner(inst: WasmInstance, opts: { shareMemory?: boolean } = {}) {
+  const share = inst.shared && opts.shareMemory !== false;
   return () => {
     const file = workerFile();
     if (!file) return undefined;
@@ -148,7 +153,7 @@ function nodeRunner(inst: WasmInstance) {
       unref: () => worker.unref(),
       terminate: () => void worker.terminate(),
     };
-    return createWorkerRunner(like, inst.module, inst.shared);
+    return createWorkerRunner(like, inst.module, inst.shared, share ? inst.heap.memory : undefined);
   };
 }
 

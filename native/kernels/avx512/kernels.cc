@@ -82,8 +82,12 @@ struct V {
 #endif
 constexpr int kAttMR = SA_MR;   // 64 queries
 constexpr int kAttNR = SA_NR;   // 24 accumulators
-constexpr int kMmMR = 6;
-constexpr int kMmNV = 4;
+#ifndef SA_MM_MR
+#define SA_MM_MR 12  // 12 rows x 2 vectors: 24 accumulators, 2 panel loads + 12 broadcasts per step
+#define SA_MM_NV 2
+#endif
+constexpr int kMmMR = SA_MM_MR;
+constexpr int kMmNV = SA_MM_NV;
 constexpr int kProbeAcc = 16;
 static const char* const kIsaName = "avx512";
 #define SA_HAVE_TRANSPOSE 1
