@@ -6,6 +6,27 @@
 
 namespace sa {
 
+namespace {
+// An uninitialised, 64-byte aligned float buffer (every element is written before it is read:
+// std::vector's zero fill of a few MB cost a noticeable share of a forward pass).
+struct FloatBuf {
+  float* p = nullptr;
+  FloatBuf() = default;
+  FloatBuf(const FloatBuf&) = delete;
+  FloatBuf& operator=(const FloatBuf&) = delete;
+  ~FloatBuf() { free(p); }
+  void resize(size_t n) {
+    free(p);
+    p = nullptr;
+    void* mem = nullptr;
+    size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+    if (posix_memalign(&mem, 64, bytes) != 0 || !mem) throw std::bad_alloc();
+    p = (float*)mem;
+  }
+  float* data() const { return p; }
+};
+}  // namespace
+
 MultiHeadWeights::MultiHeadWeights(const KernelTable* kt, const MultiHeadConfig& cfg) : kt_(kt), cfg_(cfg) {
   const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;
   const int64_t fq = kt->packed_b_floats(E, E), fkv = kt->packed_b_floats(E, 2 * KV), fo = kt->packed_b_floats(E, E);
@@ -50,7 +71,7 @@ int MultiHeadWeights::forward(const MultiHeadForward& f, Parallel& par) const {
   const int64_t E = cfg_.embed_dim, KV = cfg_.kv_dim, Dh = cfg_.head_dim;
   const int64_t B = f.batch, Sq = f.seq_q, Skv = f.seq_kv;
   const float* bqkv = has_bias_qkv_ ? bias_qkv_.data() : nullptr;
-  std::vector<float> qbuf, kvbuf;
+  FloatBuf qbuf, kvbuf;
   const float *qp, *kp, *vp;
   int64_t q_row, kv_row;
   int st;
@@ -108,7 +129,8 @@ int MultiHeadWeights::forward(const MultiHeadForward& f, Parallel& par) const {
     ap.k_ss = ap.v_ss = kv_row;
   }
   ap.k_sh = ap.v_sh = Dh;
-  std::vector<float> abuf((size_t)(B * Sq * E));
+  FloatBuf abuf;
+  abuf.resize((size_t)(B * Sq * E));
   ap.out = abuf.data();
   ap.o_sb = Sq * E; ap.o_sh = Dh; ap.o_ss = E;
   ap.scale = 1.0f / __builtin_sqrtf((float)Dh);

@@ -1,6 +1,34 @@
 #include "thread_pool.h"
 
+#include <chrono>
+
 namespace sa {
+
+namespace {
+constexpr int64_t kSpinMicros = 100;  // how long an idle worker (or the waiting caller) spins
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// spins until pred() holds or kSpinMicros pass; returns pred()
+template <class F>
+inline bool spin_until(F pred) {
+  if (pred()) return true;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      cpu_relax();
+      if (pred()) return true;
+    }
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinMicros)) return pred();
+  }
+}
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
   workers_.reserve((size_t)threads_ - 1);
@@ -10,7 +38,7 @@ ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   cv_start_.notify_all();
   for (auto& t : workers_) t.join();
@@ -27,16 +55,18 @@ void ThreadPool::work(int id) {
 void ThreadPool::worker_main(int id) {
   uint64_t seen = 0;
   for (;;) {
-    {
+    auto ready = [&] { return stop_.load(std::memory_order_acquire) || gen_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(ready)) {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      cv_start_.wait(lk, ready);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    // the region's fields were written before gen_ was released
+    seen = gen_.load(std::memory_order_acquire);
     work(id);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--active_ == 0) cv_done_.notify_all();
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lk(mu_);  // the caller checks active_ under mu_ before it sleeps
+      cv_done_.notify_all();
     }
   }
 }
@@ -54,13 +84,17 @@ void ThreadPool::run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
     fn_ = fn;
     ctx_ = ctx;
     next_.store(0, std::memory_order_relaxed);
-    active_ = threads_ - 1;
+    active_.store(threads_ - 1, std::memory_order_relaxed);
     ++generation_;
+    gen_.store(generation_, std::memory_order_release);
   }
   cv_start_.notify_all();
   work(0);
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return active_ == 0; });
+  auto done = [&] { return active_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(done)) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_done_.wait(lk, done);
+  }
 }
 
 namespace {

@@ -18,7 +18,7 @@ function newest(dir) {
   return t;
 }
 
-const sources = Math.max(newest(join(root, 'src')), newest(join(root, 'assembly')), newest(join(root, 'bench/probes')), statSync(join(root, 'scripts/build.mjs')).mtimeMs);
+const sources = Math.max(newest(join(root, 'src')), newest(join(root, 'assembly')), newest(join(root, 'bench/probes')), ...['scripts/build.mjs', 'scripts/build-wasm.mjs', 'asconfig.json'].map((f) => statSync(join(root, f)).mtimeMs));
 if (!existsSync(stamp) || statSync(stamp).mtimeMs < sources) {
   execFileSync(process.execPath, [join(root, 'scripts/build.mjs')], { stdio: 'inherit' });
 }

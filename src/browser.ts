@@ -155,7 +155,16 @@ function defaultUrl(build: WasmBuild, shared: boolean): URL {
 async function loadWasm(r: Resolved): Promise<Backend> {
   const src = r.source;
   if (src === undefined) {
-    const url = defaultUrl(pickBuild(r.build), sharedMemoryWorks());
+    const build = pickBuild(r.build);
+    if (sharedMemoryWorks()) {
+      const url = defaultUrl(build, true);
+      try {
+        return backendFor(await instantiateUrl(url), url.href, r);
+      } catch {
+        // e.g. the shared memory could not be reserved: the plain build below
+      }
+    }
+    const url = defaultUrl(build, false);
     return backendFor(await instantiateUrl(url), url.href, r);
   }
   if (src instanceof WebAssembly.Module || src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {

@@ -9,11 +9,15 @@
 // Everything here lives in that namespace, so no inline or template code compiled with one
 // ISA's flags can be merged by the linker with another's. No std:: templates are used here.
 //
-// exp: every ISA uses the same degree-6 polynomial for 2^f on [-0.5, 0.5] (cephes exp2f
-// coefficients) times 2^n (scalef on AVX-512, exponent bits elsewhere); t < -126 gives exactly
-// 0 (no denormals reach the P·V products), NaN stays NaN. Measured maximum relative error over
-// [-126, 0] (native/test/kernel_test.cc, asserted < 5e-7): 7.7e-8 on avx512, avx2 and neon,
-// 1.0e-7 scalar — below float32's epsilon (1.19e-7).
+// exp: a degree-6 polynomial for 2^f in FMA (Horner) form times 2^n; t < -126 gives exactly 0
+// (no denormals reach the P·V products), NaN stays NaN. AVX2, NEON and scalar: f = t - round(t)
+// in [-0.5, 0.5] (cephes exp2f coefficients), 2^n through the exponent bits. AVX-512: f = t -
+// floor(t) in [0, 1) from one vreduceps, and vscalefps applies 2^floor(t) itself (no rounding
+// and no subtraction: two fewer vector ops per exp); its polynomial is a minimax-style fit on
+// [0, 1) with p(0) = 1 exactly, so exp2(0) == 1 (the online softmax relies on alpha == 1 when
+// the reference max did not move). Measured maximum relative error over [-126, 0]
+// (native/test/kernel_test.cc, asserted < 5e-7): 7.4e-8 avx512, 7.7e-8 avx2 and neon, 1.0e-7
+// scalar — below float32's epsilon (1.19e-7).
 //
 // Attention works in base 2: Q is packed pre-multiplied by scale*log2(e) (and an additive mask
 // by log2(e)), so every softmax exponential is an exp2.
@@ -100,12 +104,19 @@ struct Scratch {
 // Attention: flash path (queries on vector lanes; K and V read in place through broadcasts)
 // ---------------------------------------------------------------------------------------------
 
-// st[n][q] = sum_d qt[d][q] * k_n[d]   for n < N keys, q < BQ
+// st[n][q] = init[q] + sum_d qt[d][q] * k_n[d]   for n < N keys, q < BQ (init == nullptr: 0)
 template <int N>
 static inline void qk_tile(const float* __restrict qt, const float* __restrict k0, int64_t ks, int64_t D,
-                           float* __restrict st, float* __restrict tmax) {
+                           float* __restrict st, float* __restrict tmax, const float* __restrict init) {
   T acc[N][kAttMR];
-  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
+  if (init) {
+    SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+      const T iv = V::load(init + m * W);
+      SA_UNROLL for (int n = 0; n < N; ++n) acc[n][m] = iv;
+    }
+  } else {
+    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
+  }
   const float* kp[N];
   SA_UNROLL for (int n = 0; n < N; ++n) kp[n] = k0 + n * ks;
   for (int64_t d = 0; d < D; ++d) {
@@ -145,10 +156,11 @@ static inline void pv_tile(const float* __restrict pt, int64_t nk, const float* 
 }
 
 template <int N>
-static inline void qk_dispatch(int n, const float* qt, const float* k0, int64_t ks, int64_t D, float* st, float* tmax) {
+static inline void qk_dispatch(int n, const float* qt, const float* k0, int64_t ks, int64_t D, float* st, float* tmax,
+                               const float* init) {
   if constexpr (N > 0) {
-    if (n == N) return qk_tile<N>(qt, k0, ks, D, st, tmax);
-    qk_dispatch<N - 1>(n, qt, k0, ks, D, st, tmax);
+    if (n == N) return qk_tile<N>(qt, k0, ks, D, st, tmax, init);
+    qk_dispatch<N - 1>(n, qt, k0, ks, D, st, tmax, init);
   }
 }
 template <int N>
@@ -280,13 +292,14 @@ static void flash_task(void* vctx, int64_t t, int worker) {
 
   float* qt = c.scratch->bufs[worker];
   float* ot = qt + D * BQ;
-  float* ml = ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], inv[BQ], tmax[BQ], then the S/P tile
+  float* ml = ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], inv[BQ], tmax[BQ], -m[BQ], then the S/P tile
   float* mo = ml;
   float* lo = ml + BQ;
   float* alpha = ml + 2 * BQ;
   float* inv = ml + 3 * BQ;
   float* tmax = ml + 4 * BQ;
-  float* st = ml + 5 * BQ;
+  float* negm = ml + 5 * BQ;
+  float* st = ml + 6 * BQ;
 
   const float* qbase = p.q + b * p.q_sb + h * p.q_sh;
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
@@ -300,14 +313,19 @@ static void flash_task(void* vctx, int64_t t, int worker) {
     for (int64_t x = 0; x < Dv * BQ; ++x) ot[x] = 0.0f;
     for (int q = 0; q < BQ; ++q) { mo[q] = kNegInf; lo[q] = 0.0f; }
     const T slack = V::set1(kRescaleSlack);
+    bool ref_finite = false;  // every lane's reference max is finite (then S is computed minus it)
 
     for (int64_t kb = 0; kb < kend; kb += pl.bk) {
       const int64_t nk = imin(pl.bk, kend - kb);
-      // S = Q·Kᵀ
+      // Offset mode (after the first block, once every reference is finite): the Q·Kᵀ
+      // accumulators start at -m, so the tile holds t = s - m directly and, while the block's max
+      // stays within the slack, P = exp2(t) needs no subtraction and the reference stays put.
+      const bool offs = kb > 0 && ref_finite;
+      // S = Q·Kᵀ (or S - m)
       for (int q = 0; q < BQ; ++q) tmax[q] = kNegInf;
       for (int64_t j = 0; j < nk; j += kAttNR) {
         int n = (int)imin(kAttNR, nk - j);
-        qk_dispatch<kAttNR>(n, qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, tmax);
+        qk_dispatch<kAttNR>(n, qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, tmax, offs ? negm : nullptr);
       }
       bool masked = false;
       // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
@@ -337,37 +355,71 @@ static void flash_task(void* vctx, int64_t t, int worker) {
       // online softmax (all vertical: lanes are queries). The reference max only moves when the
       // block's max exceeds it by more than kRescaleSlack (base-2 units), so P <= 2^slack and
       // the rescale of O (alpha != 1) is skipped in most blocks; the first block sets it exactly.
-      bool rescale = false;
+      bool rescale = false, moved = false;
       SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-        const T mold = V::load(mo + m * W);
         T bm = V::set1(kNegInf);
         if (masked)
           for (int64_t j = 0; j < nk; ++j) bm = V::max(bm, V::load(st + j * BQ + m * W));
         else
           bm = V::load(tmax + m * W);
+        if (offs && V::hmax(bm) <= kRescaleSlack) {
+          // reference unchanged (alpha = 1): P = exp2(t); a NaN score gives a NaN row either way
+          T s0 = V::zero(), s1 = V::zero();
+          int64_t j = 0;
+          for (; j + 1 < nk; j += 2) {
+            T e0 = V::exp2(V::load(st + j * BQ + m * W));
+            T e1 = V::exp2(V::load(st + (j + 1) * BQ + m * W));
+            V::store(st + j * BQ + m * W, e0);
+            V::store(st + (j + 1) * BQ + m * W, e1);
+            s0 = V::add(s0, e0);
+            s1 = V::add(s1, e1);
+          }
+          if (j < nk) {
+            T e0 = V::exp2(V::load(st + j * BQ + m * W));
+            V::store(st + j * BQ + m * W, e0);
+            s0 = V::add(s0, e0);
+          }
+          V::store(lo + m * W, V::add(V::load(lo + m * W), V::add(s0, s1)));
+          V::store(alpha + m * W, V::set1(1.0f));
+          continue;
+        }
+        const T mold = V::load(mo + m * W);
+        if (offs) bm = V::add(bm, mold);  // back to absolute units (mold is finite here)
         const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
         const T mref = V::ninf_to_zero(mx);
+        const T shift = offs ? V::sub(mref, mold) : mref;  // P = exp2(tile - shift)
         T al = V::exp2(V::sub(mold, mref));
         T s0 = V::zero(), s1 = V::zero();
         int64_t j = 0;
         for (; j + 1 < nk; j += 2) {
-          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
-          T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), mref));
+          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
+          T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), shift));
           V::store(st + j * BQ + m * W, e0);
           V::store(st + (j + 1) * BQ + m * W, e1);
           s0 = V::add(s0, e0);
           s1 = V::add(s1, e1);
         }
         if (j < nk) {
-          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
+          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
           V::store(st + j * BQ + m * W, e0);
           s0 = V::add(s0, e0);
         }
         V::store(lo + m * W, V::fmadd(V::load(lo + m * W), al, V::add(s0, s1)));
         V::store(alpha + m * W, al);
         V::store(mo + m * W, mx);
+        moved = true;
         // alpha is in [0, 1] (or NaN): the sum of 1 - alpha is 0 exactly when every lane is 1
         if (kb > 0 && !(V::hsum(V::sub(V::set1(1.0f), al)) == 0.0f)) rescale = true;
+      }
+      if (moved) {  // the references changed: refresh -m and whether every lane's is finite
+        T acc = V::zero();
+        SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+          const T mv = V::load(mo + m * W);
+          V::store(negm + m * W, V::sub(V::zero(), mv));
+          acc = V::fmadd(mv, V::zero(), acc);  // NaN when some lane is infinite or NaN
+        }
+        const float chk = V::hsum(acc);
+        ref_finite = chk == chk;
       }
       if (rescale) {  // O *= alpha (multiplying by 1 changes nothing, so only when some lane moved)
         for (int64_t x = 0; x < Dv; ++x)
@@ -608,7 +660,7 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
   }
   pl.nqb = (p.seq_q + BQ - 1) / BQ;
   pl.bk = p.weights ? imax(p.seq_k, 1) : ATT_BK;
-  pl.scratch_floats = (p.head_dim + p.head_dim_v + 5 + pl.bk) * BQ;
+  pl.scratch_floats = (p.head_dim + p.head_dim_v + 6 + pl.bk) * BQ;
   if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
   par.run(p.batch * p.heads * pl.nqb, flash_task, &c);
   return kOk;

@@ -390,7 +390,18 @@ export interface InstantiateOptions {
 
 function newMemory(o: InstantiateOptions): WebAssembly.Memory {
   const maximum = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES));
-  return new WebAssembly.Memory({ initial: 32, maximum, shared: o.shared === true } as WebAssembly.MemoryDescriptor);
+  if (o.shared !== true) return new WebAssembly.Memory({ initial: 32, maximum });
+  // a shared memory reserves its maximum up front: where 4 GiB of address space is refused
+  // (32-bit or constrained browsers), settle for less
+  for (let max = maximum; ; max = Math.max(32, max >> 2)) {
+    try {
+      const m = new WebAssembly.Memory({ initial: 32, maximum: max, shared: true } as WebAssembly.MemoryDescriptor);
+      memoryMax.set(m, max);
+      return m;
+    } catch (err) {
+      if (max <= 32) throw err;
+    }
+  }
 }
 
 /**
@@ -414,8 +425,16 @@ function buildOf(exports: WasmExports): WasmBuild {
 function finishInstance(module: WebAssembly.Module, instance: WebAssembly.Instance, memory: WebAssembly.Memory, o: InstantiateOptions): WasmInstance {
   const exports = instance.exports as unknown as WasmExports;
   exports._initialize?.();
-  const maxPages = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES));
+  // the memory's real maximum (a shared one may have settled for less)
+  const maxPages = Math.min(MAX_PAGES, Math.max(32, o.maxPages ?? MAX_PAGES), maxPagesOf(memory) ?? MAX_PAGES);
   return { exports, heap: new WasmHeap(memory, exports.heapBase(), maxPages), build: buildOf(exports), module, shared: o.shared === true };
+}
+
+const memoryMax = new WeakMap<WebAssembly.Memory, number>();
+
+/** the maximum a memory was made with (undefined when unknown) */
+function maxPagesOf(memory: WebAssembly.Memory): number | undefined {
+  return memoryMax.get(memory);
 }
 
 /** a module importing a shared memory refuses a plain one (and the reverse) with a LinkError */

@@ -1,7 +1,10 @@
 /**
  * The wasm backend in Node: reads the module from the package's own files
- * (<package root>/dist/wasm/attention-{relaxed,simd}.wasm), picks the best build this runtime
- * validates, and runs attentionAsync in a worker_threads worker. The environment-neutral part
+ * (<package root>/dist/wasm/attention-{relaxed,simd}[-shared].wasm), picks the best build this
+ * runtime validates (relaxed SIMD on Node 22+, or Node 20 with --experimental-wasm-relaxed-simd),
+ * preferring the variant that imports a shared memory (alloc() tensors then survive the memory
+ * growing), and runs attentionAsync / forwardAsync in a worker_threads worker that shares that
+ * memory (dist/wasm-worker.mjs, or src/wasm-worker.ts under tsx). The environment-neutral part
  * lives in wasm-core.ts (the browser entry uses that directly).
  */
 import { existsSync, readFileSync } from 'node:fs';
