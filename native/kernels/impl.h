@@ -323,9 +323,13 @@ static void flash_task(void* vctx, int64_t t, int worker) {
       const bool offs = kb > 0 && ref_finite;
       // S = Q·Kᵀ (or S - m)
       for (int q = 0; q < BQ; ++q) tmax[q] = kNegInf;
-      for (int64_t j = 0; j < nk; j += kAttNR) {
-        int n = (int)imin(kAttNR, nk - j);
+      for (int64_t j = 0; j < nk;) {
+        const int64_t rem = nk - j;
+        int n = (int)imin(kAttNR, rem);
+        // a short last tile runs at a fraction of the FMA rate: split e.g. 6 + 2 as 4 + 4
+        if (kAttNR >= 4 && rem > kAttNR && rem < kAttNR + 3) n = (int)((rem + 1) / 2);
         qk_dispatch<kAttNR>(n, qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, tmax, offs ? negm : nullptr);
+        j += n;
       }
       bool masked = false;
       // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)

@@ -7,7 +7,6 @@
  * Every failure is collected, and one actionable reason is thrown when nothing loads.
  */
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +19,7 @@ import type {
   MultiHeadParams,
   SoftmaxArgs,
 } from '../backend.js';
+import { findPackageRoot, moduleDir } from '../package-root.js';
 
 /** The raw multi-head object of the addon (native/binding.cc). */
 export interface NativeMultiHead {
@@ -69,15 +69,6 @@ interface Loaded {
 
 let cached: Loaded | undefined;
 
-function moduleDir(): string {
-  try {
-    return path.dirname(fileURLToPath(import.meta.url));
-  } catch {
-    // CommonJS bundle without an import.meta shim
-    return typeof __dirname === 'string' ? __dirname : process.cwd();
-  }
-}
-
 function nodeRequire(): NodeRequire {
   try {
     if (import.meta.url) return createRequire(import.meta.url);
@@ -85,22 +76,6 @@ function nodeRequire(): NodeRequire {
     /* fall through */
   }
   return createRequire(path.join(moduleDir(), 'index.js'));
-}
-
-/** Walks up from this module to the package.json whose name is "simd-attention". */
-export function packageRoot(): string | undefined {
-  let dir = moduleDir();
-  for (;;) {
-    const pj = path.join(dir, 'package.json');
-    try {
-      if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'simd-attention') return dir;
-    } catch {
-      /* unreadable package.json: keep walking */
-    }
-    const up = path.dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
 }
 
 function candidates(root: string | undefined, tried: string[]): Array<{ file: string; source: string }> {
@@ -129,7 +104,7 @@ function candidates(root: string | undefined, tried: string[]): Array<{ file: st
 function loadBinding(): Loaded {
   if (cached) return cached;
   const tried: string[] = [];
-  const root = packageRoot();
+  const root = findPackageRoot();
   const req = nodeRequire();
   for (const c of candidates(root, tried)) {
     if (!fs.existsSync(c.file)) {

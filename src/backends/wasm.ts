@@ -28,6 +28,7 @@ import {
   type WasmSource,
 } from './wasm-core.js';
 import { createWorkerRunner, type WorkerLike } from './wasm-runner.js';
+import { findPackageRoot, moduleDir } from '../package-root.js';
 
 export type { WasmBuild, WasmSource } from './wasm-core.js';
 
@@ -55,25 +56,11 @@ function tsxApiUrl(): string {
   return pathToFileURL(join(dirname(pkgFile), entry)).href;
 }
 
-let packageRootCache: string | undefined;
-
-/** The folder of the package.json named "simd-attention" above this file. */
+/** The package root; the wasm files are read from its dist/wasm. */
 export function packageRoot(): string {
-  if (packageRootCache) return packageRootCache;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(dir, 'package.json');
-    if (existsSync(pj)) {
-      try {
-        if (JSON.parse(readFileSync(pj, 'utf8')).name === 'simd-attention') return (packageRootCache = dir);
-      } catch {
-        // unreadable package.json: keep walking up
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`wasm: cannot find the simd-attention package root above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
+  const root = findPackageRoot();
+  if (!root) throw new Error(`wasm: cannot find the simd-attention package root above ${moduleDir()}`);
+  return root;
 }
 
 /** Path of a build's .wasm file in this package (the variant importing a shared memory with `shared`). */

@@ -76,6 +76,9 @@ struct V {
   }
 };
 
+#ifndef SA_ATT_BK
+#define SA_ATT_BK 128  // keys per flash block: halves the per-block softmax bookkeeping of 64
+#endif
 #ifndef SA_MR
 #define SA_MR 4
 #define SA_NR 6
