@@ -20,82 +20,17 @@ import {
   type WasmBackend,
   type WasmBuild,
   type WasmInstance,
-  type WasmSource,
 } from './backends/wasm-core.js';
 import { createWorkerRunner, type WorkerLike } from './backends/wasm-runner.js';
-import { choose, chooseSync, requestedBackend, type BackendRequest } from './choose.js';
-import { attnRangeError, attnTypeError, describe } from './errors.js';
+import { choose, chooseSync } from './choose.js';
+import { attnRangeError } from './errors.js';
 import type { Attention } from './facade.js';
-import { checkOptions } from './validate.js';
+import { resolveLoad as resolveOptions, type LoadOptions, type ResolvedLoad as Resolved } from './load-options.js';
 
-export { tensor, MAX_ELEMENTS, type Tensor } from './tensor.js';
-export { Attention, type AttentionOptions, type AttentionResult, type MultiHeadAttentionParams } from './facade.js';
-export { MultiHeadAttention, KvCache, type MultiHeadForwardOptions } from './multihead.js';
-export type { BackendInfo, BackendName } from './backend.js';
-export type { AttentionError, AttentionErrorCode } from './errors.js';
-export type { WasmBuild, WasmSource } from './backends/wasm-core.js';
-export { VERSION as version } from './version.js';
-
-export interface BrowserWasmOptions {
-  /** the module: bytes, a URL to fetch, or a compiled WebAssembly.Module (default: the file next to this script) */
-  source?: WasmSource;
-  /** which build to fetch when no source is given (default: the best this browser validates) */
-  build?: WasmBuild;
-  /** the worker script for attentionAsync (default: ./wasm-worker.mjs next to this file); false computes on the calling thread */
-  worker?: URL | string | false;
-}
-
-export interface LoadOptions {
-  /** 'auto' (default) | 'wasm' | 'js'; 'native' is not available in browsers */
-  backend?: BackendRequest;
-  /** accepted for compatibility with the Node entry; the browser backends are single-threaded */
-  threads?: number;
-  /** the WASM module to use (bytes, URL or compiled module), or options for it */
-  wasm?: WasmSource | BrowserWasmOptions;
-}
-
-interface Resolved {
-  request: BackendRequest;
-  source?: WasmSource;
-  build?: WasmBuild;
-  worker?: URL | string | false;
-}
-
-function isWasmSource(x: unknown): x is WasmSource {
-  return (
-    typeof x === 'string' ||
-    x instanceof URL ||
-    x instanceof ArrayBuffer ||
-    ArrayBuffer.isView(x) ||
-    (typeof WebAssembly !== 'undefined' && x instanceof WebAssembly.Module)
-  );
-}
+export * from './public.js';
 
 function resolveLoad(fn: string, options: unknown): Resolved {
-  const opts = checkOptions(fn, options, ['backend', 'threads', 'wasm']);
-  const threads = opts.threads;
-  if (threads !== undefined) {
-    if (typeof threads !== 'number' || !Number.isInteger(threads)) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: threads must be an integer, got ${describe(threads)}`);
-    if (threads < 1 || threads > 1024) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: threads must be in [1, 1024], got ${threads}`);
-  }
-  const r: Resolved = { request: requestedBackend(opts.backend, undefined) };
-  const wasm = opts.wasm;
-  if (isWasmSource(wasm)) r.source = wasm;
-  else if (wasm !== undefined) {
-    const w = checkOptions(`${fn}: wasm`, wasm, ['source', 'build', 'worker']);
-    if (w.source !== undefined && !isWasmSource(w.source)) {
-      throw attnTypeError('ERR_ATTN_TYPE', `${fn}: wasm.source must be bytes, a URL or a WebAssembly.Module, got ${describe(w.source)}`);
-    }
-    if (w.build !== undefined && w.build !== 'simd128' && w.build !== 'relaxed-simd') {
-      throw attnRangeError('ERR_ATTN_VALUE', `${fn}: wasm.build must be "simd128" or "relaxed-simd", got ${describe(w.build)}`);
-    }
-    if (w.worker !== undefined && w.worker !== false && typeof w.worker !== 'string' && !(w.worker instanceof URL)) {
-      throw attnTypeError('ERR_ATTN_TYPE', `${fn}: wasm.worker must be a URL, a string or false, got ${describe(w.worker)}`);
-    }
-    r.source = w.source as WasmSource | undefined;
-    r.build = w.build as WasmBuild | undefined;
-    r.worker = w.worker as URL | string | false | undefined;
-  }
+  const r = resolveOptions(fn, options, undefined, true);
   if (r.request === 'native') {
     throw attnRangeError('ERR_ATTN_VALUE', `${fn}: backend "native" is not available in the browser entry (use "auto", "wasm" or "js")`);
   }
