@@ -361,29 +361,36 @@ describe('native backend', function () {
       assert.ok(sameBits(got, want));
     });
 
-    it('frees undisposed blocks on garbage collection (memory stays bounded)', async function () {
-      const b = load({ threads: 1 });
-      const p = mhParams(512, 8, 8, 71); // ~4 MiB of packed weights per block
-      // Node runs native finalizers after the GC pass, from the event loop: let it turn
-      const settle = async () => {
-        for (let i = 0; i < 3; i++) {
-          gc();
-          await new Promise((r) => setImmediate(r));
+    it('frees undisposed blocks on garbage collection (memory stays bounded)', function () {
+      // AddressSanitizer's quarantine keeps freed memory resident: rss says nothing there
+      if (process.env.SIMD_ATTENTION_SANITIZED) this.skip();
+      // In a child whose malloc serves every large block with mmap (a fixed threshold), so a
+      // freed block leaves rss at once; glibc's adaptive threshold would keep freed blocks
+      // in the heap and make rss say nothing about leaks.
+      const script = `
+        import { loadNativeBackend } from './src/backends/native.ts';
+        const b = loadNativeBackend({ threads: 1 });
+        const E = 512, w = () => new Float32Array(E * E).fill(0.01);
+        const p = { embedDim: E, numHeads: 8, numKvHeads: 8, headDim: 64, kvDim: E, wq: w(), wk: w(), wv: w(), wo: w() };
+        // Node runs native finalizers after the GC pass, from the event loop: let it turn
+        const settle = async () => { for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); } };
+        await settle();
+        const before = process.memoryUsage().rss;
+        for (let i = 0; i < 150; i++) {
+          b.createMultiHead(p); // ~4 MiB of packed weights, dropped without dispose()
+          if (i % 10 === 9) await settle();
         }
-      };
-      await settle();
-      // The binding reports each block's native memory to V8 (AdjustExternalMemory) and takes it
-      // back in the finalizer, so `external` counts live blocks exactly; rss would depend on
-      // whether malloc returns freed pages to the OS.
-      const before = process.memoryUsage().external;
-      for (let i = 0; i < 150; i++) {
-        b.createMultiHead!(p); // dropped without dispose()
-        if (i % 10 === 9) await settle();
-      }
-      await settle();
-      const grown = (process.memoryUsage().external - before) / 2 ** 20;
+        await settle();
+        console.log((process.memoryUsage().rss - before) / 2 ** 20);`;
+      const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072' },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const grown = Number(r.stdout.trim().split('\n').pop());
       // 150 blocks kept alive would be ~600 MiB
-      assert.ok(grown < 100, `external memory grew by ${grown.toFixed(0)} MiB`);
+      assert.ok(grown < 150, `rss grew by ${grown.toFixed(0)} MiB`);
     });
   });
 
