@@ -1,7 +1,7 @@
 // Builds dist/: the WASM kernels, the ESM / CommonJS / browser bundles, the bundled bench with
 // its probe modules, and the type declarations.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -52,4 +52,13 @@ await Promise.all(
 
 run(['--import', 'tsx', '-e', `import('./bench/limits.ts').then((m) => m.buildProbes('dist/bench-probes'))`]);
 run([join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json']);
+
+// CommonJS consumers need declarations TypeScript reads as CommonJS: a .d.cts twin of every
+// .d.ts whose relative imports point at the twins (an ESM .d.ts cannot be require()d).
+for (const entry of readdirSync(join(root, 'dist/types'), { recursive: true, withFileTypes: true })) {
+  if (!entry.isFile() || !entry.name.endsWith('.d.ts')) continue;
+  const file = join(entry.parentPath ?? entry.path, entry.name);
+  const text = readFileSync(file, 'utf8').replace(/(from\s+['"]\.{1,2}\/[^'"]*?)\.js(['"])/g, '$1.cjs$2').replace(/(import\(['"]\.{1,2}\/[^'"]*?)\.js(['"]\))/g, '$1.cjs$2');
+  writeFileSync(file.replace(/\.d\.ts$/, '.d.cts'), text);
+}
 writeFileSync(join(root, 'dist/.stamp'), new Date().toISOString() + '\n');

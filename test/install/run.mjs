@@ -23,7 +23,7 @@ try {
   const files = packed[0].files.map((f) => f.path);
   const tarball = join(work, packed[0].filename);
   const has = (pattern) => files.some((f) => pattern.test(f));
-  for (const needed of [/^dist\/index\.mjs$/, /^dist\/index\.cjs$/, /^dist\/browser\.mjs$/, /^dist\/types\/index\.d\.ts$/, /^dist\/wasm\/attention-simd\.wasm$/, /^prebuilds\/linux-x64\/.+\.node$/, /^binding\.gyp$/, /^native\/binding\.cc$/, /^scripts\/build-native\.cjs$/]) {
+  for (const needed of [/^dist\/index\.mjs$/, /^dist\/index\.cjs$/, /^dist\/browser\.mjs$/, /^dist\/types\/index\.d\.ts$/, /^dist\/types\/index\.d\.cts$/, /^dist\/wasm\/attention-simd\.wasm$/, /^prebuilds\/linux-x64\/.+\.node$/, /^binding\.gyp$/, /^native\/binding\.cc$/, /^scripts\/build-native\.cjs$/]) {
     assert.ok(has(needed), `the tarball lacks ${needed}`);
   }
   for (const unwanted of [/^test\//, /^bench\//, /^src\//, /^\.ci\//, /^native\/test\//, /^build\//]) {
@@ -77,6 +77,12 @@ try {
   assert.match(wasm.fallbackReason, /native/);
   log(`without prebuilds/: ${wasm.backend}/${wasm.isa}, max diff ${wasm.worst}; reason: ${wasm.fallbackReason.slice(0, 100)}...`);
   renameSync(`${prebuilds}.off`, prebuilds);
+
+  log('type-checking a CommonJS and an ESM consumer against the shipped declarations');
+  writeFileSync(join(app, 'types-cjs.cts'), "import { loadSync, tensor } from 'simd-attention';\nconst t = tensor(new Float32Array(4), [1, 1, 1, 4]);\nexport const shape: readonly number[] = loadSync().attention(t, t, t).output.shape;\n");
+  writeFileSync(join(app, 'types-esm.mts'), "import { load, type BackendInfo } from 'simd-attention';\nexport const info: BackendInfo = (await load()).info();\n");
+  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'node16', moduleResolution: 'node16', target: 'es2022', strict: true, noEmit: true, types: [] }, files: ['types-cjs.cts', 'types-esm.mts'] }));
+  sh(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], app);
 
   log('bundling the browser entry with esbuild');
   writeFileSync(join(app, 'browser-app.mjs'), "import { load, tensor } from 'simd-attention';\nglobalThis.run = async () => (await load()).info();\n");
