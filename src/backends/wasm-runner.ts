@@ -7,10 +7,10 @@
  * whole buffer along), the worker computes into fresh arrays and transfers them back, and the
  * result is copied into the caller's `out` / `weights`. Calls queue in order in the worker.
  */
-import type { AttentionArgs, ResolvedMask } from '../backend.js';
+import type { AttentionArgs } from '../backend.js';
 import { attnError, type AttentionErrorCode } from '../errors.js';
 import type { AsyncRunner, KernelCall } from './wasm-core.js';
-import type { MhaWeights } from './wasm-multihead.js';
+import type { MhaCall, MhaWeights } from './wasm-multihead.js';
 
 export interface WorkerLike {
   post(message: unknown, transfer?: Transferable[]): void;
@@ -90,18 +90,10 @@ export interface WorkerRunner extends AsyncRunner {
 }
 
 /** An MhaCall as it crosses to the worker: the cache's rows the worker has not seen travel with it. */
-export interface WorkerMhaCall {
-  x: Float32Array;
-  kv?: Float32Array;
-  batch: number;
-  seqQ: number;
-  seqKv: number;
-  causal: boolean;
-  mask?: ResolvedMask;
-  keyLengths?: Int32Array;
+export type WorkerMhaCall = Omit<MhaCall, 'out' | 'cache'> & {
   outLength: number;
   cache?: { id: number; maxLength: number; length: number; from: number; k: Float32Array; v: Float32Array };
-}
+};
 
 type Pending = { resolve: (reply: WorkerReply) => void; reject: (e: Error) => void };
 
