@@ -15,8 +15,8 @@ import { relaxedSimdNeedsFlag } from './ours.js';
 import type { LimitResult } from './types.js';
 
 const PROBES = {
-  wasmSimd: { src: 'peak-simd.ts', out: 'peak-simd.wasm', fns: ['muladd8', 'muladd12'], enable: ['simd'] },
-  wasmRelaxed: { src: 'peak-relaxed.ts', out: 'peak-relaxed.wasm', fns: ['madd8', 'madd12'], enable: ['simd', 'relaxed-simd'] },
+  wasmSimd: { src: 'peak.ts', out: 'peak-simd.wasm', fns: ['acc8', 'acc12'], enable: ['simd'] },
+  wasmRelaxed: { src: 'peak.ts', out: 'peak-relaxed.wasm', fns: ['acc8', 'acc12'], enable: ['simd', 'relaxed-simd'] },
 } as const;
 
 /**

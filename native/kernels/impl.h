@@ -42,6 +42,9 @@ constexpr int MM_NB = kMmNV * W;  // columns per matmul panel
 #endif
 constexpr int64_t MM_KC = SA_MM_KC;  // depth per matmul pass
 constexpr int64_t MM_MC = SA_MM_MC;  // rows per matmul task
+#ifndef SA_MM_PFL
+#define SA_MM_PFL 2  // locality of the packed-B prefetch (2: prefetcht1, towards L2)
+#endif
 #ifndef SA_ATT_BK
 #define SA_ATT_BK 64
 #endif
@@ -727,34 +730,11 @@ static void pack_b_impl(const float* b, int64_t ldb, bool tb, int64_t k, int64_t
   }
 }
 
-// A packed per depth block: row tiles of kMmMR rows (the last one may be shorter: rr rows), each
-// stored [kk][rr], so the micro-kernel's broadcasts read one contiguous stream.
-// dst + r0 * kc holds the tile of rows r0.. (every earlier tile is full).
-static void pack_a(const float* a, int64_t lda, int64_t rows, int64_t kc, float* dst) {
-  for (int64_t r0 = 0; r0 < rows; r0 += kMmMR) {
-    const int rr = (int)imin(kMmMR, rows - r0);
-    float* d = dst + r0 * kc;
-    const float* src = a + r0 * lda;
-    int64_t kk = 0;
-#ifdef SA_HAVE_TRANSPOSE
-    if constexpr (kMmMR <= W) {
-      for (; kk + W <= kc; kk += W) {
-        T r[W];
-        SA_UNROLL for (int i = 0; i < W; ++i) r[i] = i < rr ? V::load(src + i * lda + kk) : V::zero();
-        V::transpose(r);
-        SA_UNROLL for (int i = 0; i < W; ++i) V::store_partial(d + (kk + i) * rr, r[i], rr);
-      }
-    }
-#endif
-    for (; kk < kc; ++kk)
-      for (int r = 0; r < rr; ++r) d[kk * rr + r] = src[r * lda + kk];
-  }
-}
-
-// init: 0 = zero, 1 = bias, 2 = accumulate into C.  ap: packed A tile ([kk][R])
+// init: 0 = zero, 1 = bias, 2 = accumulate into C
 template <int R>
-static inline void mm_tile(const float* __restrict ap, const float* __restrict bp, int64_t kc,
-                           float* __restrict cp, int64_t ldc, int cols, int init, const float* __restrict bias) {
+static inline void mm_tile(const float* __restrict a, int64_t lda, const float* __restrict bp, int64_t kc,
+                           float* __restrict cp, int64_t ldc, int cols, int init, const float* __restrict bias,
+                           const float* pf, int64_t pfl) {
   T acc[R][kMmNV];
   int cnt[kMmNV];
   SA_UNROLL for (int v = 0; v < kMmNV; ++v) cnt[v] = (int)iclamp(cols - v * W, 0, W);
@@ -769,10 +749,11 @@ static inline void mm_tile(const float* __restrict ap, const float* __restrict b
       acc[r][v] = cnt[v] == W ? V::load(cp + r * ldc + v * W) : V::load_partial(cp + r * ldc + v * W, cnt[v]);
   }
   for (int64_t kk = 0; kk < kc; ++kk) {
+    if (kk < pfl) __builtin_prefetch(pf + kk * 16, 0, SA_MM_PFL);
     T bv[kMmNV];
     SA_UNROLL for (int v = 0; v < kMmNV; ++v) bv[v] = V::load(bp + kk * MM_NB + v * W);
     SA_UNROLL for (int r = 0; r < R; ++r) {
-      T av = V::set1(ap[kk * R + r]);
+      T av = V::set1(a[r * lda + kk]);
       SA_UNROLL for (int v = 0; v < kMmNV; ++v) acc[r][v] = V::fmadd(av, bv[v], acc[r][v]);
     }
   }
@@ -783,70 +764,54 @@ static inline void mm_tile(const float* __restrict ap, const float* __restrict b
 }
 
 template <int R>
-static inline void mm_dispatch(int r, const float* ap, const float* bp, int64_t kc, float* cp, int64_t ldc,
-                               int cols, int init, const float* bias) {
+static inline void mm_dispatch(int r, const float* a, int64_t lda, const float* bp, int64_t kc, float* cp, int64_t ldc,
+                               int cols, int init, const float* bias, const float* pf, int64_t pfl) {
   if constexpr (R > 0) {
-    if (r == R) return mm_tile<R>(ap, bp, kc, cp, ldc, cols, init, bias);
-    mm_dispatch<R - 1>(r, ap, bp, kc, cp, ldc, cols, init, bias);
+    if (r == R) return mm_tile<R>(a, lda, bp, kc, cp, ldc, cols, init, bias, pf, pfl);
+    mm_dispatch<R - 1>(r, a, lda, bp, kc, cp, ldc, cols, init, bias, pf, pfl);
   }
 }
-
-#ifndef SA_MM_PG
-#define SA_MM_PG 12
-#endif
-constexpr int64_t MM_PG = SA_MM_PG;  // at most this many panels per task (A packed once for them)
 
 struct MmCtx {
   const MatmulParams* p;
   const float* packed;     // packed B of batch 0
   int64_t packed_stride;   // floats between packed B of consecutive batches (0 = shared)
-  int64_t nmb, np, ng, pg; // row blocks, panels, panel groups, panels per group
-  Scratch* scratch;        // packed A, MM_MC x MM_KC per worker
+  int64_t nmb, np;
   // packing stage
   const float* bsrc;
   int64_t ldb;
 };
 
-static void mm_setup(MmCtx& c, const MatmulParams& p) {
-  c.nmb = (p.m + MM_MC - 1) / MM_MC;
-  c.np = (p.n + MM_NB - 1) / MM_NB;
-  c.ng = (c.np + MM_PG - 1) / MM_PG;
-  c.pg = (c.np + c.ng - 1) / c.ng;
-  c.ng = (c.np + c.pg - 1) / c.pg;
-}
-
-static void mm_task(void* vctx, int64_t t, int worker) {
+static void mm_task(void* vctx, int64_t t, int) {
   MmCtx& c = *(MmCtx*)vctx;
   const MatmulParams& p = *c.p;
-  const int64_t g = t % c.ng;
-  const int64_t mb = (t / c.ng) % c.nmb;
-  const int64_t bi = t / (c.ng * c.nmb);
+  const int64_t pn = t % c.np;
+  const int64_t mb = (t / c.np) % c.nmb;
+  const int64_t bi = t / (c.np * c.nmb);
   const float* a = p.a + bi * p.stride_a;
   float* cc = p.c + bi * (p.m * p.ldc);
-  const int64_t p0 = g * c.pg, p1 = imin(c.np, p0 + c.pg);
+  const float* bp = c.packed + bi * c.packed_stride + pn * p.k * MM_NB;
   const int64_t r0 = mb * MM_MC, r1 = imin(p.m, r0 + MM_MC);
+  const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
+  const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
   if (p.k == 0) {
-    for (int64_t pn = p0; pn < p1; ++pn) {
-      const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
-      const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int j = 0; j < cols; ++j) cc[r * p.ldc + pn * MM_NB + j] = bias ? bias[j] : 0.0f;
-    }
+    for (int64_t r = r0; r < r1; ++r)
+      for (int j = 0; j < cols; ++j) cc[r * p.ldc + pn * MM_NB + j] = bias ? bias[j] : 0.0f;
     return;
   }
-  float* ap = c.scratch->bufs[worker];
   for (int64_t k0 = 0; k0 < p.k; k0 += MM_KC) {
     const int64_t kc = imin(MM_KC, p.k - k0);
-    pack_a(a + r0 * p.lda + k0, p.lda, r1 - r0, kc, ap);
-    for (int64_t pn = p0; pn < p1; ++pn) {
-      const float* bp = c.packed + bi * c.packed_stride + pn * p.k * MM_NB;
-      const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
-      const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
-      const int init = k0 > 0 ? 2 : (bias ? 1 : 0);
-      for (int64_t r = r0; r < r1; r += kMmMR) {
-        int rr = (int)imin(kMmMR, r1 - r);
-        mm_dispatch<kMmMR>(rr, ap + (r - r0) * kc, bp + k0 * MM_NB, kc, cc + r * p.ldc + pn * MM_NB, p.ldc, cols, init, bias);
-      }
+    const int init = k0 > 0 ? 2 : (bias ? 1 : 0);
+    // the next kc x MM_NB slice of packed B (the next depth block, or the next panel's first one:
+    // panels are stored one after another) is prefetched towards L2, a share per row tile
+    const float* nx = bp + (k0 + kc) * MM_NB;
+    const int64_t ntiles = (r1 - r0 + kMmMR - 1) / kMmMR;
+    const int64_t lines = (kc * MM_NB + 15) / 16, share = (lines + ntiles - 1) / ntiles;
+    for (int64_t r = r0; r < r1; r += kMmMR) {
+      int rr = (int)imin(kMmMR, r1 - r);
+      const int64_t i = (r - r0) / kMmMR, pfl = imin(share, lines - i * share);
+      mm_dispatch<kMmMR>(rr, a + r * p.lda + k0, p.lda, bp + k0 * MM_NB, kc, cc + r * p.ldc + pn * MM_NB, p.ldc, cols, init, bias,
+                         nx + i * share * 16, pfl);
     }
   }
 }
@@ -858,11 +823,9 @@ static int matmul_packed_impl(const MatmulParams& p, const PackedB& pb, Parallel
   c.p = &p;
   c.packed = pb.data;
   c.packed_stride = 0;
-  mm_setup(c, p);
-  Scratch scratch;
-  if (!scratch.alloc(par.workers(), MM_MC * MM_KC)) return kErrAlloc;
-  c.scratch = &scratch;
-  par.run(p.batch * c.nmb * c.ng, mm_task, &c);
+  c.nmb = (p.m + MM_MC - 1) / MM_MC;
+  c.np = (p.n + MM_NB - 1) / MM_NB;
+  par.run(p.batch * c.nmb * c.np, mm_task, &c);
   return kOk;
 }
 
@@ -885,14 +848,9 @@ static int matmul_impl(const MatmulParams& p, Parallel& par) {
   c.bsrc = p.b;
   c.ldb = p.transpose_b ? p.k : p.n;
   par.run(nb, pack_task, &c);
-  mm_setup(c, p);
-  Scratch scratch;
-  if (!scratch.alloc(par.workers(), MM_MC * MM_KC)) {
-    ffree(packed);
-    return kErrAlloc;
-  }
-  c.scratch = &scratch;
-  par.run(p.batch * c.nmb * c.ng, mm_task, &c);
+  c.nmb = (p.m + MM_MC - 1) / MM_MC;
+  c.np = (p.n + MM_NB - 1) / MM_NB;
+  par.run(p.batch * c.nmb * c.np, mm_task, &c);
   ffree(packed);
   return kOk;
 }
