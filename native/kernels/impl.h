@@ -748,8 +748,18 @@ static inline void mm_tile(const float* __restrict a, int64_t lda, const float* 
     SA_UNROLL for (int r = 0; r < R; ++r) SA_UNROLL for (int v = 0; v < kMmNV; ++v)
       acc[r][v] = cnt[v] == W ? V::load(cp + r * ldc + v * W) : V::load_partial(cp + r * ldc + v * W, cnt[v]);
   }
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    if (kk < pfl) __builtin_prefetch(pf + kk * 16, 0, SA_MM_PFL);
+  // the prefetching steps first, in a loop of their own (the plain loop needs one register less)
+  const int64_t k1 = iclamp(pfl, 0, kc);  // pfl may be <= 0 (nothing left to prefetch)
+  for (int64_t kk = 0; kk < k1; ++kk) {
+    __builtin_prefetch(pf + kk * 16, 0, SA_MM_PFL);
+    T bv[kMmNV];
+    SA_UNROLL for (int v = 0; v < kMmNV; ++v) bv[v] = V::load(bp + kk * MM_NB + v * W);
+    SA_UNROLL for (int r = 0; r < R; ++r) {
+      T av = V::set1(a[r * lda + kk]);
+      SA_UNROLL for (int v = 0; v < kMmNV; ++v) acc[r][v] = V::fmadd(av, bv[v], acc[r][v]);
+    }
+  }
+  for (int64_t kk = k1; kk < kc; ++kk) {
     T bv[kMmNV];
     SA_UNROLL for (int v = 0; v < kMmNV; ++v) bv[v] = V::load(bp + kk * MM_NB + v * W);
     SA_UNROLL for (int r = 0; r < R; ++r) {
