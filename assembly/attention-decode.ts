@@ -3,8 +3,9 @@
 // The 4-row tiles of attention.ts would be mostly padding here, and packing K would read K
 // twice; instead the scores come straight from K's rows (four keys at a time, the four dot
 // products reduced together), the row's softmax is computed over the whole row in scratch,
-// and O = P * V streams V in blocks of 32 columns. Keys with zero weight are skipped, so a
-// hidden key's value is never read.
+// and O = P * V streams V in blocks of 32 columns. Every visible key is multiplied, zero
+// weights included (a weight that underflows to 0 still turns a NaN value into NaN, as in the
+// reference); a hidden key's value is never read.
 
 import { fmadd, exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
 
@@ -70,7 +71,8 @@ export function decodeRow(
   for (; j < lim; j++) store<f32>(srow + (<usize>j) * 4, dot1(qrow, kbase + (<usize>j) * ldk, D) * s2);
   const lim4 = (lim + 3) & ~3;
   for (j = lim; j < lim4; j++) store<f32>(srow + (<usize>j) * 4, -Infinity);
-  // ---- mask
+  // ---- mask (keys past lim are hidden too, but never visited)
+  let anyHidden = false;
   if (maskKind == 1) {
     for (j = 0; j < lim; j++) {
       const p = srow + (<usize>j) * 4;
@@ -78,7 +80,10 @@ export function decodeRow(
     }
   } else if (maskKind == 2) {
     for (j = 0; j < lim; j++) {
-      if (load<u8>(mask + mr + (<usize>j) * msk) == 0) store<f32>(srow + (<usize>j) * 4, -Infinity);
+      if (load<u8>(mask + mr + (<usize>j) * msk) == 0) {
+        store<f32>(srow + (<usize>j) * 4, -Infinity);
+        anyHidden = true;
+      }
     }
   }
   // ---- softmax over the row (pmax may drop a NaN; exp2 then carries it into the sum)
@@ -107,17 +112,30 @@ export function decodeRow(
     const fill: f32 = l != l ? NaN : 0;
     for (j = lim; j < Sk; j++) store<f32>(w + (<usize>j) * 4, fill);
   }
-  // ---- O = P * V / l, 32 columns at a time, then 4, then 1
-  const ldv = vss * 4;
+  // ---- O = P * V / l; the test for hidden keys only where the mask hid some
+  if (anyHidden) pvRow(out, srow, vbase, vss * 4, Dv, lim, inv, mask, mr, msk, true);
+  else pvRow(out, srow, vbase, vss * 4, Dv, lim, inv, mask, mr, msk, false);
+}
+
+/**
+ * out[0..Dv) = inv * sum over keys j < lim of p[j] * V[j], 32 columns at a time, then 4, then 1.
+ * With skipHidden, keys the boolean mask hides are left out (their value is never read).
+ * Always called with a constant skipHidden, so the other loops carry no test.
+ */
+// @ts-ignore: decorator
+@inline function pvRow(
+  out: usize, srow: usize, vbase: usize, ldv: usize, Dv: i32, lim: i32, inv: f32,
+  mask: usize, mr: usize, msk: usize, skipHidden: bool
+): void {
   const vi = f32x4.splat(inv);
+  let j = 0;
   let d0 = 0;
   for (; d0 + 32 <= Dv; d0 += 32) {
     let o0 = f32x4.splat(0), o1 = o0, o2 = o0, o3 = o0, o4 = o0, o5 = o0, o6 = o0, o7 = o0;
     let vr = vbase + (<usize>d0) * 4;
     for (j = 0; j < lim; j++, vr += ldv) {
-      const pj = load<f32>(srow + (<usize>j) * 4);
-      if (pj == 0) continue;
-      const p = f32x4.splat(pj);
+      if (skipHidden && load<u8>(mask + mr + (<usize>j) * msk) == 0) continue;
+      const p = f32x4.splat(load<f32>(srow + (<usize>j) * 4));
       o0 = fmadd(p, v128.load(vr), o0);
       o1 = fmadd(p, v128.load(vr, 16), o1);
       o2 = fmadd(p, v128.load(vr, 32), o2);
@@ -141,9 +159,8 @@ export function decodeRow(
     let o0 = f32x4.splat(0);
     let vr = vbase + (<usize>d0) * 4;
     for (j = 0; j < lim; j++, vr += ldv) {
-      const pj = load<f32>(srow + (<usize>j) * 4);
-      if (pj == 0) continue;
-      o0 = fmadd(f32x4.splat(pj), v128.load(vr), o0);
+      if (skipHidden && load<u8>(mask + mr + (<usize>j) * msk) == 0) continue;
+      o0 = fmadd(f32x4.splat(load<f32>(srow + (<usize>j) * 4)), v128.load(vr), o0);
     }
     v128.store(out + (<usize>d0) * 4, f32x4.mul(o0, vi));
   }
@@ -151,9 +168,8 @@ export function decodeRow(
     let o: f32 = 0;
     let vr = vbase + (<usize>d0) * 4;
     for (j = 0; j < lim; j++, vr += ldv) {
-      const pj = load<f32>(srow + (<usize>j) * 4);
-      if (pj == 0) continue;
-      o += pj * load<f32>(vr);
+      if (skipHidden && load<u8>(mask + mr + (<usize>j) * msk) == 0) continue;
+      o += load<f32>(srow + (<usize>j) * 4) * load<f32>(vr);
     }
     store<f32>(out + (<usize>d0) * 4, o * inv);
   }

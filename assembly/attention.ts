@@ -160,12 +160,18 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
 }
 
 /**
- * O[rows4][dv8] += P[rows4][tw] * V_tile[tw][dv8]. With non-finite values in V, keys of zero
- * weight are skipped row by row instead (a hidden key's value is never read, as in the reference).
+ * O[rows4][dv8] += P[rows4][tw] * V_tile[tw][dv8] through the micro-kernel, which multiplies every
+ * key: a visible key whose weight underflowed to 0 still turns a NaN value into NaN, as in the
+ * reference. With skipHidden (V holds a NaN or an Infinity and some keys are hidden) it goes row
+ * by row instead, leaving out the keys hidden from each row (past its limit in LIM, or hidden by
+ * the boolean mask): a hidden key's value is never read.
  */
 // @ts-ignore: decorator
-@inline function pvTile(S: usize, O: usize, ldo: usize, vt: usize, ldv: usize, tw: i32, rows4: i32, dv8: i32, safe: bool): void {
-  if (!safe) {
+@inline function pvTile(
+  S: usize, O: usize, ldo: usize, vt: usize, ldv: usize, j0: i32, tw: i32, rows: i32, rows4: i32, dv8: i32,
+  skipHidden: bool, lim: usize, mask: usize, maskKind: i32, mrow0: usize, msq: usize, msk: usize
+): void {
+  if (!skipHidden) {
     for (let r = 0; r < rows4; r += 4) {
       const prow = S + (<usize>r) * (<usize>BC) * 4;
       const orow = O + (<usize>r) * ldo;
@@ -174,13 +180,14 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
       }
     }
   } else {
-    for (let r = 0; r < rows4; r++) {
+    for (let r = 0; r < rows; r++) {
       const prow = S + (<usize>r) * (<usize>BC) * 4;
       const orow = O + (<usize>r) * ldo;
-      for (let j = 0; j < tw; j++) {
-        const p = load<f32>(prow + (<usize>j) * 4);
-        if (p == 0) continue;
-        const vp = f32x4.splat(p);
+      const mr = mrow0 + (<usize>r) * msq;
+      const jv = min<i32>(load<i32>(lim + (<usize>r) * 4) - j0, tw); // this row's keys [0, jv)
+      for (let j = 0; j < jv; j++) {
+        if (maskKind == 2 && load<u8>(mask + mr + (<usize>(j0 + j)) * msk) == 0) continue;
+        const vp = f32x4.splat(load<f32>(prow + (<usize>j) * 4));
         const vrow = vt + (<usize>j) * ldv;
         for (let d = 0; d < dv8; d += 4) {
           const o = orow + (<usize>d) * 4;
@@ -278,8 +285,9 @@ export function attention(
         vbase = Vp;
         ldv = (<usize>dv8) * 4;
       }
-      // a NaN / Infinity in V must not leak through a hidden key's zero weight (0 * NaN)
-      const vNonFinite = hasNonFinite(vbase, ldv, kl, dv8);
+      // a NaN / Infinity in V must not leak through a hidden key's zero weight (0 * NaN); only
+      // causal limits and a boolean mask hide keys inside the tiles (past kl none are visited)
+      const skipHidden = (causal != 0 || maskKind == 2) && hasNonFinite(vbase, ldv, kl, dv8);
 
       for (let g = 0; g < group; g++) {
         const h = hk * group + g;
@@ -349,7 +357,7 @@ export function attention(
                 const srow = S + (<usize>r) * (<usize>BC) * 4;
                 for (let c = 0; c < tw8; c += 4) v128.store(srow + (<usize>c) * 4, zero);
               }
-              pvTile(S, O, ldo, vbase + (<usize>j0) * ldv, ldv, tw, rows4, dv8, vNonFinite);
+              pvTile(S, O, ldo, vbase + (<usize>j0) * ldv, ldv, j0, tw, rows, rows4, dv8, skipHidden, LIM, mask, maskKind, mrow0, msq, msk);
             }
             // normalise and write
             for (let r = 0; r < rows; r++) {
@@ -404,7 +412,7 @@ export function attention(
                 const srow = S + (<usize>r) * (<usize>BC) * 4;
                 for (let c = 0; c < tw8; c += 4) v128.store(srow + (<usize>c) * 4, zero);
               }
-              pvTile(S, O, ldo, vbase + (<usize>j0) * ldv, ldv, tw, rows4, dv8, vNonFinite);
+              pvTile(S, O, ldo, vbase + (<usize>j0) * ldv, ldv, j0, tw, rows, rows4, dv8, skipHidden, LIM, mask, maskKind, mrow0, msq, msk);
             }
             for (let r = 0; r < rows; r++) {
               // weights past the block's last visible key are zero (NaN in a NaN row, as the
