@@ -6,6 +6,10 @@ namespace sa {
 // GFLOP/s of independent FMA chains with the table of `isa` (nullptr = best), `threads` threads
 // running for about `millis` ms each. Returns < 0 on failure.
 double fma_peak_gflops(const char* isa, int threads, double millis);
-// GB/s (1e9 bytes/s) reading a `bytes` buffer with `threads` threads, best of several passes.
+// GB/s (1e9 bytes/s) reading a `bytes` buffer with `threads` threads: each thread reads its own
+// slice with the widest loads the CPU has, several streams at once, and times its own reading in
+// passes that all threads start together (thread start/join and first touch are not timed);
+// the result is the best pass: all bytes / (first thread's start .. last thread's end).
+// Returns < 0 on failure.
 double read_bandwidth_gbs(int64_t bytes, int threads);
 }  // namespace sa
