@@ -493,6 +493,24 @@ static void flash_task(void* vctx, int64_t t, int worker) {
 // every (query head of the group, query). K and V are read once from memory per task.
 // ---------------------------------------------------------------------------------------------
 
+#ifndef SA_DEC_PF
+#define SA_DEC_PF 8192
+#endif
+#ifndef SA_DEC_PFL
+#define SA_DEC_PFL 2
+#endif
+// Decoding streams K and V from memory once, one row after another; the hardware prefetcher
+// stops at each 4 KiB page and restarts behind the loads, so the rows SA_DEC_PF bytes ahead are
+// prefetched by hand towards L2 (every line of them), which keeps more lines in flight. Paired
+// runs of decode4k here: +11% on one thread, +16% on two (8 KiB ahead; 1-4 KiB gained less,
+// 16 KiB the same; prefetching into L1 gained 4%, non-temporal prefetches halved the speed).
+// Prefetches never fault, so running past the end of the tensor is harmless.
+static inline void prefetch_row(const float* r, int64_t n) {
+  // integer arithmetic: the address may lie past the end of the tensor (no pointer is formed there)
+  const uintptr_t c = (uintptr_t)r + SA_DEC_PF;
+  for (int64_t x = 0; x < n * (int64_t)sizeof(float); x += 64) __builtin_prefetch((const void*)(c + (uintptr_t)x), 0, SA_DEC_PFL);
+}
+
 static inline float dot_row(const float* a, const float* b, int64_t D) {
   T acc0 = V::zero(), acc1 = V::zero();
   int64_t d = 0;
@@ -535,6 +553,7 @@ static void pv_row(const float* pj, int64_t n, const float* v0, int64_t vs, int6
     for (int64_t j = 0; j < n; ++j) {
       if (hidden && hidden[j]) continue;  // a hidden key's value is never read
       const float* vr = v0 + j * vs + c;
+      if (SA_DEC_PF > 0) prefetch_row(vr, cw);
       T pb = V::set1(pj[j]);
       SA_UNROLL for (int g = 0; g < G; ++g) if (g < full) acc[g] = V::fmadd(pb, V::load(vr + g * W), acc[g]);
       if (rem) acc[G] = V::fmadd(pb, V::load_partial(vr + (int64_t)full * W, rem), acc[G]);
@@ -572,6 +591,7 @@ static void direct_task(void* vctx, int64_t t, int worker) {
     float mx = kNegInf;
     bool any_hidden = false;
     for (int64_t j = 0; j < n; ++j) {
+      if (SA_DEC_PF > 0) prefetch_row(kbase + (lo + j) * p.k_ss, D);
       float sv = dot_row(qrow, kbase + (lo + j) * p.k_ss, D) * pl.qscale;
       if (p.mask_kind == kMaskAdditive) sv += mask_value(p, b, h, i, lo + j);
       if (p.mask_kind == kMaskBoolean) {
