@@ -203,6 +203,17 @@ static inline void pv_all(const float* pt, int64_t nk, const float* v0, int64_t 
   }
 }
 
+#ifdef SA_HAVE_TRANSPOSE
+// r[i] = the first `cols` floats of row i (src + i * stride) for i < rows, zero elsewhere: the
+// W x W block that pack_qt and pack_b transpose through registers
+static inline void load_block(const float* src, int64_t stride, int64_t rows, int cols, T* r) {
+  SA_UNROLL for (int i = 0; i < W; ++i) {
+    if (i < rows) r[i] = cols == W ? V::load(src + i * stride) : V::load_partial(src + i * stride, cols);
+    else r[i] = V::zero();
+  }
+}
+#endif
+
 // qt[d][q] = src[q * ss + d] * s for q < nq (lanes nq.. are zero), d < D
 static inline void pack_qt(const float* src, int64_t ss, int64_t nq, int64_t D, float s, float* qt) {
 #ifdef SA_HAVE_TRANSPOSE
@@ -212,10 +223,7 @@ static inline void pack_qt(const float* src, int64_t ss, int64_t nq, int64_t D, 
     for (int64_t d0 = 0; d0 < D; d0 += W) {
       const int dw = (int)imin(W, D - d0);
       T r[W];
-      SA_UNROLL for (int i = 0; i < W; ++i) {
-        if (i < rows) r[i] = dw == W ? V::load(src + (q0 + i) * ss + d0) : V::load_partial(src + (q0 + i) * ss + d0, dw);
-        else r[i] = V::zero();
-      }
+      load_block(src + q0 * ss + d0, ss, rows, dw, r);
       V::transpose(r);
       SA_UNROLL for (int j = 0; j < W; ++j) if (j < dw) V::store(qt + (d0 + j) * BQ + q0, V::mul(r[j], sv));
     }
@@ -731,11 +739,7 @@ static void pack_b_impl(const float* b, int64_t ldb, bool tb, int64_t k, int64_t
         for (int64_t k0 = 0; k0 < k; k0 += W) {
           const int kw = (int)imin(W, k - k0);
           T r[W];
-          SA_UNROLL for (int i = 0; i < W; ++i) {
-            const float* src = b + (c0 + j0 + i) * ldb + k0;
-            if (i < rows) r[i] = kw == W ? V::load(src) : V::load_partial(src, kw);
-            else r[i] = V::zero();
-          }
+          load_block(b + (c0 + j0) * ldb + k0, ldb, rows, kw, r);
           V::transpose(r);
           SA_UNROLL for (int i = 0; i < W; ++i) if (i < kw) V::store(pd + (k0 + i) * MM_NB + j0, r[i]);
         }
