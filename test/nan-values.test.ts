@@ -42,6 +42,13 @@ function maskColumn(Sq: number, Sk: number, key: number, by?: number): Tensor<Ui
   return { data, shape: [Sq, Sk] };
 }
 
+/** A [Sq, Sk] additive mask with value(i, j) at row i, column j. */
+function additive(Sq: number, Sk: number, value: (i: number, j: number) => number): Tensor<Float32Array> {
+  const data = new Float32Array(Sq * Sk);
+  for (let i = 0; i < Sq; i++) for (let j = 0; j < Sk; j++) data[i * Sk + j] = value(i, j);
+  return { data, shape: [Sq, Sk] };
+}
+
 // Sq >= 4 runs the wasm flash path, Sq < 4 its decode path; Dv 5 and 37 cover the packed-V
 // and column-tail code; Sk 70 spans two key tiles.
 const CASES: Case[] = [
@@ -52,6 +59,19 @@ const CASES: Case[] = [
   { name: 'flash: additive mask pushes it 200 lower', dims: [1, 2, 2, 12, 20, 8, 8], key: 3, opts: { mask: maskColumn(12, 20, 3, -200) }, sees: all },
   { name: 'flash: boolean mask hides it', dims: [1, 2, 2, 70, 70, 8, 8], key: 5, opts: { mask: maskColumn(70, 70, 5) }, sees: none },
   { name: 'flash: keyLengths hide it', dims: [1, 2, 2, 16, 70, 8, 8], key: 65, opts: { keyLengths: [60] }, sees: none },
+  // An additive -Infinity gives a key weight 0 without hiding it: a row whose every key has it
+  // is all zero weights (softmax of nothing finite), and 0 * NaN still reaches its output.
+  {
+    name: 'flash: additive -Infinity on every key of rows < 6',
+    dims: [1, 2, 2, 12, 20, 8, 8],
+    key: 3,
+    opts: { mask: additive(12, 20, (i, j) => (i < 6 ? -Infinity : j === 3 ? -200 : 0)) },
+    sees: all,
+  },
+  // 2100 keys split the decode row into chunks of 512 natively: the first chunk is all -Infinity
+  { name: 'decode, split: additive -Infinity on the NaN key\'s chunk', dims: [1, 2, 1, 1, 2100, 8, 8], key: 5, opts: { mask: additive(1, 2100, (_, j) => (j < 512 ? -Infinity : 0)) }, sees: all },
+  { name: 'decode, split: additive -Infinity on every key', dims: [1, 2, 1, 1, 2100, 8, 8], key: 700, opts: { mask: additive(1, 2100, () => -Infinity) }, sees: all },
+  { name: 'decode: additive -Infinity on every key', dims: [1, 2, 2, 2, 40, 8, 8], key: 7, opts: { mask: additive(2, 40, () => -Infinity) }, sees: all },
   { name: 'decode: visible, Dv 37', dims: [1, 2, 1, 1, 100, 8, 37], key: 37, sees: all },
   { name: 'decode: causal hides it from row 0, weights', dims: [1, 2, 2, 3, 50, 8, 8], key: 48, opts: { causal: true, returnWeights: true }, sees: (i) => i >= 1 },
   { name: 'decode: boolean mask hides it', dims: [1, 2, 2, 1, 100, 8, 37], key: 37, opts: { mask: maskColumn(1, 100, 37) }, sees: none },

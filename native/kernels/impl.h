@@ -237,7 +237,9 @@ static inline void pack_qt(const float* src, int64_t ss, int64_t nq, int64_t D, 
 #endif
 }
 
-// dst[q * ds + c] = ot[c][q] * inv[q] for q < nq, c < Dv; a row with l == 0 gives zeros
+// dst[q * ds + c] = ot[c][q] * inv[q] + 0 for q < nq, c < Dv. A row with l == 0 (every key it
+// read has weight 0: an additive -Infinity) gets inv 0, so it is zero unless a value it read was
+// NaN or infinite (0 * NaN), as in the reference; the + 0 turns the -0 of 0 * negative into +0.
 static inline void write_out(const float* ot, const float* lo, int64_t nq, int64_t Dv, float* dst, int64_t ds, float* inv) {
   for (int64_t q = 0; q < nq; ++q) inv[q] = lo[q] == 0.0f ? 0.0f : 1.0f / lo[q];
 #ifdef SA_HAVE_TRANSPOSE
@@ -247,7 +249,7 @@ static inline void write_out(const float* ot, const float* lo, int64_t nq, int64
     for (int64_t c0 = 0; c0 < Dv; c0 += W) {
       const int cw = (int)imin(W, Dv - c0);
       T r[W];
-      SA_UNROLL for (int j = 0; j < W; ++j) r[j] = j < cw ? V::mul(V::load(ot + (c0 + j) * BQ + q0), iv) : V::zero();
+      SA_UNROLL for (int j = 0; j < W; ++j) r[j] = j < cw ? V::add(V::mul(V::load(ot + (c0 + j) * BQ + q0), iv), V::zero()) : V::zero();
       V::transpose(r);
       SA_UNROLL for (int i = 0; i < W; ++i) {
         if (i < rows) {
@@ -257,14 +259,10 @@ static inline void write_out(const float* ot, const float* lo, int64_t nq, int64
       }
     }
   }
-  for (int64_t q = 0; q < nq; ++q)
-    if (lo[q] == 0.0f)
-      for (int64_t c = 0; c < Dv; ++c) dst[q * ds + c] = 0.0f;
 #else
   for (int64_t q = 0; q < nq; ++q) {
     float* orow = dst + q * ds;
-    const float l = lo[q];
-    for (int64_t c = 0; c < Dv; ++c) orow[c] = l == 0.0f ? 0.0f : ot[c * BQ + q] * inv[q];
+    for (int64_t c = 0; c < Dv; ++c) orow[c] = ot[c * BQ + q] * inv[q] + 0.0f;
   }
 #endif
 }
@@ -621,8 +619,9 @@ static void direct_task(void* vctx, int64_t t, int worker) {
     const int64_t row = (b * p.heads + h) * Sq + i;
     if (pl.nchunks == 1) {
       float* orow = p.out + b * p.o_sb + h * p.o_sh + i * p.o_ss;
+      // l == 0: every key read had weight 0, and a NaN value among them still gives NaN
       const float inv = l == 0.0f ? 0.0f : 1.0f / l;
-      for (int64_t x = 0; x < Dv; ++x) orow[x] = l == 0.0f ? 0.0f : o[x] * inv;
+      for (int64_t x = 0; x < Dv; ++x) orow[x] = o[x] * inv + 0.0f;
       if (p.weights) {
         float* wrow = p.weights + row * Sk;
         if (l != l)
@@ -656,21 +655,20 @@ static void combine_task(void* vctx, int64_t row, int) {
     if (m > mx) mx = m;
   }
   float* orow = p.out + b * p.o_sb + h * p.o_sh + i * p.o_ss;
-  if (!nan && mx == kNegInf) {
-    for (int64_t x = 0; x < Dv; ++x) orow[x] = 0.0f;
-    return;
-  }
+  // A chunk whose max is -Infinity read no key or only keys of weight 0: its sum is 0 and its
+  // weighted values are 0 unless one of them was NaN, which must reach the output (0 * NaN), so
+  // it is combined with the factor 0 rather than skipped (every chunk, when no key has weight).
+  const bool none = !nan && mx == kNegInf;
   float l = 0.0f;
   for (int64_t x = 0; x < Dv; ++x) orow[x] = 0.0f;
   for (int64_t k = 0; k < nch; ++k) {
     const float* pk = part + k * (2 + Dv);
-    if (pk[0] == kNegInf) continue;  // chunk with no visible key
-    float e = nan ? __builtin_nanf("") : exp2f(pk[0] - mx);
+    const float e = nan ? __builtin_nanf("") : (none || pk[0] == kNegInf ? 0.0f : exp2f(pk[0] - mx));
     l += pk[1] * e;
     for (int64_t x = 0; x < Dv; ++x) orow[x] += pk[2 + x] * e;
   }
-  const float inv = 1.0f / l;
-  for (int64_t x = 0; x < Dv; ++x) orow[x] = l == 0.0f ? 0.0f : orow[x] * inv;
+  const float inv = l == 0.0f ? 0.0f : 1.0f / l;
+  for (int64_t x = 0; x < Dv; ++x) orow[x] = orow[x] * inv + 0.0f;
 }
 
 static int attention_impl(const AttnParams& p, Parallel& par) {

@@ -55,12 +55,13 @@ static void ref_attention(const AttnParams& p, std::vector<double>& out, std::ve
           if (v && std::isnan(sv)) mx = NAN;
           if (v && !std::isnan(mx) && sv > mx) mx = sv;
         }
+        // as the TypeScript reference: no finite score gives zero weights, yet the visible keys'
+        // values are still multiplied by them (0 * NaN = NaN)
         any = !(mx == -INFINITY);
-        if (!any) continue;
         double l = 0;
-        for (int64_t j = 0; j < p.seq_k; ++j) { s[(size_t)j] = vis[(size_t)j] ? std::exp(s[(size_t)j] - mx) : 0.0; l += s[(size_t)j]; }
+        for (int64_t j = 0; j < p.seq_k; ++j) { s[(size_t)j] = vis[(size_t)j] && any ? std::exp(s[(size_t)j] - mx) : 0.0; l += s[(size_t)j]; }
         for (int64_t j = 0; j < p.seq_k; ++j) {
-          double pj = s[(size_t)j] / l;
+          double pj = any ? s[(size_t)j] / l : 0.0;
           w[(size_t)(((b * p.heads + h) * p.seq_q + i) * p.seq_k + j)] = pj;
           if (!vis[(size_t)j]) continue;
           for (int64_t c = 0; c < p.head_dim_v; ++c)
