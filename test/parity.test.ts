@@ -92,6 +92,21 @@ function buildCases(): Case[] {
   cases.push(fixedCase(rand, 'tiles: Sq 129 < Sk 383 causal D 96', [1, 2, 1, 129, 383, 96, 96], { causal: true }));
   cases.push(fixedCase(rand, 'decode: Sq 1 Sk 1500 D128 GQA 8/2', [1, 8, 2, 1, 1500, 128, 128]));
   cases.push(fixedCase(rand, 'decode: Sq 1 Sk 777 keyLengths', [2, 4, 4, 1, 777, 64, 64], { keyLengths: [777, 300] }));
+  // Decoding takes the query rows of a kv head (group x Sq) a few at a time: rows that see
+  // different numbers of keys (causal), per-row masks, the key split and a short last batch.
+  cases.push(
+    fixedCase(rand, 'decode: GQA 8/2 Sq 5 Sk 2100 (split) causal additive mask Dv 48', [1, 8, 2, 5, 2100, 64, 48], {
+      causal: true,
+      mask: makeMask(rand, 'add2', 1, 8, 5, 2100),
+    }),
+  );
+  cases.push(
+    fixedCase(rand, 'decode: GQA 6/2 Sq 3 boolean mask keyLengths weights', [2, 6, 2, 3, 300, 32, 32], {
+      mask: makeMask(rand, 'boolB1', 2, 6, 3, 300),
+      keyLengths: [300, 123],
+      returnWeights: true,
+    }),
+  );
   cases.push(fixedCase(rand, 'weights: S 150 causal', [1, 3, 3, 150, 150, 32, 32], { causal: true, returnWeights: true }));
   cases.push(fixedCase(rand, 'Sq > Sk causal: first rows fully hidden', [1, 2, 2, 40, 9, 16, 16], { causal: true, returnWeights: true }));
   cases.push(fixedCase(rand, 'large scores (scale 8): online softmax rescaling', [1, 2, 2, 70, 90, 32, 32], { scale: 8 }));
