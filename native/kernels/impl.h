@@ -559,7 +559,7 @@ constexpr int NS = SA_DEC_NS;
 // With grouped-query attention one kv head serves group x Sq query rows. They are taken DEC_RB
 // at a time, keys outermost, so each key's K row and V row comes from memory once for all of them
 // (a row per pass read each chunk again from L2 and spent its time on the per-key reductions:
-// paired runs of Hq 32 / Hkv 8 decoding here, ~1.7x faster).
+// paired runs of Hq 32 / Hkv 8 decoding over 4096 keys here: +26-35% on one and two threads).
 constexpr int DEC_RB = W >= 16 ? 4 : 2;
 constexpr int DEC_ACC = W >= 16 ? 16 : 8;  // accumulator registers for P.V: AVX2 has 16 in all
 
