@@ -517,6 +517,7 @@ static inline void prefetch_row(const float* r, int64_t n) {
   for (int64_t x = 0; x < n * (int64_t)sizeof(float); x += 64) __builtin_prefetch((const void*)(c + (uintptr_t)x), 0, SA_DEC_PFL);
 }
 
+// sum_d a[d] * b[d] (two accumulators), for one row against one key
 static inline float dot_row(const float* a, const float* b, int64_t D) {
   T acc0 = V::zero(), acc1 = V::zero();
   int64_t d = 0;
@@ -620,6 +621,87 @@ static inline void pv_rows_dispatch(int rb, DecRow* rows, int64_t nmax, const fl
   }
 }
 
+// sc[r * KB + k] = q[r] . k[k] for RB rows and KB keys, with one V::hsums per W dot products
+template <int RB, int KB, int NACC>
+static inline void dot_block(const float* const* q, const float* const* k, int64_t D, float* sc) {
+  T acc[NACC];
+  SA_UNROLL for (int a = 0; a < NACC; ++a) acc[a] = V::zero();
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    T kv[KB];
+    SA_UNROLL for (int x = 0; x < KB; ++x) kv[x] = V::load(k[x] + d);
+    SA_UNROLL for (int r = 0; r < RB; ++r) {
+      const T qv = V::load(q[r] + d);
+      SA_UNROLL for (int x = 0; x < KB; ++x) acc[r * KB + x] = V::fmadd(qv, kv[x], acc[r * KB + x]);
+    }
+  }
+  if (d < D) {
+    const int dn = (int)(D - d);
+    T kv[KB];
+    SA_UNROLL for (int x = 0; x < KB; ++x) kv[x] = V::load_partial(k[x] + d, dn);
+    SA_UNROLL for (int r = 0; r < RB; ++r) {
+      const T qv = V::load_partial(q[r] + d, dn);
+      SA_UNROLL for (int x = 0; x < KB; ++x) acc[r * KB + x] = V::fmadd(qv, kv[x], acc[r * KB + x]);
+    }
+  }
+  SA_UNROLL for (int a = 0; a < NACC; a += W) V::store(sc + a, V::hsums(acc + a));
+}
+
+// Scores of RB rows against blocks of KB keys: the RB x KB dot products accumulate in vectors
+// that are reduced together by V::hsums (a horizontal sum per dot product cost more than the dot
+// product itself: +40-47% over one hsum each on Hq 32 / Hkv 8 decoding here, paired runs). At
+// most 4 keys per block: blocks of 8 or 16 keys read that many rows side by side and lost (15%
+// with 2 rows, 6-20% with 1), and a single row keeps one key at a time (KB = 1, dot_row). Keys
+// past the chunk or unseen by a row are never stored.
+template <int RB>
+static void scores_rows(DecRow* rows, int64_t nmax, const float* k0, int64_t ks, const AttnParams& p, int64_t b, int64_t lo,
+                        float qscale) {
+  constexpr int KB = RB == 1 ? 1 : (W / RB > 4 ? 4 : (W / RB > 0 ? W / RB : 1));
+  constexpr int NACC = (RB * KB + W - 1) / W * W;
+  const int64_t D = p.head_dim;
+  const int64_t nb = (nmax + KB - 1) / KB, hb = (nb + NS - 1) / NS;  // key blocks, per stream
+  const float* qp[RB];
+  SA_UNROLL for (int r = 0; r < RB; ++r) qp[r] = rows[r].q;
+  for (int64_t b0 = 0; b0 < hb; ++b0)
+    SA_UNROLL for (int hh = 0; hh < NS; ++hh) {
+      const int64_t j = (b0 + hh * hb) * KB;
+      if (j >= nmax) continue;
+      const int kn = (int)imin(KB, nmax - j);
+      const float* kp[KB];
+      SA_UNROLL for (int k = 0; k < KB; ++k) kp[k] = k0 + (j + (k < kn ? k : kn - 1)) * ks;  // past the end: the last key again
+      if (SA_DEC_PF > 0)
+        for (int k = 0; k < kn; ++k) prefetch_row(kp[k], D);
+      float sc[NACC];
+      if constexpr (RB == 1) sc[0] = dot_row(qp[0], kp[0], D);
+      else dot_block<RB, KB, NACC>(qp, kp, D, sc);
+      for (int r = 0; r < RB; ++r) {
+        DecRow& R = rows[r];
+        for (int k = 0; k < kn && j + k < R.n; ++k) {
+          const int64_t jj = j + k;
+          float sv = sc[r * KB + k] * qscale;
+          if (p.mask_kind == kMaskAdditive) sv += mask_value(p, b, R.h, R.i, lo + jj);
+          if (p.mask_kind == kMaskBoolean) {
+            const bool hid = mask_value(p, b, R.h, R.i, lo + jj) == kNegInf;
+            R.hidden[jj] = hid;
+            R.any_hidden |= hid;
+            if (hid) sv = kNegInf;
+          }
+          R.s[jj] = sv;
+          R.mx = sv > R.mx ? sv : R.mx;
+        }
+      }
+    }
+}
+
+template <int RB>
+static inline void scores_dispatch(int rb, DecRow* rows, int64_t nmax, const float* k0, int64_t ks, const AttnParams& p, int64_t b,
+                                   int64_t lo, float qscale) {
+  if constexpr (RB > 0) {
+    if (rb == RB) return scores_rows<RB>(rows, nmax, k0, ks, p, b, lo, qscale);
+    scores_dispatch<RB - 1>(rb, rows, nmax, k0, ks, p, b, lo, qscale);
+  }
+}
+
 // scratch floats per worker for the direct path
 static inline int64_t direct_scratch_floats(int64_t chunk, int64_t Dv) { return DEC_RB * (chunk + W + Dv + W + (chunk + 3) / 4 + 1); }
 
@@ -630,7 +712,7 @@ static void direct_task(void* vctx, int64_t t, int worker) {
   const int64_t chunk = t % pl.nchunks;
   const int64_t bkv = t / pl.nchunks;
   const int64_t b = bkv / p.kv_heads, kvh = bkv % p.kv_heads;
-  const int64_t D = p.head_dim, Dv = p.head_dim_v, Sq = p.seq_q, Sk = p.seq_k;
+  const int64_t Dv = p.head_dim_v, Sq = p.seq_q, Sk = p.seq_k;
   const int64_t off = Sk - Sq;
   const int64_t lo = chunk * pl.chunk, hi = imin(lo + pl.chunk, Sk);
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
@@ -665,28 +747,7 @@ static void direct_task(void* vctx, int64_t t, int worker) {
       nmax = imax(nmax, R.n);
     }
     // scores: each K row read once for the rows that see it
-    const int64_t h2 = (nmax + NS - 1) / NS;
-    for (int64_t j0 = 0; j0 < h2; ++j0)
-      SA_UNROLL for (int hh = 0; hh < NS; ++hh) {
-        const int64_t j = j0 + hh * h2;
-        if (j >= nmax) continue;
-        const float* kr = kbase + (lo + j) * p.k_ss;
-        if (SA_DEC_PF > 0) prefetch_row(kr, D);
-        for (int r = 0; r < rb; ++r) {
-          DecRow& R = rows[r];
-          if (j >= R.n) continue;
-          float sv = dot_row(R.q, kr, D) * pl.qscale;
-          if (p.mask_kind == kMaskAdditive) sv += mask_value(p, b, R.h, R.i, lo + j);
-          if (p.mask_kind == kMaskBoolean) {
-            const bool hid = mask_value(p, b, R.h, R.i, lo + j) == kNegInf;
-            R.hidden[j] = hid;
-            R.any_hidden |= hid;
-            if (hid) sv = kNegInf;
-          }
-          R.s[j] = sv;
-          R.mx = sv > R.mx ? sv : R.mx;
-        }
-      }
+    scores_dispatch<DEC_RB>(rb, rows, nmax, kbase + lo * p.k_ss, p.k_ss, p, b, lo, pl.qscale);
     for (int r = 0; r < rb; ++r) {
       DecRow& R = rows[r];
       for (int64_t j = 0; j < R.n; ++j)

@@ -27,6 +27,17 @@ struct V {
   static inline T mul(T a, T b) { return _mm512_mul_ps(a, b); }
   static inline T max(T a, T b) { return _mm512_max_ps(a, b); }
   static inline float hsum(T v) { return _mm512_reduce_add_ps(v); }
+  // lane i = hsum(a[i]) for the W vectors a[0..W): pairs summed within 128-bit blocks, then the
+  // blocks (45 operations for 16 sums, where 16 hsum calls take about 130)
+  static inline T hsums(const T* a) {
+    T t[8], u[4];
+    for (int i = 0; i < 8; ++i) t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; ++i) u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44), _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
+    // u[i]: in 128-bit block b, lane m holds block b's sum of a[4i + m]; now add the blocks
+    const T w01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+    const T w23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88), _mm512_shuffle_f32x4(w01, w23, 0xDD));
+  }
   static inline float hmax(T v) { return _mm512_reduce_max_ps(v); }
   static inline T hide_lanes_below(T v, int n) { return _mm512_mask_mov_ps(v, lanes_lt(n), _mm512_set1_ps(-__builtin_inff())); }
   static inline T ninf_to_zero(T v) {

@@ -11,6 +11,7 @@ namespace isa_generic {
 
 // Vector traits every ISA provides (this one with W = 1):
 //   zero set1 load store load_partial store_partial fmadd add sub mul max hsum hmax
+//   hsums(a): lane i = hsum(a[i]) for W vectors a[0..W)
 //   hide_lanes_below(v, n): lanes [0, n) := -inf      ninf_to_zero(v): -inf lanes := 0
 //   exp2(t): 2^t; t < -126 gives 0 (no denormals), -inf gives 0, NaN stays NaN
 struct V {
@@ -29,6 +30,7 @@ struct V {
   // NaN-propagating in the second operand, like x86 maxps
   static inline T max(T a, T b) { return a > b ? a : b; }
   static inline float hsum(T v) { return v; }
+  static inline T hsums(const T* a) { return a[0]; }
   static inline float hmax(T v) { return v; }
   static inline T hide_lanes_below(T v, int n) { return n > 0 ? -__builtin_inff() : v; }
   static inline T ninf_to_zero(T v) { return v == -__builtin_inff() ? 0.0f : v; }

@@ -37,6 +37,8 @@ struct V {
   static inline T mul(T a, T b) { return vmulq_f32(a, b); }
   static inline T max(T a, T b) { return vmaxq_f32(a, b); }  // FMAX propagates NaN
   static inline float hsum(T v) { return vaddvq_f32(v); }
+  // lane i = hsum(a[i]) for the W vectors a[0..W)
+  static inline T hsums(const T* a) { return vpaddq_f32(vpaddq_f32(a[0], a[1]), vpaddq_f32(a[2], a[3])); }
   static inline float hmax(T v) { return vmaxvq_f32(v); }
   static inline T hide_lanes_below(T v, int n) { return vbslq_f32(lanes_lt(n), vdupq_n_f32(-__builtin_inff()), v); }
   static inline T ninf_to_zero(T v) { return vbslq_f32(vceqq_f32(v, vdupq_n_f32(-__builtin_inff())), vdupq_n_f32(0.0f), v); }
