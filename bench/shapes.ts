@@ -48,6 +48,7 @@ export const GRID: Shape[] = [
   attn('causal1k', 1, 12, 1024, 1024, 64, { causal: true }),
   attn('decode4k', 1, 32, 1, 4096, 128),
   attn('gqa', 1, 32, 512, 512, 128, { kvHeads: 8 }),
+  attn('decodeGqa', 1, 32, 1, 4096, 128, { kvHeads: 8 }),
   { kind: 'mha', name: 'mha768', batch: 1, seq: 256, embedDim: 768, numHeads: 12 },
 ];
 
