@@ -1,4 +1,6 @@
-// Attention for a few query rows (decoding: Sq < 4), one row at a time.
+// Attention for a few query rows (decoding: Sq < 4). decodeRow takes one row; decodeRows takes
+// up to four rows of one kv head that see the same keys (grouped-query attention: the query
+// heads of a group), reading K and V once for all of them.
 //
 // The 4-row tiles of attention.ts would be mostly padding here, and packing K would read K
 // twice; instead the scores come straight from K's rows (four keys at a time, the four dot
@@ -52,41 +54,21 @@ import { fmadd, exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
 }
 
 /**
- * One query row: out[0..Dv) (and the weights row, when w != 0) for the keys [0, lim).
- * srow: scratch of at least ((Sk + 3) & ~3) floats. Returns nothing; writes out and w.
+ * The rest of a row after its scores srow[0..lim) (base 2; lanes up to lim rounded to 4 hold
+ * -Infinity): the additive mask, the softmax in place (srow becomes exp2(s - max)), the weights
+ * row when w != 0. Returns 1 / l, or 0 when l == 0.
  */
-export function decodeRow(
-  out: usize, w: usize, srow: usize, qrow: usize, kbase: usize, kss: usize, vbase: usize, vss: usize,
-  Sk: i32, D: i32, Dv: i32, lim: i32, s2: f32,
-  mask: usize, maskKind: i32, mr: usize, msk: usize
-): void {
-  const ldk = kss * 4;
-  // ---- scores, in base 2
-  const vs2 = f32x4.splat(s2);
+// @ts-ignore: decorator
+@inline function finishRow(w: usize, srow: usize, Sk: i32, lim: i32, mask: usize, maskKind: i32, mr: usize, msk: usize): f32 {
   let j = 0;
-  for (; j + 4 <= lim; j += 4) {
-    const k0 = kbase + (<usize>j) * ldk;
-    v128.store(srow + (<usize>j) * 4, f32x4.mul(dot4(qrow, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D), vs2));
-  }
-  for (; j < lim; j++) store<f32>(srow + (<usize>j) * 4, dot1(qrow, kbase + (<usize>j) * ldk, D) * s2);
-  const lim4 = (lim + 3) & ~3;
-  for (j = lim; j < lim4; j++) store<f32>(srow + (<usize>j) * 4, -Infinity);
-  // ---- mask (keys past lim are hidden too, but never visited)
-  let anyHidden = false;
   if (maskKind == 1) {
     for (j = 0; j < lim; j++) {
       const p = srow + (<usize>j) * 4;
       store<f32>(p, load<f32>(p) + load<f32>(mask + (mr + (<usize>j) * msk) * 4) * LOG2E);
     }
-  } else if (maskKind == 2) {
-    for (j = 0; j < lim; j++) {
-      if (load<u8>(mask + mr + (<usize>j) * msk) == 0) {
-        store<f32>(srow + (<usize>j) * 4, -Infinity);
-        anyHidden = true;
-      }
-    }
   }
-  // ---- softmax over the row (pmax may drop a NaN; exp2 then carries it into the sum)
+  // softmax over the row (pmax may drop a NaN; exp2 then carries it into the sum)
+  const lim4 = (lim + 3) & ~3;
   let l: f32 = 0;
   let inv: f32 = 0;
   if (lim > 0) {
@@ -112,6 +94,40 @@ export function decodeRow(
     const fill: f32 = l != l ? NaN : 0;
     for (j = lim; j < Sk; j++) store<f32>(w + (<usize>j) * 4, fill);
   }
+  return inv;
+}
+
+/**
+ * One query row: out[0..Dv) (and the weights row, when w != 0) for the keys [0, lim).
+ * srow: scratch of at least ((Sk + 3) & ~3) floats. Returns nothing; writes out and w.
+ */
+export function decodeRow(
+  out: usize, w: usize, srow: usize, qrow: usize, kbase: usize, kss: usize, vbase: usize, vss: usize,
+  Sk: i32, D: i32, Dv: i32, lim: i32, s2: f32,
+  mask: usize, maskKind: i32, mr: usize, msk: usize
+): void {
+  const ldk = kss * 4;
+  // ---- scores, in base 2
+  const vs2 = f32x4.splat(s2);
+  let j = 0;
+  for (; j + 4 <= lim; j += 4) {
+    const k0 = kbase + (<usize>j) * ldk;
+    v128.store(srow + (<usize>j) * 4, f32x4.mul(dot4(qrow, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D), vs2));
+  }
+  for (; j < lim; j++) store<f32>(srow + (<usize>j) * 4, dot1(qrow, kbase + (<usize>j) * ldk, D) * s2);
+  const lim4 = (lim + 3) & ~3;
+  for (j = lim; j < lim4; j++) store<f32>(srow + (<usize>j) * 4, -Infinity);
+  // ---- boolean mask (keys past lim are hidden too, but never visited)
+  let anyHidden = false;
+  if (maskKind == 2) {
+    for (j = 0; j < lim; j++) {
+      if (load<u8>(mask + mr + (<usize>j) * msk) == 0) {
+        store<f32>(srow + (<usize>j) * 4, -Infinity);
+        anyHidden = true;
+      }
+    }
+  }
+  const inv = finishRow(w, srow, Sk, lim, mask, maskKind, mr, msk);
   // ---- O = P * V / l; the test for hidden keys only where the mask hid some
   if (anyHidden) pvRow(out, srow, vbase, vss * 4, Dv, lim, inv, mask, mr, msk, true);
   else pvRow(out, srow, vbase, vss * 4, Dv, lim, inv, mask, mr, msk, false);
@@ -172,5 +188,151 @@ export function decodeRow(
       o += load<f32>(srow + (<usize>j) * 4) * load<f32>(vr);
     }
     store<f32>(out + (<usize>d0) * 4, o * inv);
+  }
+}
+
+/** keys per pass of pvRows: their V rows stay in cache across the column blocks */
+// @ts-ignore: decorator
+@inline const PV_KEYS: i32 = 256;
+
+/** byte offsets of one entry (ROW_BYTES) of the row table decodeRows reads and writes */
+// @ts-ignore: decorator
+@inline export const ROW_OUT: usize = 0;
+// @ts-ignore: decorator
+@inline export const ROW_W: usize = 4;
+// @ts-ignore: decorator
+@inline export const ROW_Q: usize = 8;
+// @ts-ignore: decorator
+@inline export const ROW_MASK: usize = 12;
+// @ts-ignore: decorator
+@inline const ROW_INV: usize = 16;
+// @ts-ignore: decorator
+@inline export const ROW_BYTES: usize = 32;
+
+/**
+ * nr (2 to 4) query rows of one kv head that see the same keys [0, lim) and no boolean mask
+ * (grouped-query decoding: the query heads of a group). K's rows are read once for all of them,
+ * four keys at a time, and V's once per block of PV_KEYS keys, so the rows share the memory
+ * traffic that decodeRow would repeat per row. rows: nr entries of ROW_BYTES (output row,
+ * weights row or 0, query row, mask row offset); srow0: nr scratch rows of sk4 floats each,
+ * 16-byte aligned, sk4 >= lim rounded up to 4.
+ */
+export function decodeRows(
+  nr: i32, rows: usize, srow0: usize, sk4: i32, kbase: usize, kss: usize, vbase: usize, vss: usize,
+  Sk: i32, D: i32, Dv: i32, lim: i32, s2: f32, mask: usize, maskKind: i32, msk: usize
+): void {
+  const ldk = kss * 4;
+  const rs = (<usize>sk4) * 4;
+  const vs2 = f32x4.splat(s2);
+  // ---- scores, in base 2: four keys against every row while they are in cache
+  let j = 0;
+  for (; j + 4 <= lim; j += 4) {
+    const k0 = kbase + (<usize>j) * ldk;
+    for (let r = 0; r < nr; r++) {
+      const q = load<usize>(rows + (<usize>r) * ROW_BYTES + ROW_Q);
+      v128.store(srow0 + (<usize>r) * rs + (<usize>j) * 4, f32x4.mul(dot4(q, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D), vs2));
+    }
+  }
+  for (; j < lim; j++) {
+    const k0 = kbase + (<usize>j) * ldk;
+    for (let r = 0; r < nr; r++) {
+      const q = load<usize>(rows + (<usize>r) * ROW_BYTES + ROW_Q);
+      store<f32>(srow0 + (<usize>r) * rs + (<usize>j) * 4, dot1(q, k0, D) * s2);
+    }
+  }
+  const lim4 = (lim + 3) & ~3;
+  for (let r = 0; r < nr; r++) {
+    const e = rows + (<usize>r) * ROW_BYTES;
+    const srow = srow0 + (<usize>r) * rs;
+    for (j = lim; j < lim4; j++) store<f32>(srow + (<usize>j) * 4, -Infinity);
+    store<f32>(e + ROW_INV, finishRow(load<usize>(e + ROW_W), srow, Sk, lim, mask, maskKind, load<usize>(e + ROW_MASK), msk));
+  }
+  pvRows(nr, rows, srow0, rs, vbase, vss * 4, Dv, lim);
+}
+
+/**
+ * out_r[0..Dv) = inv_r * sum over keys j < lim of p_r[j] * V[j] for the nr rows of decodeRows,
+ * 8 columns x 4 rows of accumulators at a time over blocks of PV_KEYS keys (partial sums kept in
+ * the output rows between blocks, so each element is still summed in key order). Rows past nr
+ * repeat row 0 and are not stored.
+ */
+// @ts-ignore: decorator
+@inline function pvRows(nr: i32, rows: usize, srow0: usize, rs: usize, vbase: usize, ldv: usize, Dv: i32, lim: i32): void {
+  const o0 = load<usize>(rows + ROW_OUT);
+  const o1 = nr > 1 ? load<usize>(rows + ROW_BYTES + ROW_OUT) : 0;
+  const o2 = nr > 2 ? load<usize>(rows + 2 * ROW_BYTES + ROW_OUT) : 0;
+  const o3 = nr > 3 ? load<usize>(rows + 3 * ROW_BYTES + ROW_OUT) : 0;
+  const p0 = srow0;
+  const p1 = nr > 1 ? srow0 + rs : srow0;
+  const p2 = nr > 2 ? srow0 + 2 * rs : srow0;
+  const p3 = nr > 3 ? srow0 + 3 * rs : srow0;
+  const zero = f32x4.splat(0);
+  for (let j0 = 0; j0 < lim; j0 += PV_KEYS) {
+    const j1 = min<i32>(lim, j0 + PV_KEYS);
+    const first = j0 == 0;
+    let d0 = 0;
+    for (; d0 + 8 <= Dv; d0 += 8) {
+      const co = (<usize>d0) * 4;
+      let a0 = first ? zero : v128.load(o0 + co), b0 = first ? zero : v128.load(o0 + co, 16);
+      let a1 = first || nr < 2 ? zero : v128.load(o1 + co), b1 = first || nr < 2 ? zero : v128.load(o1 + co, 16);
+      let a2 = first || nr < 3 ? zero : v128.load(o2 + co), b2 = first || nr < 3 ? zero : v128.load(o2 + co, 16);
+      let a3 = first || nr < 4 ? zero : v128.load(o3 + co), b3 = first || nr < 4 ? zero : v128.load(o3 + co, 16);
+      let vr = vbase + (<usize>j0) * ldv + co;
+      for (let j = j0; j < j1; j++, vr += ldv) {
+        const x = v128.load(vr), y = v128.load(vr, 16);
+        const jo = (<usize>j) * 4;
+        let p = f32x4.splat(load<f32>(p0 + jo));
+        a0 = fmadd(p, x, a0);
+        b0 = fmadd(p, y, b0);
+        p = f32x4.splat(load<f32>(p1 + jo));
+        a1 = fmadd(p, x, a1);
+        b1 = fmadd(p, y, b1);
+        p = f32x4.splat(load<f32>(p2 + jo));
+        a2 = fmadd(p, x, a2);
+        b2 = fmadd(p, y, b2);
+        p = f32x4.splat(load<f32>(p3 + jo));
+        a3 = fmadd(p, x, a3);
+        b3 = fmadd(p, y, b3);
+      }
+      v128.store(o0 + co, a0);
+      v128.store(o0 + co, b0, 16);
+      if (nr > 1) {
+        v128.store(o1 + co, a1);
+        v128.store(o1 + co, b1, 16);
+      }
+      if (nr > 2) {
+        v128.store(o2 + co, a2);
+        v128.store(o2 + co, b2, 16);
+      }
+      if (nr > 3) {
+        v128.store(o3 + co, a3);
+        v128.store(o3 + co, b3, 16);
+      }
+    }
+    // the last columns (fewer than 8) one at a time per row
+    for (; d0 < Dv; d0++) {
+      for (let r = 0; r < nr; r++) {
+        const o = load<usize>(rows + (<usize>r) * ROW_BYTES + ROW_OUT) + (<usize>d0) * 4;
+        const pr = srow0 + (<usize>r) * rs;
+        let acc: f32 = first ? 0 : load<f32>(o);
+        let vr = vbase + (<usize>j0) * ldv + (<usize>d0) * 4;
+        for (let j = j0; j < j1; j++, vr += ldv) acc += load<f32>(pr + (<usize>j) * 4) * load<f32>(vr);
+        store<f32>(o, acc);
+      }
+    }
+  }
+  // normalise (l == 0 gives inv 0: zeros, or NaN from a NaN value read with weight 0)
+  for (let r = 0; r < nr; r++) {
+    const e = rows + (<usize>r) * ROW_BYTES;
+    const o = load<usize>(e + ROW_OUT);
+    const inv = load<f32>(e + ROW_INV);
+    if (lim == 0) {
+      for (let d = 0; d < Dv; d++) store<f32>(o + (<usize>d) * 4, 0);
+      continue;
+    }
+    const vi = f32x4.splat(inv);
+    let d = 0;
+    for (; d + 4 <= Dv; d += 4) v128.store(o + (<usize>d) * 4, f32x4.mul(v128.load(o + (<usize>d) * 4), vi));
+    for (; d < Dv; d++) store<f32>(o + (<usize>d) * 4, load<f32>(o + (<usize>d) * 4) * inv);
   }
 }

@@ -19,7 +19,7 @@
 // Fewer than 4 query rows (decoding) go to attention-decode.ts instead.
 
 import { kernel4x8 } from './simd/gemm';
-import { decodeRow } from './attention-decode';
+import { decodeRow, decodeRows, ROW_BYTES, ROW_MASK, ROW_OUT, ROW_Q, ROW_W } from './attention-decode';
 import { exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
 
 /** query rows per block (multiple of 4, the micro-kernel's rows) */
@@ -198,6 +198,14 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
   }
 }
 
+/** keys [0, limit) a decoding query row i sees: keyLengths, then the causal diagonal */
+// @ts-ignore: decorator
+@inline function decodeLimit(kl: i32, causal: i32, i: i32, off: i32): i32 {
+  let lim = kl;
+  if (causal != 0) lim = min<i32>(lim, i + off + 1);
+  return lim < 0 ? 0 : lim;
+}
+
 // @ts-ignore: decorator
 @inline function rowMax(srow: usize, tw8: i32): f32 {
   // pmax (one maxps) may drop a NaN score; the NaN still reaches the row sum through exp2,
@@ -237,26 +245,49 @@ export function attention(
   const zero = f32x4.splat(0);
 
   if (Sq < 4) {
-    // ---- decoding: a few query rows, each straight against K and V (attention-decode.ts)
+    // ---- decoding: a few query rows straight against K and V (attention-decode.ts). The rows
+    // of one kv head (its group's query heads x Sq) that see the same keys, with no boolean
+    // mask, go up to four at a time through decodeRows, which reads K and V once for them all;
+    // the others one at a time through decodeRow.
+    // scratch: four score rows of sk4 floats, then the row table (attentionScratchBytes counts
+    // sk8 * dv8 >= 8 * sk8 floats for V alone, so both fit)
+    const nrows = group * Sq;
+    const sk4 = (Sk + 3) & ~3;
+    const srows = align16(scratch);
+    const table = align16(srows + 4 * (<usize>sk4) * 4);
     for (let b = 0; b < B; b++) {
       let kl = keyLens != 0 ? load<i32>(keyLens + (<usize>b) * 4) : Sk;
       if (kl > Sk) kl = Sk;
       if (kl < 0) kl = 0;
-      for (let h = 0; h < Hq; h++) {
-        const hk = h / group;
+      for (let hk = 0; hk < Hkv; hk++) {
         const kbase = k + ((<usize>b) * ksb + (<usize>hk) * ksh) * 4;
         const vbase = v + ((<usize>b) * vsb + (<usize>hk) * vsh) * 4;
-        for (let i = 0; i < Sq; i++) {
-          let lim = kl;
-          if (causal != 0) lim = min<i32>(lim, i + off + 1);
-          if (lim < 0) lim = 0;
-          const w = weights != 0 ? weights + (((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>i) * (<usize>Sk) * 4 : 0;
-          decodeRow(
-            out + ((<usize>b) * osb + (<usize>h) * osh + (<usize>i) * oss) * 4, w, Kp,
-            q + ((<usize>b) * qsb + (<usize>h) * qsh + (<usize>i) * qss) * 4,
-            kbase, kss, vbase, vss, Sk, D, Dv, lim, s2,
-            mask, maskKind, (<usize>b) * msb + (<usize>h) * msh + (<usize>i) * msq, msk,
-          );
+        // rows in query order, the group's heads inside: a query's rows see the same keys
+        let r = 0;
+        while (r < nrows) {
+          // the longest run from r (at most 4) with one key limit, when no boolean mask
+          const lim0 = decodeLimit(kl, causal, r / group, off);
+          let nr = 1;
+          if (maskKind != 2) {
+            while (nr < 4 && r + nr < nrows && decodeLimit(kl, causal, (r + nr) / group, off) == lim0) nr++;
+          }
+          for (let x = 0; x < nr; x++) {
+            const h = hk * group + (r + x) % group, i = (r + x) / group;
+            const e = table + (<usize>x) * ROW_BYTES;
+            store<usize>(e + ROW_OUT, out + ((<usize>b) * osb + (<usize>h) * osh + (<usize>i) * oss) * 4);
+            store<usize>(e + ROW_W, weights != 0 ? weights + (((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>i) * (<usize>Sk) * 4 : 0);
+            store<usize>(e + ROW_Q, q + ((<usize>b) * qsb + (<usize>h) * qsh + (<usize>i) * qss) * 4);
+            store<usize>(e + ROW_MASK, (<usize>b) * msb + (<usize>h) * msh + (<usize>i) * msq);
+          }
+          if (nr > 1) {
+            decodeRows(nr, table, srows, sk4, kbase, kss, vbase, vss, Sk, D, Dv, lim0, s2, mask, maskKind, msk);
+          } else {
+            decodeRow(
+              load<usize>(table + ROW_OUT), load<usize>(table + ROW_W), srows, load<usize>(table + ROW_Q),
+              kbase, kss, vbase, vss, Sk, D, Dv, lim0, s2, mask, maskKind, load<usize>(table + ROW_MASK), msk,
+            );
+          }
+          r += nr;
         }
       }
     }

@@ -101,6 +101,14 @@ function buildCases(): Case[] {
     }),
   );
   cases.push(
+    fixedCase(rand, 'decode: GQA 9/3 Sq 3 Sk 600 causal additive mask keyLengths weights Dv 37', [2, 9, 3, 3, 600, 40, 37], {
+      causal: true,
+      mask: makeMask(rand, 'addBH', 2, 9, 3, 600),
+      keyLengths: [600, 411],
+      returnWeights: true,
+    }),
+  );
+  cases.push(
     fixedCase(rand, 'decode: GQA 6/2 Sq 3 boolean mask keyLengths weights', [2, 6, 2, 3, 300, 32, 32], {
       mask: makeMask(rand, 'boolB1', 2, 6, 3, 300),
       keyLengths: [300, 123],
