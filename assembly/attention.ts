@@ -198,9 +198,16 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
   }
 }
 
-/** keys [0, limit) a decoding query row i sees: keyLengths, then the causal diagonal */
+/** batch b's key length: keyLengths[b] clamped to [0, Sk], or Sk without keyLengths */
 // @ts-ignore: decorator
-@inline function decodeLimit(kl: i32, causal: i32, i: i32, off: i32): i32 {
+@inline function keyLength(keyLens: usize, b: i32, Sk: i32): i32 {
+  const kl = keyLens != 0 ? load<i32>(keyLens + (<usize>b) * 4) : Sk;
+  return kl > Sk ? Sk : kl < 0 ? 0 : kl;
+}
+
+/** keys [0, limit) query row i sees: the key length kl, then the causal diagonal */
+// @ts-ignore: decorator
+@inline function rowKeyLimit(kl: i32, causal: i32, i: i32, off: i32): i32 {
   let lim = kl;
   if (causal != 0) lim = min<i32>(lim, i + off + 1);
   return lim < 0 ? 0 : lim;
@@ -256,9 +263,7 @@ export function attention(
     const srows = align16(scratch);
     const table = align16(srows + 4 * (<usize>sk4) * 4);
     for (let b = 0; b < B; b++) {
-      let kl = keyLens != 0 ? load<i32>(keyLens + (<usize>b) * 4) : Sk;
-      if (kl > Sk) kl = Sk;
-      if (kl < 0) kl = 0;
+      const kl = keyLength(keyLens, b, Sk);
       for (let hk = 0; hk < Hkv; hk++) {
         const kbase = k + ((<usize>b) * ksb + (<usize>hk) * ksh) * 4;
         const vbase = v + ((<usize>b) * vsb + (<usize>hk) * vsh) * 4;
@@ -266,10 +271,10 @@ export function attention(
         let r = 0;
         while (r < nrows) {
           // the longest run from r (at most 4) with one key limit, when no boolean mask
-          const lim0 = decodeLimit(kl, causal, r / group, off);
+          const lim0 = rowKeyLimit(kl, causal, r / group, off);
           let nr = 1;
           if (maskKind != 2) {
-            while (nr < 4 && r + nr < nrows && decodeLimit(kl, causal, (r + nr) / group, off) == lim0) nr++;
+            while (nr < 4 && r + nr < nrows && rowKeyLimit(kl, causal, (r + nr) / group, off) == lim0) nr++;
           }
           for (let x = 0; x < nr; x++) {
             const h = hk * group + (r + x) % group, i = (r + x) / group;
@@ -295,9 +300,7 @@ export function attention(
   }
 
   for (let b = 0; b < B; b++) {
-    let kl = keyLens != 0 ? load<i32>(keyLens + (<usize>b) * 4) : Sk;
-    if (kl > Sk) kl = Sk;
-    if (kl < 0) kl = 0;
+    const kl = keyLength(keyLens, b, Sk);
     for (let hk = 0; hk < Hkv; hk++) {
       // ---- pack K [kl rounded up to 8 keys] into panels, zero beyond Sk
       const kbase = k + ((<usize>b) * ksb + (<usize>hk) * ksh) * 4;
@@ -344,9 +347,7 @@ export function attention(
           // per-row visible key limits; the block's last key
           let kEnd = 0;
           for (let r = 0; r < rows; r++) {
-            let lim = kl;
-            if (causal != 0) lim = min<i32>(lim, i0 + r + off + 1);
-            if (lim < 0) lim = 0;
+            const lim = rowKeyLimit(kl, causal, i0 + r, off);
             store<i32>(LIM + (<usize>r) * 4, lim);
             if (lim > kEnd) kEnd = lim;
             store<f32>(M + (<usize>r) * 4, -Infinity);
