@@ -320,6 +320,62 @@ describe('wasm backend: memory', () => {
     assert.equal(heap.inUse, 0);
   });
 
+  it('K and V from outside WASM memory go in one kv head at a time from 2 MiB: bit-identical to one whole copy, in less memory', () => {
+    // 1 x 8 query heads over 4 kv heads, 1024 keys, D 128: K+V = 4 MiB, past the default threshold
+    const rand = rng(31);
+    const q = randomTensor(rand, [1, 8, 1, 128]);
+    const k = randomTensor(rand, [1, 4, 1024, 128]);
+    const v = randomTensor(rand, [1, 4, 1024, 128]);
+    const keyLengths = Int32Array.of(1000);
+    const staged = wasmBackend('simd128');
+    const whole = loadWasmBackendSync({ build: 'simd128', stageKvFromBytes: Infinity }) as WasmBackend;
+    const results = [staged, whole].map((be) => {
+      const copied = be.instance.heap.copiedIn;
+      const r = new Attention(be).attention(q, k, v, { keyLengths, returnWeights: true });
+      assert.equal(be.instance.heap.copiedIn - copied, q.data.byteLength + k.data.byteLength + v.data.byteLength + 4, 'every input byte copied once');
+      assert.equal(be.instance.heap.inUse, 0);
+      return r;
+    });
+    assert.deepEqual(results[0].output.data, results[1].output.data, 'output bit for bit');
+    assert.deepEqual(results[0].weights!.data, results[1].weights!.data, 'weights bit for bit');
+    assertClose(results[0].output.data, reference.attention(q, k, v, { keyLengths }).output.data, 'staged against the reference');
+    // the staged call held one kv head's K and V (1 MiB), the whole copy all four (4 MiB)
+    assert.ok(staged.instance.heap.byteLength < whole.instance.heap.byteLength, `memory: staged ${staged.instance.heap.byteLength}, whole ${whole.instance.heap.byteLength}`);
+  });
+
+  it('gives right answers when its memory lies above 2 GiB (offsets past the int32 range)', () => {
+    // whole copy and staged copy; a filler block (never touched: address space, not RAM) pushes
+    // the call's blocks past 2^31, where a signed `offset >> 2` once read the wrong place
+    for (const stageKvFromBytes of [Infinity, 0]) {
+      const be = loadWasmBackendSync({ build: 'simd128', stageKvFromBytes }) as WasmBackend;
+      const heap = be.instance.heap;
+      const filler = heap.alloc(2 ** 31 + 2 ** 20);
+      try {
+        const attn = new Attention(be);
+        checkCase(attn, { B: 2, Hq: 4, Hkv: 2, Sq: 5, Sk: 37, D: 24, Dv: 24, causal: true, weights: true }, 40, `above 2 GiB, staging from ${stageKvFromBytes} bytes`);
+        // the multi-head block's KV cache (its rows are read back out of WASM memory)
+        const rand = rng(41);
+        const E = 16, S = 5;
+        const w = (r: number, c: number) => randomTensor(rand, [r, c]).data.map((x) => x * 0.3);
+        const params = { embedDim: E, numHeads: 4, numKvHeads: 2, wq: w(E, E), wk: w(8, E), wv: w(8, E), wo: w(E, E) };
+        const mha = attn.multiHeadAttention(params);
+        const x = randomTensor(rand, [1, S, E]);
+        const cache = mha.createCache({ batch: 1, maxLength: S });
+        const got = new Float32Array(S * E);
+        got.set(mha.forward({ data: x.data.slice(0, 3 * E), shape: [1, 3, E] }, { causal: true, cache }).data);
+        for (let s = 3; s < S; s++) got.set(mha.forward({ data: x.data.slice(s * E, (s + 1) * E), shape: [1, 1, E] }, { causal: true, cache }).data, s * E);
+        assertClose(got, reference.multiHeadAttention(x, params, { causal: true }).data, 'KV cache above 2 GiB', 1e-3, 1e-3);
+        // the cache's record (what a worker catches up from) holds x·Wkᵀ and x·Wvᵀ
+        const xm = { data: x.data, shape: [S, E] };
+        assertClose(cache.state.k, reference.matmul(xm, { data: params.wk, shape: [8, E] }, { transposeB: true }).data, 'cached keys', 1e-4, 1e-4);
+        assertClose(cache.state.v, reference.matmul(xm, { data: params.wv, shape: [8, E] }, { transposeB: true }).data, 'cached values', 1e-4, 1e-4);
+        mha.dispose();
+      } finally {
+        heap.free(filler);
+      }
+    }
+  });
+
   it('too large a request is ERR_ATTN_ALLOC, and the instance keeps working', () => {
     const be = wasmBackend('simd128');
     const attn = new Attention(be);

@@ -8,6 +8,7 @@
 import type { AttentionArgs, Backend, KvCacheState, MatmulArgs, MultiHeadKernel, MultiHeadParams, SoftmaxArgs } from '../backend.js';
 import { attnError } from '../errors.js';
 import { WasmMhaCore, appendRows, recordRows, type MhaCall, type MhaResult } from './wasm-multihead.js';
+import { STAGE_KV_FROM_BYTES, canStage, runAttentionStaged } from './wasm-staged.js';
 import type { WorkerMhaCall, WorkerRunner } from './wasm-runner.js';
 
 /** 'relaxed-simd' uses f32x4.relaxed_madd (fused multiply-add); 'simd128' runs wherever WebAssembly SIMD does. */
@@ -349,7 +350,7 @@ export class CallFrame {
   /** copies outputs back (after the kernel ran) */
   finish(): void {
     const f32 = this.#heap.f32;
-    for (const [off, view] of this.#copyOut) view.set(f32.subarray(off >> 2, (off >> 2) + view.length));
+    for (const [off, view] of this.#copyOut) view.set(f32.subarray(off >>> 2, (off >>> 2) + view.length));
   }
 
   release(): void {
@@ -577,8 +578,12 @@ export function prepareAttention(inst: WasmInstance, a: AttentionArgs): Prepared
   };
 }
 
-/** Runs one attention call on an instance, here. */
-export function runAttention(inst: WasmInstance, a: AttentionArgs): void {
+/**
+ * Runs one attention call on an instance, here: K and V from outside WASM memory one head at a
+ * time from `stageFromBytes` of them (wasm-staged.ts), else everything copied in at once.
+ */
+export function runAttention(inst: WasmInstance, a: AttentionArgs, stageFromBytes = STAGE_KV_FROM_BYTES): void {
+  if (canStage(inst, a, stageFromBytes)) return runAttentionStaged(inst, a);
   const call = prepareAttention(inst, a);
   try {
     execCalls(inst.exports, call.calls);
@@ -656,6 +661,8 @@ export interface WasmBackendOptions {
   runner?: () => WorkerRunner | undefined;
   /** where the module came from, for info().details */
   origin?: string;
+  /** K+V bytes from which attention copies them in one head at a time (tests set 0 to force it) */
+  stageKvFromBytes?: number;
 }
 
 /** Wraps an instance as the wasm Backend. */
@@ -694,7 +701,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
     }),
     attention(args) {
       check();
-      runAttention(inst, args);
+      runAttention(inst, args, opts.stageKvFromBytes);
     },
     async attentionAsync(args) {
       check();
@@ -710,7 +717,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
       }
       await Promise.resolve();
       check();
-      runAttention(inst, args);
+      runAttention(inst, args, opts.stageKvFromBytes);
     },
     matmul(args) {
       check();

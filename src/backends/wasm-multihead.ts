@@ -124,7 +124,7 @@ export class WasmMhaCore {
       const f32 = this.#inst.heap.f32;
       for (let b = 0; b < batch; b++) {
         for (let r = 0; r < n; r++) {
-          const dst = (m.off >> 2) + (b * m.maxLength + m.synced + r) * 2 * KV;
+          const dst = (m.off >>> 2) + (b * m.maxLength + m.synced + r) * 2 * KV;
           const src = (b * n + r) * KV;
           f32.set(k.subarray(src, src + KV), dst);
           f32.set(v.subarray(src, src + KV), dst + KV);
@@ -249,7 +249,7 @@ export class WasmMhaCore {
         const f32 = heap.f32;
         for (let b = 0; b < B; b++) {
           for (let r = 0; r < Skv; r++) {
-            const src = (mirror.off >> 2) + (b * mirror.maxLength + len + r) * 2 * KV;
+            const src = (mirror.off >>> 2) + (b * mirror.maxLength + len + r) * 2 * KV;
             kNew.set(f32.subarray(src, src + KV), (b * Skv + r) * KV);
             vNew.set(f32.subarray(src + KV, src + 2 * KV), (b * Skv + r) * KV);
           }

@@ -147,14 +147,17 @@ export function nodeRunner(inst: WasmInstance, opts: { shareMemory?: boolean } =
   };
 }
 
-function backendFor(inst: WasmInstance, origin: string): WasmBackend {
-  return createWasmBackend(inst, { runner: nodeRunner(inst), origin });
+function backendFor(inst: WasmInstance, origin: string, stageKvFromBytes?: number): WasmBackend {
+  return createWasmBackend(inst, { runner: nodeRunner(inst), origin, stageKvFromBytes });
 }
 
-/** Loads the wasm backend synchronously from the package's files. Throws an Error saying why when it cannot. */
-export function loadWasmBackendSync(opts: { build?: WasmBuild } = {}): Backend {
+/**
+ * Loads the wasm backend synchronously from the package's files. Throws an Error saying why when
+ * it cannot. `stageKvFromBytes`: see WasmBackendOptions (tests).
+ */
+export function loadWasmBackendSync(opts: { build?: WasmBuild; stageKvFromBytes?: number } = {}): Backend {
   const { bytes, file, shared } = readBuild(pickBuild(opts.build));
-  return backendFor(instantiateSync(bytes, { shared }), file);
+  return backendFor(instantiateSync(bytes, { shared }), file, opts.stageKvFromBytes);
 }
 
 /** Loads the wasm backend: from `source` when given (bytes, URL, path or compiled module), else from the package's files. */

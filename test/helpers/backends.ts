@@ -19,6 +19,9 @@ export function variants(): Variant[] {
     list.push({ label: `native/${isa}`, create: () => loadNativeBackend({ isa, threads: 2 }) });
   }
   for (const build of wasmBuilds()) list.push({ label: `wasm/${build}`, create: () => loadWasmBackendSync({ build }) });
+  // K and V copied in one kv head at a time (wasm-staged.ts), which large inputs take: forced here
+  // for every size, on one build (the staging is the same JavaScript for both)
+  if (wasmBuilds().includes('simd128')) list.push({ label: 'wasm/simd128 staged', create: () => loadWasmBackendSync({ build: 'simd128', stageKvFromBytes: 0 }) });
   return list;
 }
 
