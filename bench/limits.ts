@@ -108,9 +108,23 @@ export interface LimitOptions {
   onProgress?: (line: string) => void;
 }
 
-async function nativeProbes(): Promise<{ fmaPeakGflops(t: number, ms: number): number; readBandwidthGBs(b: number, t: number): number }> {
+async function nativeProbes(): Promise<{
+  fmaPeakGflops(t: number, ms: number): number;
+  readBandwidthGBs(b: number, t: number): number;
+  readRegionsSeconds(a: ArrayBufferView[], t: number): number;
+}> {
   const mod = await import('../src/backends/native.js');
   return mod.nativeProbes();
+}
+
+/** The native probe's timed read of given arrays (paired-read.ts), or undefined without the addon. */
+export async function nativeReadRegions(): Promise<((arrays: ArrayBufferView[], threads: number) => number) | undefined> {
+  try {
+    const p = await nativeProbes();
+    return (arrays, threads) => p.readRegionsSeconds(arrays, threads);
+  } catch {
+    return undefined;
+  }
 }
 
 export async function measureLimits(o: LimitOptions): Promise<LimitResult[]> {

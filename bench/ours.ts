@@ -117,7 +117,10 @@ export function ourRunners(o: OursOptions): Runner[] {
     limit: threads === 1 ? 'fma1' : 'fmaAll',
     async prepare(s, inputs) {
       const attn = await loadOurs(`native-${threads}`, { backend: 'native', threads });
-      return prepareWith(attn, s, inputs);
+      const p = prepareWith(attn, s, inputs);
+      // native reads K and V where they are: the paired read on decode shapes reads the same
+      if (s.kind === 'attention') p.reads = [(inputs as AttentionInputs).k, (inputs as AttentionInputs).v];
+      return p;
     },
   });
   const runners: Runner[] = [native(1, false)];

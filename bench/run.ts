@@ -8,6 +8,7 @@
 import os from 'node:os';
 import { compare, expectedFor } from './check.js';
 import { measure, summarise } from './harness.js';
+import { pairedRead, type ReadRegions } from './paired-read.js';
 import { flops, isBandwidthBound, kvBytes, makeInputs, type Shape } from './shapes.js';
 import { Skip, type CaseResult, type Prepared, type Runner } from './types.js';
 
@@ -21,6 +22,8 @@ export interface CaseOptions {
   rounds?: number;
   /** called once per finished case, in runner order, and per round */
   onProgress?: (line: string) => void;
+  /** the native read probe: decode shapes then pair calls with reads of the same K and V */
+  readRegions?: ReadRegions;
 }
 
 function firstLine(e: unknown): string {
@@ -121,6 +124,17 @@ export async function runShape(runners: Runner[], shape: Shape, o: CaseOptions):
       }
     }
     if (rounds > 1 && live.length) o.onProgress?.(`    ${shape.name}: round ${round + 1}/${rounds} done`);
+  }
+
+  if (isBandwidthBound(shape) && o.readRegions) {
+    for (const l of live) {
+      if (l.result.status === 'failed' || !l.prepared.reads) continue;
+      try {
+        l.result.pairedRead = await pairedRead(() => l.prepared.run(), l.prepared.reads, l.runner.threads, o.readRegions);
+      } catch (e) {
+        l.result.note = [l.result.note, `paired read failed: ${firstLine(e)}`].filter(Boolean).join('; ');
+      }
+    }
   }
 
   for (const l of live) {

@@ -15,6 +15,11 @@ export interface Prepared {
   output(): Float32Array | Promise<Float32Array>;
   /** a note printed with the result (e.g. "kv heads repeated to 32 before the call") */
   note?: string;
+  /**
+   * The arrays one run() streams from memory in place (zero-copy: native K and V): on decode
+   * shapes the bench times a plain read of them after each of a series of calls (paired-read.ts).
+   */
+  reads?: ArrayBufferView[];
   dispose?(): void | Promise<void>;
 }
 
@@ -78,6 +83,16 @@ export interface CaseResult {
   gbs?: number;
   /** the limit this figure is compared with and the fraction reached */
   limit?: { name: string; value: number; unit: string; fraction: number };
+  /** decode shapes, zero-copy backends: calls alternated with a plain read of the same K and V */
+  pairedRead?: {
+    pairs: number;
+    /** K+V GB/s of the calls (median over the pairs) */
+    gbs: number;
+    /** GB/s of the reads (median over the pairs) */
+    readGBs: number;
+    /** median over the pairs of read time / call time */
+    fraction: number;
+  };
   check?: CheckResult;
   /** 1-minute load average when the case finished (other processes competing for the cores) */
   load?: number;

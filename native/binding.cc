@@ -650,6 +650,31 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
   });
 }
 
+// readRegionsSeconds(arrays, threads): one timed read of the arrays' bytes (zero-copy views)
+Napi::Value ReadRegions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const char* usage = "readRegionsSeconds(arrays: ArrayBufferView[], threads: number)";
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) Throw(env, "ERR_ATTN_TYPE", usage, Kind::Type);
+    Napi::Array list = info[0].As<Napi::Array>();
+    int th = info[1].As<Napi::Number>().Int32Value();
+    if (th < 1 || th > 1024 || list.Length() < 1 || list.Length() > 64)
+      Throw(env, "ERR_ATTN_VALUE", "readRegionsSeconds: 1..64 arrays, threads 1..1024", Kind::Range);
+    std::vector<const char*> ptrs;
+    std::vector<int64_t> sizes;
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      Napi::Value v = list.Get(i);
+      if (!v.IsTypedArray()) Throw(env, "ERR_ATTN_TYPE", usage, Kind::Type);
+      Napi::TypedArray a = v.As<Napi::TypedArray>();
+      ptrs.push_back((const char*)a.ArrayBuffer().Data() + a.ByteOffset());
+      sizes.push_back((int64_t)a.ByteLength());
+    }
+    double r = sa::read_regions_seconds(ptrs.data(), sizes.data(), (int)ptrs.size(), th);
+    if (r < 0) Throw(env, "ERR_ATTN_NATIVE", "readRegionsSeconds: could not start the reading threads");
+    return Napi::Number::New(env, r);
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* data = new AddonData();
   data->engine_ctor = Napi::Persistent(Engine::Init(env));
@@ -661,6 +686,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));
   exports.Set("fmaPeakGflops", Napi::Function::New<FmaPeak>(env, "fmaPeakGflops"));
   exports.Set("readBandwidthGBs", Napi::Function::New<ReadBandwidth>(env, "readBandwidthGBs"));
+  exports.Set("readRegionsSeconds", Napi::Function::New<ReadRegions>(env, "readRegionsSeconds"));
   return exports;
 }
 

@@ -474,5 +474,20 @@ describe('native backend', function () {
       assert.ok(g1 > 1 && g1 < 1e5, `fma peak ${g1}`);
       assert.ok(bw > 0.1 && bw < 1e4, `bandwidth ${bw}`);
     });
+
+    it('times one read of given arrays (odd sizes, any typed array), and refuses bad arguments with a code', () => {
+      const probes = nativeProbes();
+      const arrays = [new Float32Array(2 ** 20 + 3), new Uint8Array(101).subarray(7), new Float64Array(1)];
+      for (const threads of [1, 2, 3]) {
+        const s = probes.readRegionsSeconds(arrays, threads);
+        assert.ok(s > 0 && s < 10, `${threads} threads: ${s} s`);
+      }
+      const bad = probes.readRegionsSeconds as unknown as (...a: unknown[]) => number;
+      expectCode(() => bad(new Float32Array(4), 1), 'ERR_ATTN_TYPE');
+      expectCode(() => bad([new Float32Array(4), 'x'], 1), 'ERR_ATTN_TYPE');
+      expectCode(() => bad([new Float32Array(4)]), 'ERR_ATTN_TYPE');
+      expectCode(() => bad([new Float32Array(4)], 0), 'ERR_ATTN_VALUE');
+      expectCode(() => bad([], 1), 'ERR_ATTN_VALUE');
+    });
   });
 });

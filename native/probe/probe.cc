@@ -305,4 +305,49 @@ double read_bandwidth_gbs(int64_t bytes, int threads) {
   return started ? best / 1e9 : -1;
 }
 
+double read_regions_seconds(const char* const* ptrs, const int64_t* bytes, int n, int threads) {
+  if (threads < 1) threads = 1;
+  const ReadFn read = pick_reader();
+  SpinBarrier bar(threads);
+  using Clock = std::chrono::steady_clock;
+  std::vector<Clock::time_point> t_begin((size_t)threads), t_end((size_t)threads);
+  std::atomic<uint64_t> sink{0};
+
+  auto body = [&](int t) {
+    bar.wait();
+    if (bar.aborted()) return;
+    t_begin[(size_t)t] = Clock::now();
+    uint64_t s = 0;
+    for (int r = 0; r < n; ++r) {
+      const int64_t lines = bytes[r] / kLine;
+      const int64_t lo = lines * t / threads * kLine, hi = lines * (t + 1) / threads * kLine;
+      s += read(ptrs[r] + lo, hi - lo);
+      // the last partial line (fewer than 64 bytes)
+      if (t == threads - 1)
+        for (int64_t i = lines * kLine; i < bytes[r]; ++i) s += (unsigned char)ptrs[r][i];
+    }
+    t_end[(size_t)t] = Clock::now();
+    sink.fetch_add(s);  // keeps the reads from being optimised away
+  };
+
+  std::vector<std::thread> ts;
+  bool started = true;
+  try {
+    for (int t = 1; t < threads; ++t) ts.emplace_back(body, t);
+  } catch (...) {
+    started = false;
+    bar.abort();
+  }
+  if (started) body(0);
+  for (auto& th : ts) th.join();
+  if (!started) return -1;
+  // as in read_bandwidth_gbs: from the first thread's start to the last one's end
+  Clock::time_point b = t_begin[0], e = t_end[0];
+  for (int u = 1; u < threads; ++u) {
+    if (t_begin[(size_t)u] < b) b = t_begin[(size_t)u];
+    if (t_end[(size_t)u] > e) e = t_end[(size_t)u];
+  }
+  return std::chrono::duration<double>(e - b).count();
+}
+
 }  // namespace sa

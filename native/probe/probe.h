@@ -12,4 +12,10 @@ double fma_peak_gflops(const char* isa, int threads, double millis);
 // the result is the best pass: all bytes / (first thread's start .. last thread's end).
 // Returns < 0 on failure.
 double read_bandwidth_gbs(int64_t bytes, int threads);
+// Seconds of one pass reading the `n` given regions (ptrs[i], bytes[i] bytes) with `threads`
+// threads, each taking the same share of every region, with the readers above. Nothing is
+// touched before the timed pass, so the regions are read in whatever cache state the caller
+// left them: timed right after a kernel that read the same memory, the two are like for like.
+// Returns < 0 on failure (a thread could not start).
+double read_regions_seconds(const char* const* ptrs, const int64_t* bytes, int n, int threads);
 }  // namespace sa

@@ -51,6 +51,7 @@ export interface NativeBinding {
   createEngine(isa: string, threads: number): NativeEngine;
   fmaPeakGflops(threads: number, millis: number): number;
   readBandwidthGBs(bytes: number, threads: number): number;
+  readRegionsSeconds(arrays: ArrayBufferView[], threads: number): number;
 }
 
 export interface NativeProbes {
@@ -58,6 +59,8 @@ export interface NativeProbes {
   fmaPeakGflops(threads: number, millis: number): number;
   /** sustained read bandwidth over a buffer of `bytes` bytes (GB/s, 1e9 bytes) */
   readBandwidthGBs(bytes: number, threads: number): number;
+  /** seconds of one read of the arrays' bytes, in the cache state the caller left them (the bench pairs it with a decoding call) */
+  readRegionsSeconds(arrays: ArrayBufferView[], threads: number): number;
 }
 
 interface Loaded {
@@ -150,6 +153,7 @@ export function nativeProbes(): NativeProbes {
   return {
     fmaPeakGflops: (threads, millis) => b.fmaPeakGflops(threads, millis),
     readBandwidthGBs: (bytes, threads) => b.readBandwidthGBs(bytes, threads),
+    readRegionsSeconds: (arrays, threads) => b.readRegionsSeconds(arrays, threads),
   };
 }
 
