@@ -669,7 +669,11 @@ static void scores_rows(DecRow* rows, int64_t nmax, const float* k0, int64_t ks,
       const int kn = (int)imin(KB, nmax - j);
       const float* kp[KB];
       SA_UNROLL for (int k = 0; k < KB; ++k) kp[k] = k0 + (j + (k < kn ? k : kn - 1)) * ks;  // past the end: the last key again
-      if (SA_DEC_PF > 0)
+      // only a single row prefetches its keys: with RB rows each key costs RB dot products, the
+      // hardware prefetcher keeps up, and the prefetch instructions only held up issue (a quarter
+      // of the samples sat on them in a profile of Hq 32 / Hkv 8 decoding; without them paired
+      // runs gained 8-11% there, 3-10% with Sq 3; the values' prefetch still pays)
+      if (SA_DEC_PF > 0 && RB == 1)
         for (int k = 0; k < kn; ++k) prefetch_row(kp[k], D);
       float sc[NACC];
       if constexpr (RB == 1) sc[0] = dot_row(qp[0], kp[0], D);
