@@ -341,6 +341,14 @@ describe('wasm backend: memory', () => {
     assertClose(results[0].output.data, reference.attention(q, k, v, { keyLengths }).output.data, 'staged against the reference');
     // the staged call held one kv head's K and V (1 MiB), the whole copy all four (4 MiB)
     assert.ok(staged.instance.heap.byteLength < whole.instance.heap.byteLength, `memory: staged ${staged.instance.heap.byteLength}, whole ${whole.instance.heap.byteLength}`);
+    // K already in WASM memory (alloc), V a plain array: only V is staged, K read in place
+    const sattn = new Attention(staged);
+    const kw = sattn.alloc(k.shape);
+    kw.data.set(k.data);
+    const copied = staged.instance.heap.copiedIn;
+    const mixed = sattn.attention(q, kw, v, { keyLengths });
+    assert.equal(staged.instance.heap.copiedIn - copied, q.data.byteLength + v.data.byteLength + 4, 'K not copied');
+    assert.deepEqual(mixed.output.data, results[1].output.data, 'K in place, V staged: bit for bit');
   });
 
   it('gives right answers when its memory lies above 2 GiB (offsets past the int32 range)', () => {
