@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { renderChart } from './chart.js';
 import { expectedFor } from './check.js';
 import { runChild } from './child.js';
-import { measureLimits, nativeReadRegions } from './limits.js';
+import { measureLimits, nativePairProbes } from './limits.js';
 import { measureMemory } from './memory.js';
 import { ourInfo } from './ours.js';
 import { NODE_MODULES, RESULTS_DIR, ROOT } from './paths.js';
@@ -179,7 +179,7 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
       }))
     : [];
 
-  const readRegions = o.limits ? await nativeReadRegions() : undefined;
+  const pairProbes = o.limits ? await nativePairProbes() : undefined;
   const results: CaseResult[] = [];
   for (const shape of o.shapes) {
     const tRef = performance.now();
@@ -194,7 +194,7 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
       minTime: o.minTime,
       rounds: o.rounds,
       onProgress: log,
-      readRegions,
+      ...pairProbes,
     })) {
       byId.set(res.runner, res);
     }
@@ -237,7 +237,8 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
 
   const notes = [
     'flops = 4·B·Hq·Sq·Sk·D per attention (+ 2·B·S·E·E per projection, four projections, for mha768); causal shapes are counted as the full square, so skipping hidden tiles shows as higher GFLOP/s; their fraction of the limit counts only the visible part of the square (the work that must be done), so it stays below 100%.',
-    'Decoding (Sq = 1) is limited by memory: its figure is GB/s of K and V read once, against the read bandwidth at the same thread count measured over a buffer of the same size as K+V (best of about 30 passes; this VM reports a large last-level cache, so K+V may stay partly cache-resident between calls in both). For native, which reads K and V in place, the bench also alternates 21 calls with a plain read of the very same K and V by the read probe at the same thread count ("paired read"): both then see the same cache state and the same load from other processes, and the median of the per-pair ratios is the decode target\'s figure.',
+    'Decoding (Sq = 1) is limited by memory: its figure is GB/s of K and V read once, against the read bandwidth at the same thread count measured over a buffer of the same size as K+V (best of about 30 passes; this VM reports a large last-level cache, so K+V may stay partly cache-resident between calls in both).',
+    'Paired with a probe (native; bench/paired.ts): after its timing, each native case alternates calls with a run of the probe of its limit at the same thread count — 21 calls each followed by a plain read of the very same K and V (decoding), or 21 calls each followed by 20 ms of the FMA probe (the rest) — and reports the median of the per-pair ratios. Call and probe then see the same clock (the probe found anywhere from about 3.5 to 3.9 GHz from one run to the next on this shared VM), cache state and load; the issue-3 fraction targets are checked on these figures, and the fraction of the probes run once at the start stays in the \'% of limit\' column.',
     'onnxruntime-node runs with intraOpNumThreads = the thread count shown, interOpNumThreads = 1, graphOptimizationLevel all; onnxruntime-web and tfjs-backend-wasm run single-threaded in this Node process from their local .wasm files.',
     'ONNX models are built in code (bench/peers/onnx-proto.ts); inputs are converted to each peer\'s layout once, before timing.',
     'Outputs are checked once per shape against the float64 reference on query heads 0 and H-1 of the full shape (heads are independent, so that is exact); mha768 is checked whole.',

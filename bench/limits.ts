@@ -12,6 +12,7 @@ import path from 'node:path';
 import { BENCH_DIR, BUNDLED, NODE_MODULES, PREBUILT_PROBES, TMP_DIR } from './paths.js';
 import { runChild } from './child.js';
 import { relaxedSimdNeedsFlag } from './ours.js';
+import type { FmaPeak, ReadRegions } from './paired.js';
 import type { LimitResult } from './types.js';
 
 const PROBES = {
@@ -117,11 +118,11 @@ async function nativeProbes(): Promise<{
   return mod.nativeProbes();
 }
 
-/** The native probe's timed read of given arrays (paired-read.ts), or undefined without the addon. */
-export async function nativeReadRegions(): Promise<((arrays: ArrayBufferView[], threads: number) => number) | undefined> {
+/** The native probes that paired.ts runs after each call, or undefined without the addon. */
+export async function nativePairProbes(): Promise<{ readRegions: ReadRegions; fmaPeak: FmaPeak } | undefined> {
   try {
     const p = await nativeProbes();
-    return (arrays, threads) => p.readRegionsSeconds(arrays, threads);
+    return { readRegions: (arrays, threads) => p.readRegionsSeconds(arrays, threads), fmaPeak: (threads, millis) => p.fmaPeakGflops(threads, millis) };
   } catch {
     return undefined;
   }

@@ -8,7 +8,8 @@
 import os from 'node:os';
 import { compare, expectedFor } from './check.js';
 import { measure, summarise } from './harness.js';
-import { pairedRead, type ReadRegions } from './paired-read.js';
+import { pairedPeak, pairedRead, type FmaPeak, type ReadRegions } from './paired.js';
+import { usefulFraction } from './report.js';
 import { flops, isBandwidthBound, kvBytes, makeInputs, type Shape } from './shapes.js';
 import { Skip, type CaseResult, type Prepared, type Runner } from './types.js';
 
@@ -22,8 +23,10 @@ export interface CaseOptions {
   rounds?: number;
   /** called once per finished case, in runner order, and per round */
   onProgress?: (line: string) => void;
-  /** the native read probe: decode shapes then pair calls with reads of the same K and V */
+  /** the native read probe: decode shapes then pair native calls with reads of the same K and V */
   readRegions?: ReadRegions;
+  /** the native FMA probe: other shapes then pair native calls with it */
+  fmaPeak?: FmaPeak;
 }
 
 function firstLine(e: unknown): string {
@@ -126,14 +129,18 @@ export async function runShape(runners: Runner[], shape: Shape, o: CaseOptions):
     if (rounds > 1 && live.length) o.onProgress?.(`    ${shape.name}: round ${round + 1}/${rounds} done`);
   }
 
-  if (isBandwidthBound(shape) && o.readRegions) {
-    for (const l of live) {
-      if (l.result.status === 'failed' || !l.prepared.reads) continue;
-      try {
-        l.result.pairedRead = await pairedRead(() => l.prepared.run(), l.prepared.reads, l.runner.threads, o.readRegions);
-      } catch (e) {
-        l.result.note = [l.result.note, `paired read failed: ${firstLine(e)}`].filter(Boolean).join('; ');
+  // native figures paired with the probe of their limit (paired.ts)
+  for (const l of live) {
+    if (l.result.status === 'failed' || l.runner.family !== 'native') continue;
+    const run = () => l.prepared.run();
+    try {
+      if (isBandwidthBound(shape)) {
+        if (o.readRegions && l.prepared.reads) l.result.pairedRead = await pairedRead(run, l.prepared.reads, l.runner.threads, o.readRegions);
+      } else if (o.fmaPeak) {
+        l.result.pairedPeak = await pairedPeak(run, flops(shape) * usefulFraction(shape), l.runner.threads, o.fmaPeak);
       }
+    } catch (e) {
+      l.result.note = [l.result.note, `paired probe failed: ${firstLine(e)}`].filter(Boolean).join('; ');
     }
   }
 

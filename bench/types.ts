@@ -17,7 +17,7 @@ export interface Prepared {
   note?: string;
   /**
    * The arrays one run() streams from memory in place (zero-copy: native K and V): on decode
-   * shapes the bench times a plain read of them after each of a series of calls (paired-read.ts).
+   * shapes the bench times a plain read of them after each of a series of calls (paired.ts).
    */
   reads?: ArrayBufferView[];
   dispose?(): void | Promise<void>;
@@ -83,7 +83,7 @@ export interface CaseResult {
   gbs?: number;
   /** the limit this figure is compared with and the fraction reached */
   limit?: { name: string; value: number; unit: string; fraction: number };
-  /** decode shapes, zero-copy backends: calls alternated with a plain read of the same K and V */
+  /** decode shapes, zero-copy backends: calls alternated with a plain read of the same K and V (paired.ts) */
   pairedRead?: {
     pairs: number;
     /** K+V GB/s of the calls (median over the pairs) */
@@ -91,6 +91,16 @@ export interface CaseResult {
     /** GB/s of the reads (median over the pairs) */
     readGBs: number;
     /** median over the pairs of read time / call time */
+    fraction: number;
+  };
+  /** compute-bound shapes, native: calls alternated with the FMA probe (paired.ts) */
+  pairedPeak?: {
+    pairs: number;
+    /** GFLOP/s of the calls, counting the work that has to be done (median over the pairs) */
+    gflops: number;
+    /** the probe's GFLOP/s (median over the pairs) */
+    peakGflops: number;
+    /** median over the pairs of call GFLOP/s / probe GFLOP/s */
     fraction: number;
   };
   check?: CheckResult;
