@@ -11,6 +11,7 @@ import path from 'node:path';
 import { compare, expectedFor } from '../bench/check.js';
 import { measure, summarise } from '../bench/harness.js';
 import { parseArgs, runBench, type BenchOptions } from '../bench/index.js';
+import { pairedPeak, pairedRead } from '../bench/paired.js';
 import { runCase } from '../bench/run.js';
 import { FAMILIES } from '../bench/runners.js';
 import { findShapes, flops, makeInputs, outputSize, TINY } from '../bench/shapes.js';
@@ -147,6 +148,39 @@ describe('bench (smoke, tiny shapes)', function () {
     assert.ok(compare(shape, e, full).ok);
     full[3] += 0.01;
     assert.ok(!compare(shape, e, full).ok);
+  });
+
+  it('pairs each native figure with the probe of its limit (decoding: a read of the same K and V)', () => {
+    const native = report.results.filter((r) => r.family === 'native' && r.status === 'ok');
+    if (native.length === 0) return assert.ok(report.results.some((r) => r.family === 'native' && r.reason), 'native says why it did not run');
+    for (const r of native) {
+      const p = r.shape === 'tinyDecode' ? r.pairedRead : r.pairedPeak;
+      assert.ok(p, `${r.runner} ${r.shape} has its paired figure`);
+      assert.equal(p.pairs, 21);
+      assert.ok(p.fraction > 0 && Number.isFinite(p.fraction), `${r.runner} ${r.shape}: fraction ${p.fraction}`);
+    }
+    for (const r of report.results.filter((x) => x.family !== 'native')) assert.ok(!r.pairedRead && !r.pairedPeak, `${r.runner} is not paired`);
+  });
+
+  it('paired figures: medians of the calls, of the probes, and of the per-pair ratios', async () => {
+    const spin = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    const seen: number[] = [];
+    // a read probe that reports 1 ms; calls of about 2 ms (so read/call about 0.5)
+    const r = await pairedRead(() => spin(2), [new Float32Array(250_000), new Uint8Array(1_000_000)], 3, (a, t) => (seen.push(t, a.length), 0.001), 5);
+    assert.deepEqual(seen, Array(6).fill([3, 2]).flat(), 'one warm-up pair, then 5, at the call\'s thread count');
+    assert.equal(r.pairs, 5);
+    assert.ok(Math.abs(r.readGBs - 2) < 1e-9, `2 MB in 1 ms: ${r.readGBs}`);
+    assert.ok(r.fraction > 0.2 && r.fraction < 0.55, `fraction ${r.fraction}`);
+    assert.ok(Math.abs(r.gbs / r.readGBs - r.fraction) < 0.1, 'the fraction agrees with the two medians');
+    // an FMA probe that reports 100 GFLOP/s; 2e8 useful flops in about 2 ms = about 100 GFLOP/s
+    const p = await pairedPeak(() => spin(2), 2e8, 2, (t, ms) => (seen.push(t, ms), 100), 3, 20);
+    assert.deepEqual(seen.slice(12), Array(4).fill([2, 20]).flat());
+    assert.equal(p.peakGflops, 100);
+    assert.ok(p.gflops > 40 && p.gflops <= 100, `gflops ${p.gflops}`);
+    assert.ok(Math.abs(p.fraction - p.gflops / 100) < 0.1);
   });
 
   it('harness: median and spread of samples; async functions', async () => {
