@@ -229,6 +229,19 @@ class SpinBarrier {
   std::atomic<bool> abort_{false};
 };
 
+// Each thread timed only its own reading, started together at a barrier: the pass took from the
+// first thread's start to the last one's end. (Not the sum of the threads' rates: with more
+// threads than cores their reads need not overlap.)
+double pass_seconds(const std::vector<std::chrono::steady_clock::time_point>& begin,
+                    const std::vector<std::chrono::steady_clock::time_point>& end) {
+  auto b = begin[0], e = end[0];
+  for (size_t u = 1; u < begin.size(); ++u) {
+    if (begin[u] < b) b = begin[u];
+    if (end[u] > e) e = end[u];
+  }
+  return std::chrono::duration<double>(e - b).count();
+}
+
 // Passes: at least kMinPasses, and more until kMinSeconds of timed reading (a 128 MiB buffer
 // gets ~30 passes, 1 GiB ~8): the result is the best pass, so a pass slowed by another
 // process on this shared machine does not lower it.
@@ -272,15 +285,7 @@ double read_bandwidth_gbs(int64_t bytes, int threads) {
       t_end[(size_t)t] = Clock::now();
       bar.wait();
       if (t == 0) {
-        // Each thread timed only its own reading, started together at the barrier: the pass
-        // took from the first thread's start to the last one's end. (Not the sum of the
-        // threads' rates: with more threads than cores their reads need not overlap.)
-        Clock::time_point b = t_begin[0], e = t_end[0];
-        for (int u = 1; u < threads; ++u) {
-          if (t_begin[(size_t)u] < b) b = t_begin[(size_t)u];
-          if (t_end[(size_t)u] > e) e = t_end[(size_t)u];
-        }
-        const double sec = std::chrono::duration<double>(e - b).count();
+        const double sec = pass_seconds(t_begin, t_end);
         if (sec > 0 && (double)(lines * kLine) / sec > best) best = (double)(lines * kLine) / sec;
         elapsed += sec;
         more.store((pass + 1 < kMinPasses || elapsed < kMinSeconds) && pass + 1 < kMaxPasses);
@@ -340,14 +345,7 @@ double read_regions_seconds(const char* const* ptrs, const int64_t* bytes, int n
   }
   if (started) body(0);
   for (auto& th : ts) th.join();
-  if (!started) return -1;
-  // as in read_bandwidth_gbs: from the first thread's start to the last one's end
-  Clock::time_point b = t_begin[0], e = t_end[0];
-  for (int u = 1; u < threads; ++u) {
-    if (t_begin[(size_t)u] < b) b = t_begin[(size_t)u];
-    if (t_end[(size_t)u] > e) e = t_end[(size_t)u];
-  }
-  return std::chrono::duration<double>(e - b).count();
+  return started ? pass_seconds(t_begin, t_end) : -1;
 }
 
 }  // namespace sa
