@@ -61,6 +61,10 @@ struct MatmulParams {
   int64_t stride_a, stride_b;  // element offsets between matrices (0 = broadcast)
   int64_t lda, ldc;            // row strides of A and C (k and n for contiguous)
   bool transpose_b;
+  // Optional (0: off): C stored as column blocks of c_block columns, block i at
+  // c + i * c_block_stride as its own [m][ldc] matrix (the multi-head block writes one attention
+  // head per block). c_block must be a multiple of the ISA's panel width; batch must be 1.
+  int64_t c_block = 0, c_block_stride = 0;
 };
 
 struct SoftmaxParams {

@@ -980,6 +980,16 @@ struct MmCtx {
   int64_t ldb;
 };
 
+// where column col of C's row 0 lives (MatmulParams::c_block: column blocks stored apart)
+static inline float* c_column(const MatmulParams& p, float* c, int64_t col) {
+  return p.c_block > 0 ? c + (col / p.c_block) * p.c_block_stride + col % p.c_block : c + col;
+}
+
+// column blocks must hold whole panels, one matrix at a time
+static inline bool c_blocks_ok(const MatmulParams& p) {
+  return p.c_block == 0 || (p.c_block > 0 && p.c_block % MM_NB == 0 && p.batch == 1);
+}
+
 static void mm_task(void* vctx, int64_t t, int) {
   MmCtx& c = *(MmCtx*)vctx;
   const MatmulParams& p = *c.p;
@@ -987,14 +997,14 @@ static void mm_task(void* vctx, int64_t t, int) {
   const int64_t mb = (t / c.np) % c.nmb;
   const int64_t bi = t / (c.np * c.nmb);
   const float* a = p.a + bi * p.stride_a;
-  float* cc = p.c + bi * (p.m * p.ldc);
+  float* cc = c_column(p, p.c + bi * (p.m * p.ldc), pn * MM_NB);  // this panel's first column
   const float* bp = c.packed + bi * c.packed_stride + pn * p.k * MM_NB;
   const int64_t r0 = mb * MM_MC, r1 = imin(p.m, r0 + MM_MC);
   const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
   const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
   if (p.k == 0) {
     for (int64_t r = r0; r < r1; ++r)
-      for (int j = 0; j < cols; ++j) cc[r * p.ldc + pn * MM_NB + j] = bias ? bias[j] : 0.0f;
+      for (int j = 0; j < cols; ++j) cc[r * p.ldc + j] = bias ? bias[j] : 0.0f;
     return;
   }
   for (int64_t k0 = 0; k0 < p.k; k0 += MM_KC) {
@@ -1008,7 +1018,7 @@ static void mm_task(void* vctx, int64_t t, int) {
     for (int64_t r = r0; r < r1; r += kMmMR) {
       int rr = (int)imin(kMmMR, r1 - r);
       const int64_t i = (r - r0) / kMmMR, pfl = imin(share, lines - i * share);
-      mm_dispatch<kMmMR>(rr, a + r * p.lda + k0, p.lda, bp + k0 * MM_NB, kc, cc + r * p.ldc + pn * MM_NB, p.ldc, cols, init, bias,
+      mm_dispatch<kMmMR>(rr, a + r * p.lda + k0, p.lda, bp + k0 * MM_NB, kc, cc + r * p.ldc, p.ldc, cols, init, bias,
                          nx + i * share * 16, pfl);
     }
   }
@@ -1016,7 +1026,7 @@ static void mm_task(void* vctx, int64_t t, int) {
 
 static int matmul_packed_impl(const MatmulParams& p, const PackedB& pb, Parallel& par) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return kOk;
-  if (pb.panel != MM_NB || pb.k != p.k || pb.n != p.n) return kErrArgs;
+  if (pb.panel != MM_NB || pb.k != p.k || pb.n != p.n || !c_blocks_ok(p)) return kErrArgs;
   MmCtx c;
   c.p = &p;
   c.packed = pb.data;
@@ -1035,6 +1045,7 @@ static void pack_task(void* vctx, int64_t bi, int) {
 
 static int matmul_impl(const MatmulParams& p, Parallel& par) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return kOk;
+  if (!c_blocks_ok(p)) return kErrArgs;
   MmCtx c;
   c.p = &p;
   const int64_t per = packed_b_floats_impl(p.k, p.n);

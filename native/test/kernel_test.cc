@@ -175,6 +175,45 @@ static void test_matmul(const KernelTable* kt, Parallel& par) {
         }
 }
 
+// C written as column blocks (MatmulParams::c_block, the multi-head block's head-major Q/K/V):
+// the same values as the row layout, each block its own matrix; a block narrower than a panel is
+// refused with kErrArgs
+static void test_matmul_column_blocks(const KernelTable* kt, Parallel& par) {
+  const int64_t m = 29, kk = 70;
+  int64_t panel = 0;
+  {
+    PackedB probe{};
+    std::vector<float> one(kt->packed_b_floats(1, 1)), b1(1, 1.f);
+    kt->pack_b(b1.data(), 1, true, 1, 1, one.data(), &probe);
+    panel = probe.panel;
+  }
+  const int64_t cb = 2 * panel, nblocks = 3, n = cb * nblocks, stride = m * cb + 5;
+  std::vector<float> a(m * kk), b(n * kk), bias(n), rows(m * n), blocks(nblocks * stride, 99.f);
+  for (auto& x : a) x = urand();
+  for (auto& x : b) x = urand();
+  for (auto& x : bias) x = urand();
+  std::vector<float> packed(kt->packed_b_floats(kk, n));
+  PackedB pb{};
+  kt->pack_b(b.data(), kk, true, kk, n, packed.data(), &pb);
+  MatmulParams pr{a.data(), nullptr, rows.data(), bias.data(), 1, m, n, kk, 0, 0, kk, n, true};
+  MatmulParams pc{a.data(), nullptr, blocks.data(), bias.data(), 1, m, n, kk, 0, 0, kk, cb, true};
+  pc.c_block = cb;
+  pc.c_block_stride = stride;
+  bool bad = kt->matmul_packed(pr, pb, par) != kOk || kt->matmul_packed(pc, pb, par) != kOk;
+  for (int64_t i = 0; i < m && !bad; ++i)
+    for (int64_t j = 0; j < n && !bad; ++j)
+      if (rows[i * n + j] != blocks[(j / cb) * stride + i * cb + j % cb]) bad = true;
+  for (int64_t blk = 0; blk < nblocks && !bad; ++blk)  // the gaps between blocks are untouched
+    for (int64_t x = m * cb; x < stride; ++x) bad |= blocks[blk * stride + x] != 99.f;
+  MatmulParams narrow = pc;
+  narrow.c_block = panel > 1 ? panel / 2 : 0;
+  if (panel > 1 && kt->matmul_packed(narrow, pb, par) != kErrArgs) bad = true;
+  if (bad) {
+    ++failures;
+    fprintf(stderr, "FAIL %s matmul with column blocks of %lld\n", kt->name, (long long)cb);
+  }
+}
+
 static void test_softmax(const KernelTable* kt, Parallel& par) {
   const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 16}, {2, 33}, {40, 1000}};
   for (auto& s : shapes) {
@@ -293,6 +332,7 @@ int main(int argc, char** argv) {
     run_case(kt, Case{1, 2, 1, 40, 129, 48, 80, true, true, false, 2, true}, pool2, "mixed");
     run_case(kt, Case{1, 2, 2, 200, 100, 16, 16, true, false, false, 0, false}, pool2, "sq>sk");
     test_matmul(kt, pool2);
+    test_matmul_column_blocks(kt, pool2);
     test_softmax(kt, pool2);
     double e = test_exp2(kt);
     test_determinism(kt);
