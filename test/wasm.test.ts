@@ -326,13 +326,15 @@ describe('wasm backend: memory', () => {
     const q = randomTensor(rand, [1, 8, 1, 128]);
     const k = randomTensor(rand, [1, 4, 1024, 128]);
     const v = randomTensor(rand, [1, 4, 1024, 128]);
-    const keyLengths = Int32Array.of(1000);
+    const keyLengths = Int32Array.of(997); // not a multiple of 8: the packed group's tail is zeroed
     const staged = wasmBackend('simd128');
     const whole = loadWasmBackendSync({ build: 'simd128', stageKvFromBytes: Infinity }) as WasmBackend;
     const results = [staged, whole].map((be) => {
       const copied = be.instance.heap.copiedIn;
       const r = new Attention(be).attention(q, k, v, { keyLengths, returnWeights: true });
-      assert.equal(be.instance.heap.copiedIn - copied, q.data.byteLength + k.data.byteLength + v.data.byteLength + 4, 'every input byte copied once');
+      // staged: only the 997 visible keys of K and V; whole: every input byte once
+      const kv = be === staged ? (k.data.byteLength + v.data.byteLength) * (997 / 1024) : k.data.byteLength + v.data.byteLength;
+      assert.equal(be.instance.heap.copiedIn - copied, q.data.byteLength + kv + 4, 'bytes copied in');
       assert.equal(be.instance.heap.inUse, 0);
       return r;
     });
@@ -347,8 +349,27 @@ describe('wasm backend: memory', () => {
     kw.data.set(k.data);
     const copied = staged.instance.heap.copiedIn;
     const mixed = sattn.attention(q, kw, v, { keyLengths });
-    assert.equal(staged.instance.heap.copiedIn - copied, q.data.byteLength + v.data.byteLength + 4, 'K not copied');
+    assert.equal(staged.instance.heap.copiedIn - copied, q.data.byteLength + v.data.byteLength * (997 / 1024) + 4, 'K not copied');
     assert.deepEqual(mixed.output.data, results[1].output.data, 'K in place, V staged: bit for bit');
+  });
+
+  it('staged K and V with keyLengths: hidden keys are neither copied nor read (a NaN left in the block by an earlier head stays out)', () => {
+    const be = loadWasmBackendSync({ build: 'simd128', stageKvFromBytes: 0 }) as WasmBackend;
+    const rand = rng(33);
+    const [B, H, Sq, Sk, D] = [2, 2, 16, 40, 16];
+    const q = randomTensor(rand, [B, H, Sq, D]);
+    const k = randomTensor(rand, [B, H, Sk, D]);
+    const v = randomTensor(rand, [B, H, Sk, D]);
+    // batch 1 sees 3 keys; every key batch 0 leaves in the staging block is NaN, as are batch 1's hidden ones
+    k.data.fill(NaN, 0, H * Sk * D);
+    v.data.fill(NaN, 0, H * Sk * D);
+    for (const t of [k, v]) for (let h = 0; h < H; h++) t.data.fill(NaN, ((H + h) * Sk + 3) * D, (H + h + 1) * Sk * D);
+    const keyLengths = Int32Array.of(Sk, 3);
+    const got = new Attention(be).attention(q, k, v, { keyLengths }).output.data;
+    const want = reference.attention(q, k, v, { keyLengths }).output.data;
+    const half = H * Sq * D;
+    assert.ok(got.subarray(0, half).every(Number.isNaN) && want.subarray(0, half).every(Number.isNaN), 'batch 0 is NaN in both');
+    assertClose(got.subarray(half), want.subarray(half), 'batch 1 (3 visible keys)');
   });
 
   it('gives right answers when its memory lies above 2 GiB (offsets past the int32 range)', () => {

@@ -10,7 +10,8 @@
  *
  * The kernel runs once per (batch, kv head) on a view of that head's queries, outputs, mask
  * and weights; each output element is computed by the same code from the same values as in
- * one whole call, so results are bit-identical to the plain path (tested).
+ * one whole call, so results are bit-identical to the plain path (tested). With keyLengths only
+ * the visible keys are copied (a preallocated KV cache holding fewer tokens costs what it holds).
  */
 import type { AttentionArgs } from '../backend.js';
 import { CallFrame, attentionCall, execCalls, type WasmInstance } from './wasm-core.js';
@@ -46,14 +47,14 @@ export function runAttentionStaged(inst: WasmInstance, a: AttentionArgs): void {
   const kBlock = a.seqK * a.headDim;
   const vBlock = a.seqK * a.headDimV;
   const f = new CallFrame(heap);
-  let q = 0, k = 0, v = 0, out = 0, mask = 0, kl = 0, w = 0, scratch = 0;
+  let q = 0, k = 0, v = 0, out = 0, mask = 0, keyLens = 0, w = 0, scratch = 0;
   f.input(a.q, (p) => (q = p));
   if (stageK) f.scratch(kBlock * 4, (p) => (k = p));
   else f.input(a.k, (p) => (k = p));
   if (stageV) f.scratch(vBlock * 4, (p) => (v = p));
   else f.input(a.v, (p) => (v = p));
   f.input(a.mask?.data, (p) => (mask = p));
-  f.input(a.keyLengths, (p) => (kl = p));
+  f.input(a.keyLengths, (p) => (keyLens = p));
   f.output(a.out, (p) => (out = p));
   f.output(a.weights, (p) => (w = p));
   f.scratch(x.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (scratch = p));
@@ -64,13 +65,21 @@ export function runAttentionStaged(inst: WasmInstance, a: AttentionArgs): void {
     const maskBytes = a.mask ? a.mask.data.BYTES_PER_ELEMENT : 0;
     const mem = heap.f32; // commit() did every allocation: no grow below, the view stays valid
     for (let b = 0; b < a.batch; b++) {
+      // keys past keyLengths[b] are hidden: the kernels never read their values, and their key
+      // rows only in the packing of the last group of 8 (whose scores are then overwritten with
+      // -Infinity), so only the visible rows are copied and that group's tail is zeroed
+      const visible = a.keyLengths ? a.keyLengths[b] : a.seqK;
+      const kZeroEnd = Math.min(a.seqK, (visible + 7) & ~7);
       for (let hk = 0; hk < a.numKvHeads; hk++) {
         const h0 = hk * G;
         const kOff = b * a.kStrides.b + hk * a.kStrides.h;
         const vOff = b * a.vStrides.b + hk * a.vStrides.h;
-        if (stageK) mem.set(a.k.subarray(kOff, kOff + kBlock), k >>> 2);
-        if (stageV) mem.set(a.v.subarray(vOff, vOff + vBlock), v >>> 2);
-        heap.copiedIn += (stageK ? kBlock * 4 : 0) + (stageV ? vBlock * 4 : 0);
+        if (stageK) {
+          mem.set(a.k.subarray(kOff, kOff + visible * a.headDim), k >>> 2);
+          mem.fill(0, (k >>> 2) + visible * a.headDim, (k >>> 2) + kZeroEnd * a.headDim);
+        }
+        if (stageV) mem.set(a.v.subarray(vOff, vOff + visible * a.headDimV), v >>> 2);
+        heap.copiedIn += ((stageK ? a.headDim : 0) + (stageV ? a.headDimV : 0)) * visible * 4;
         const call = attentionCall(
           {
             out: out + (b * a.oStrides.b + h0 * a.oStrides.h) * 4,
@@ -78,7 +87,7 @@ export function runAttentionStaged(inst: WasmInstance, a: AttentionArgs): void {
             k: stageK ? k : k + kOff * 4,
             v: stageV ? v : v + vOff * 4,
             mask: a.mask ? mask + (b * a.mask.strideB + h0 * a.mask.strideH) * maskBytes : 0,
-            keyLengths: kl ? kl + b * 4 : 0,
+            keyLengths: keyLens ? keyLens + b * 4 : 0,
             weights: w ? w + (b * a.numHeads + h0) * a.seqQ * a.seqK * 4 : 0,
             scratch,
           },
