@@ -229,6 +229,23 @@ class SpinBarrier {
   std::atomic<bool> abort_{false};
 };
 
+// Runs body(t) on `threads` threads, t = 0 on the caller. False when a thread could not be
+// started: the barrier is aborted so those already running leave it and return.
+template <class Body>
+bool run_threads(int threads, SpinBarrier& bar, const Body& body) {
+  std::vector<std::thread> ts;
+  bool started = true;
+  try {
+    for (int t = 1; t < threads; ++t) ts.emplace_back(body, t);
+  } catch (...) {
+    started = false;
+    bar.abort();
+  }
+  if (started) body(0);
+  for (auto& th : ts) th.join();
+  return started;
+}
+
 // Each thread timed only its own reading, started together at a barrier: the pass took from the
 // first thread's start to the last one's end. (Not the sum of the threads' rates: with more
 // threads than cores their reads need not overlap.)
@@ -296,16 +313,7 @@ double read_bandwidth_gbs(int64_t bytes, int threads) {
     sink.fetch_add(s);  // keeps the reads from being optimised away
   };
 
-  std::vector<std::thread> ts;
-  bool started = true;
-  try {
-    for (int t = 1; t < threads; ++t) ts.emplace_back(body, t);
-  } catch (...) {
-    started = false;
-    bar.abort();  // the threads already started leave their barrier and return
-  }
-  if (started) body(0);
-  for (auto& th : ts) th.join();
+  const bool started = run_threads(threads, bar, body);
   aligned_free_bytes(buf);
   return started ? best / 1e9 : -1;
 }
@@ -335,17 +343,7 @@ double read_regions_seconds(const char* const* ptrs, const int64_t* bytes, int n
     sink.fetch_add(s);  // keeps the reads from being optimised away
   };
 
-  std::vector<std::thread> ts;
-  bool started = true;
-  try {
-    for (int t = 1; t < threads; ++t) ts.emplace_back(body, t);
-  } catch (...) {
-    started = false;
-    bar.abort();
-  }
-  if (started) body(0);
-  for (auto& th : ts) th.join();
-  return started ? pass_seconds(t_begin, t_end) : -1;
+  return run_threads(threads, bar, body) ? pass_seconds(t_begin, t_end) : -1;
 }
 
 }  // namespace sa
