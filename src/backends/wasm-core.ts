@@ -551,22 +551,37 @@ export interface PreparedCall<R = void> {
   abort(): void;
 }
 
+/**
+ * Reserves one attention call's memory and copies its inputs in (those already in WASM memory
+ * are used in place). `stage.k` / `stage.v`: instead of K or V, a block of one kv head's rows,
+ * which the caller fills (wasm-staged.ts).
+ */
+export function attentionFrame(
+  inst: WasmInstance,
+  a: AttentionArgs,
+  stage: { k: boolean; v: boolean } = { k: false, v: false },
+): { frame: CallFrame; ptrs: AttentionPointers } {
+  const f = new CallFrame(inst.heap);
+  const ptrs: AttentionPointers = { out: 0, q: 0, k: 0, v: 0, mask: 0, keyLengths: 0, weights: 0, scratch: 0 };
+  f.input(a.q, (p) => (ptrs.q = p));
+  if (stage.k) f.scratch(a.seqK * a.headDim * 4, (p) => (ptrs.k = p));
+  else f.input(a.k, (p) => (ptrs.k = p));
+  if (stage.v) f.scratch(a.seqK * a.headDimV * 4, (p) => (ptrs.v = p));
+  else f.input(a.v, (p) => (ptrs.v = p));
+  f.input(a.mask?.data, (p) => (ptrs.mask = p));
+  f.input(a.keyLengths, (p) => (ptrs.keyLengths = p));
+  f.output(a.out, (p) => (ptrs.out = p));
+  f.output(a.weights, (p) => (ptrs.weights = p));
+  f.scratch(inst.exports.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (ptrs.scratch = p));
+  f.commit();
+  return { frame: f, ptrs };
+}
+
 /** Reserves memory for one attention call, copies its inputs in, and plans the kernel call. */
 export function prepareAttention(inst: WasmInstance, a: AttentionArgs): PreparedCall {
-  const { exports: x, heap } = inst;
-  const f = new CallFrame(heap);
-  let q = 0, k = 0, v = 0, out = 0, mask = 0, kl = 0, w = 0, scratch = 0;
-  f.input(a.q, (p) => (q = p));
-  f.input(a.k, (p) => (k = p));
-  f.input(a.v, (p) => (v = p));
-  f.input(a.mask?.data, (p) => (mask = p));
-  f.input(a.keyLengths, (p) => (kl = p));
-  f.output(a.out, (p) => (out = p));
-  f.output(a.weights, (p) => (w = p));
-  f.scratch(x.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (scratch = p));
-  f.commit();
+  const { frame: f, ptrs } = attentionFrame(inst, a);
   return {
-    calls: [attentionCall({ out, q, k, v, mask, keyLengths: kl, weights: w, scratch }, a)],
+    calls: [attentionCall(ptrs, a)],
     complete() {
       try {
         f.finish();

@@ -14,7 +14,7 @@
  * the visible keys are copied (a preallocated KV cache holding fewer tokens costs what it holds).
  */
 import type { AttentionArgs } from '../backend.js';
-import { CallFrame, attentionCall, execCalls, type WasmInstance } from './wasm-core.js';
+import { attentionCall, attentionFrame, execCalls, type WasmInstance } from './wasm-core.js';
 
 /**
  * K+V bytes to copy from which staging is used: about a core's L2. Below it the whole copy
@@ -44,21 +44,8 @@ export function runAttentionStaged(inst: WasmInstance, a: AttentionArgs): void {
   const { exports: x, heap } = inst;
   const stageK = !heap.owns(a.k);
   const stageV = !heap.owns(a.v);
-  const kBlock = a.seqK * a.headDim;
-  const vBlock = a.seqK * a.headDimV;
-  const f = new CallFrame(heap);
-  let q = 0, k = 0, v = 0, out = 0, mask = 0, keyLens = 0, w = 0, scratch = 0;
-  f.input(a.q, (p) => (q = p));
-  if (stageK) f.scratch(kBlock * 4, (p) => (k = p));
-  else f.input(a.k, (p) => (k = p));
-  if (stageV) f.scratch(vBlock * 4, (p) => (v = p));
-  else f.input(a.v, (p) => (v = p));
-  f.input(a.mask?.data, (p) => (mask = p));
-  f.input(a.keyLengths, (p) => (keyLens = p));
-  f.output(a.out, (p) => (out = p));
-  f.output(a.weights, (p) => (w = p));
-  f.scratch(x.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (scratch = p));
-  f.commit();
+  const { frame: f, ptrs } = attentionFrame(inst, a, { k: stageK, v: stageV });
+  const { q, k, v, out, mask, keyLengths: keyLens, weights: w, scratch } = ptrs;
   try {
     const G = a.numHeads / a.numKvHeads;
     const sub = { ...a, batch: 1, numHeads: G, numKvHeads: 1 };
