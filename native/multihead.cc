@@ -75,33 +75,29 @@ int MultiHeadWeights::forward(const MultiHeadForward& f, Parallel& par) const {
   const float *qp, *kp, *vp;
   int64_t q_row, kv_row;
   int st;
-  // Self-attention without a cache, heads a whole number of panels wide: the fused projection
-  // writes each head's Q, K and V as its own [B·S][Dh] matrix, which attention then reads
-  // contiguously rather than in rows 9 KiB apart (E 768): mha768 +3% on two threads in paired
-  // runs here, the same on one, and bit-identical results.
-  const bool head_major = f.self_attention && fused_ && Sq == Skv && !f.cache_k && Dh % qkv_.panel == 0;
-  int64_t head_stride = Dh;  // between heads of Q, K and V: Dh in the row layouts
-  if (head_major) {
+  int64_t head_stride = Dh;  // between heads of Q, K and V
+  if (f.self_attention && fused_ && Sq == Skv) {
     const int64_t N = E + 2 * KV, rows = B * Sq;
+    // Without a cache and with heads a whole number of panels wide, the fused projection writes
+    // each head's Q, K and V as its own [B·S][Dh] matrix, which attention then reads
+    // contiguously rather than in rows 9 KiB apart (E 768): mha768 +3% on two threads in paired
+    // runs here, the same on one, and bit-identical results.
+    const bool head_major = !f.cache_k && Dh % qkv_.panel == 0;
     qbuf.resize((size_t)(rows * N));
-    MatmulParams mp{f.x, nullptr, qbuf.data(), bqkv, 1, rows, N, E, 0, 0, E, Dh, true};
-    mp.c_block = Dh;
-    mp.c_block_stride = rows * Dh;
+    MatmulParams mp{f.x, nullptr, qbuf.data(), bqkv, 1, rows, N, E, 0, 0, E, head_major ? Dh : N, true};
+    if (head_major) {
+      mp.c_block = Dh;
+      mp.c_block_stride = rows * Dh;
+    }
     if ((st = kt_->matmul_packed(mp, qkv_, par)) != kOk) return st;
+    // K follows the E columns of Q, and V the KV of K: a column takes `rows` floats in the head
+    // blocks, one float along a row otherwise
+    const int64_t col = head_major ? rows : 1;
     qp = qbuf.data();
-    kp = qbuf.data() + E * rows;
-    vp = kp + KV * rows;
-    q_row = kv_row = Dh;
-    head_stride = rows * Dh;
-  } else if (f.self_attention && fused_ && Sq == Skv) {
-    const int64_t N = E + 2 * KV;
-    qbuf.resize((size_t)(B * Sq * N));
-    MatmulParams mp{f.x, nullptr, qbuf.data(), bqkv, 1, B * Sq, N, E, 0, 0, E, N, true};
-    if ((st = kt_->matmul_packed(mp, qkv_, par)) != kOk) return st;
-    qp = qbuf.data();
-    kp = qbuf.data() + E;
-    vp = qbuf.data() + E + KV;
-    q_row = kv_row = N;
+    kp = qp + E * col;
+    vp = kp + KV * col;
+    q_row = kv_row = head_major ? Dh : N;
+    if (head_major) head_stride = rows * Dh;
   } else {
     qbuf.resize((size_t)(B * Sq * E));
     kvbuf.resize((size_t)(B * Skv * 2 * KV));
