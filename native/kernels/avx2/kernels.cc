@@ -53,11 +53,17 @@ struct V {
   static inline T ninf_to_zero(T v) {
     return _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_set1_ps(-__builtin_inff()), _CMP_EQ_OQ), v);
   }
+  // 2^t = p(f) * 2^n, n = round(t), f = t - n in [-0.5, 0.5]. Rounding by adding 1.5 * 2^23
+  // (the sum's low mantissa bits are n itself) keeps the range reduction on the adders, with no
+  // vroundps or vcvtps2dq; 2^n is applied by adding n << 23 to p's exponent field. t < -126
+  // gives exactly 0 through `keep` (which also clears whatever the reduction made of -Infinity
+  // or a huge negative t); with t >= -126, n >= -126 and p(f) >= 1 when n = -126, so the
+  // exponent field stays normal; NaN stays NaN (kept, and the sum is NaN).
   static inline T exp2(T t) {
-    T keep = _mm256_cmp_ps(t, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ);  // NaN kept
-    t = _mm256_max_ps(_mm256_set1_ps(-127.0f), t);                    // NaN passes (2nd operand)
-    T n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    T f = _mm256_sub_ps(t, n);
+    const T keep = _mm256_cmp_ps(t, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ);
+    const T magic = _mm256_set1_ps(12582912.0f);  // 1.5 * 2^23
+    const T y = _mm256_add_ps(t, magic);
+    const T f = _mm256_sub_ps(t, _mm256_sub_ps(y, magic));
     T p = _mm256_set1_ps(1.535336188319500e-4f);
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
@@ -65,17 +71,41 @@ struct V {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(y), 23);
+    return _mm256_and_ps(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e)), keep);
+  }
+  // in-place transpose of a W x W (8 x 8) block held in r[0..W): pairs within 128-bit lanes,
+  // then quads, then the 128-bit halves
+  static inline void transpose(T* r) {
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+      t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+      t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; ++i) r[i] = t[i];
   }
 };
 
+#ifndef SA_ATT_BK
+#define SA_ATT_BK 128  // keys per flash block: half the per-block bookkeeping of 64 (enc128 in one block)
+#endif
 constexpr int kAttMR = 2;   // 16 queries
 constexpr int kAttNR = 6;   // 12 accumulators
 constexpr int kMmMR = 6;
 constexpr int kMmNV = 2;
 constexpr int kProbeAcc = 12;
 static const char* const kIsaName = "avx2";
+#define SA_HAVE_TRANSPOSE 1
 
 #include "../impl.h"
 
