@@ -11,7 +11,8 @@
 //
 // exp: a degree-6 polynomial for 2^f in FMA (Horner) form times 2^n; t < -126 gives exactly 0
 // (no denormals reach the P·V products), NaN stays NaN. AVX2, NEON and scalar: f = t - round(t)
-// in [-0.5, 0.5] (cephes exp2f coefficients), 2^n through the exponent bits. AVX-512: f = t -
+// in [-0.5, 0.5] (cephes exp2f coefficients), 2^n through the exponent bits (AVX2 rounds by
+// adding 1.5·2^23 and takes n from the sum's low bits, all on the adders). AVX-512: f = t -
 // floor(t) in [0, 1) from one vreduceps, and vscalefps applies 2^floor(t) itself (no rounding
 // and no subtraction: two fewer vector ops per exp); its polynomial is a minimax-style fit on
 // [0, 1) with p(0) = 1 exactly, so exp2(0) == 1 (the online softmax relies on alpha == 1 when
