@@ -35,8 +35,13 @@ try {
   const app = join(work, 'app');
   sh('mkdir', ['-p', app], work);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  log('npm install <tarball> --ignore-scripts --offline');
-  sh(npm, ['install', tarball, '--ignore-scripts', '--offline', '--no-audit', '--no-fund'], app);
+  // The one runtime dependency goes in from a tarball of the copy in node_modules, so the offline
+  // install needs nothing from npm's cache (a fresh machine's `npm ci` caches tarballs, not the
+  // registry metadata that resolving a version range would read).
+  const depPack = JSON.parse(sh(npm, ['pack', join(root, 'node_modules', 'node-addon-api'), '--json', '--ignore-scripts', '--pack-destination', work], root));
+  const depTarball = join(work, depPack[0].filename);
+  log('npm install <tarball> <node-addon-api tarball> --ignore-scripts --offline');
+  sh(npm, ['install', depTarball, tarball, '--ignore-scripts', '--offline', '--no-audit', '--no-fund'], app);
 
   // The js backend is the reference itself, so each check compares a backend with it.
   const check = (expectBackend) => `
