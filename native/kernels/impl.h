@@ -268,14 +268,21 @@ static inline void write_out(const float* ot, const float* lo, int64_t nq, int64
 #endif
 }
 
-// every cache line of r[0..n) towards L1 (rw 1: to be written)
-static inline void prefetch_span(const float* r, int64_t n, int rw) {
-  for (int64_t x = 0; x < n; x += 16) {
-    if (rw) __builtin_prefetch(r + x, 1, 3);
-    else __builtin_prefetch(r + x, 0, 3);
-  }
-  if (rw) __builtin_prefetch(r + n - 1, 1, 3);
-  else __builtin_prefetch(r + n - 1, 0, 3);
+// every cache line of r[0..n) towards L1 (RW 1: to be written)
+template <int RW>
+static inline void prefetch_span(const float* r, int64_t n) {
+  for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(r + x, RW, 3);
+  __builtin_prefetch(r + n - 1, RW, 3);
+}
+
+// The query block flash task t covers: batch b, head h, queries [i0, i0 + nq). Blocks of a head
+// go last to first, so the heaviest (causal) blocks come first.
+struct FlashBlock {
+  int64_t b, h, i0, nq;
+};
+static inline FlashBlock flash_block(const AttnParams& p, int64_t nqb, int64_t t) {
+  const int64_t bh = t / nqb, i0 = (nqb - 1 - t % nqb) * BQ;
+  return {bh / p.heads, bh % p.heads, i0, imin(BQ, p.seq_q - i0)};
 }
 
 struct AttnPlan {
@@ -307,12 +314,10 @@ static void flash_task(void* vctx, int64_t t, int worker) {
   const AttnParams& p = *c.p;
   const AttnPlan& pl = c.plan;
   const int64_t nqb = pl.nqb;
-  const int64_t qb = nqb - 1 - (t % nqb);  // heaviest (causal) blocks first
-  const int64_t bh = t / nqb;
-  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const FlashBlock blk = flash_block(p, nqb, t);
+  const int64_t b = blk.b, h = blk.h, i0 = blk.i0, nq = blk.nq;
   const int64_t kvh = h / pl.group;
   const int64_t D = p.head_dim, Dv = p.head_dim_v, Sq = p.seq_q, Sk = p.seq_k;
-  const int64_t i0 = qb * BQ, nq = imin(BQ, Sq - i0);
   const int64_t off = Sk - Sq;
 
   int64_t kend = Sk;
@@ -342,11 +347,11 @@ static void flash_task(void* vctx, int64_t t, int worker) {
   // packing of Qᵀ waited on cache misses (~10% of a 256 x 256 head here) and the write-back on
   // its stores. Paired runs (AVX2): 256 x 256 heads +4-5%, enc128 +4-16%, long2k ±0.
   if (t + 1 < p.batch * p.heads * nqb) {
-    const int64_t tn = t + 1, bhn = tn / nqb, i0n = (nqb - 1 - tn % nqb) * BQ;
-    const float* qn = p.q + (bhn / p.heads) * p.q_sb + (bhn % p.heads) * p.q_sh + i0n * p.q_ss;
-    for (int64_t q = 0; q < imin(BQ, Sq - i0n); ++q) prefetch_span(qn + q * p.q_ss, D, 0);
+    const FlashBlock nx = flash_block(p, nqb, t + 1);
+    const float* qn = p.q + nx.b * p.q_sb + nx.h * p.q_sh + nx.i0 * p.q_ss;
+    for (int64_t q = 0; q < nx.nq; ++q) prefetch_span<0>(qn + q * p.q_ss, D);
   }
-  for (int64_t q = 0; q < nq; ++q) prefetch_span(obase + (i0 + q) * p.o_ss, Dv, 1);
+  for (int64_t q = 0; q < nq; ++q) prefetch_span<1>(obase + (i0 + q) * p.o_ss, Dv);
   if (kend > 0) {
     // pack Qᵀ (scaled into base-2 units); padded lanes are zero
     pack_qt(qbase + i0 * p.q_ss, p.q_ss, nq, D, pl.qscale, qt);
