@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import vm from 'node:vm';
 import v8 from 'node:v8';
 import type { AttentionArgs, Backend, MultiHeadParams } from '../src/backend.js';
-import { loadNativeBackend, nativeIsas, nativeProbes } from '../src/backends/native.js';
+import { loadNativeBackend, nativeCandidates, nativeIsas, nativeProbes } from '../src/backends/native.js';
 import { rng } from './helpers/random.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -111,6 +111,45 @@ function child(code: string, env: Record<string, string | undefined>): unknown {
   assert.equal(r.status, 0, `child failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
+
+describe('native loader order (no addon needed)', () => {
+  const sources = (dir: string) => nativeCandidates(dir).map((c) => c.source);
+  const touch = (file: string, secondsAgo: number) => {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, '');
+    const t = Date.now() / 1000 - secondsAgo;
+    fs.utimesSync(file, t, t);
+  };
+  let dir = '';
+  let envPath: string | undefined;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-loader-'));
+    envPath = process.env.SIMD_ATTENTION_NATIVE_PATH;
+    delete process.env.SIMD_ATTENTION_NATIVE_PATH;
+  });
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (envPath !== undefined) process.env.SIMD_ATTENTION_NATIVE_PATH = envPath;
+  });
+  const prebuilt = () => path.join(dir, 'prebuilds', `${process.platform}-${process.arch}`, 'simd-attention.glibc.node');
+  const release = () => path.join(dir, 'build', 'Release', 'simd_attention.node');
+
+  it('prebuilds/ first, then build/Release and build/Debug', () => {
+    touch(prebuilt(), 10);
+    touch(release(), 100);
+    assert.deepEqual(sources(dir), ['prebuild', 'build/Release', 'build/Debug']);
+  });
+
+  it('a build/Release compiled after the prebuilt binary comes first (a rebuild is never shadowed by stale code)', () => {
+    touch(prebuilt(), 100);
+    touch(release(), 10);
+    assert.deepEqual(sources(dir), ['build/Release', 'prebuild', 'build/Debug']);
+  });
+
+  it('without prebuilds/, build/Release then build/Debug', () => {
+    assert.deepEqual(sources(dir), ['build/Release', 'build/Debug']);
+  });
+});
 
 describe('native backend', function () {
   let isas: string[] = [];

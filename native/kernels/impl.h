@@ -543,19 +543,6 @@ static inline void prefetch_row(const float* r, int64_t n) {
   for (int64_t x = 0; x < n * (int64_t)sizeof(float); x += 64) __builtin_prefetch((const void*)(c + (uintptr_t)x), 0, SA_DEC_PFL);
 }
 
-// sum_d a[d] * b[d] (two accumulators), for one row against one key
-static inline float dot_row(const float* a, const float* b, int64_t D) {
-  T acc0 = V::zero(), acc1 = V::zero();
-  int64_t d = 0;
-  for (; d + 2 * W <= D; d += 2 * W) {
-    acc0 = V::fmadd(V::load(a + d), V::load(b + d), acc0);
-    acc1 = V::fmadd(V::load(a + d + W), V::load(b + d + W), acc1);
-  }
-  for (; d + W <= D; d += W) acc0 = V::fmadd(V::load(a + d), V::load(b + d), acc0);
-  if (d < D) acc1 = V::fmadd(V::load_partial(a + d, (int)(D - d)), V::load_partial(b + d, (int)(D - d)), acc1);
-  return V::hsum(V::add(acc0, acc1));
-}
-
 static void exp2_sum_inplace(float* s, int64_t n, float mref, float* sum_out) {
   T mr = V::set1(mref);
   T acc = V::zero();
@@ -574,249 +561,280 @@ static void exp2_sum_inplace(float* s, int64_t n, float mref, float* sum_out) {
   *sum_out = V::hsum(acc);
 }
 
-// Decoding reads the chunk's keys (and then its values) as SA_DEC_NS interleaved parts, one row
-// from each part in turn: two streams keep more reads in flight than one (paired runs of
-// decode4k here, three runs: +11-23% on two threads, +6-17% on one; four streams
-// gained less, eight lost 11%).
-// The order is a function of the shape only, so results stay the same for any thread count.
-#ifndef SA_DEC_NS
-#define SA_DEC_NS 2
+// Decoding is bound by how many cache lines the core keeps in flight, not by arithmetic. A task
+// streams its chunk's keys and values side by side, one key row and one value row in turn: each
+// step reads a K row of block b and the V row of block b - 1 (whose weights the block's online
+// softmax has just made), so no pass reads K or V twice and two sequential streams stay open.
+// Against the previous order (the chunk's scores, then its values in column passes of 4 vectors),
+// paired runs here: decode4k +22%, Hq 32 / Hkv 8 +42% (one thread). Two or four chunks per task
+// streamed side by side (4 or 8 streams) lost 10-25% to one; 256- or 1024-key chunks and 16- or
+// 64-key blocks measured the same as 512 and 32.
+// Each chunk's online softmax state (max, sum, P·V sums) is combined with the others in chunk
+// order afterwards (combine_task), so results stay the same for any thread count.
+constexpr int DEC_RB = 4;  // query rows (of one kv head) per pass over the keys
+#ifndef SA_DEC_BLK
+#define SA_DEC_BLK 32
 #endif
-constexpr int NS = SA_DEC_NS;
-// With grouped-query attention one kv head serves group x Sq query rows. They are taken DEC_RB
-// at a time, keys outermost, so each key's K row and V row comes from memory once for all of them
-// (a row per pass read each chunk again from L2 and spent its time on the per-key reductions:
-// paired runs of Hq 32 / Hkv 8 decoding over 4096 keys here: +26-35% on one and two threads).
-constexpr int DEC_RB = W >= 16 ? 4 : 2;
-constexpr int DEC_ACC = W >= 16 ? 16 : 8;  // accumulator registers for P.V: AVX2 has 16 in all
+constexpr int DEC_BLK = SA_DEC_BLK;  // keys per online-softmax block
 
-// One query row of a decoding task: its scores / weights s, hidden flags and P.V sums o.
-struct DecRow {
+constexpr int pow2_floor(int x) {
+  int p = 1;
+  while (p * 2 <= x) p *= 2;
+  return p;
+}
+
+// One query row's online softmax over one chunk: the max m (base 2, -inf before any key), the
+// sum l and the weighted values o, all relative to mref(m); the current and the previous block's
+// scores / weights s and hidden flags (a hidden key's value is never read by that row).
+struct DecState {
   const float* q;
-  float* s;
-  uint8_t* hidden;
   float* o;
+  float* s[2];
+  uint8_t* hid[2];
+  bool anyhid[2];
   int64_t h, i, n;  // query head, query index, keys of the chunk it sees (a prefix)
-  float mx, l;
-  bool any_hidden;
+  float m, l;
 };
 
-// rows[r].o[0..Dv) = sum_j p_r[j] * v_j for the RB rows; the NSV parts summed separately then added.
-// Several rows read V as one stream: with RB x NS x G accumulators in the register budget, two
-// streams left G = 2 vectors (4 strided passes over the chunk's V rows for D = 128), one stream
-// G = 4 (2 passes): paired runs here +4-6% with 2 rows, +10% with 4 (Hq 32 / Hkv 8), +27% with
-// 16 (Sq 4), +6-8% with 3; on AVX2 (8 accumulators) +26% for Hq 32 / Hkv 8. A single row keeps
-// its two streams and all of Dv in one pass.
-template <int RB>
-static void pv_rows(DecRow* rows, int64_t nmax, const float* v0, int64_t vs, int64_t Dv) {
-  constexpr int NSV = RB > 1 ? 1 : NS;
-  constexpr int G = DEC_ACC / (NSV * RB) > 0 ? DEC_ACC / (NSV * RB) : 1;  // vectors of columns per pass
-  const int64_t h2 = (nmax + NSV - 1) / NSV;
-  for (int64_t c = 0; c < Dv; c += G * W) {
-    int cnt[G];
-    SA_UNROLL for (int g = 0; g < G; ++g) cnt[g] = (int)iclamp(Dv - c - g * W, 0, W);
-    const int64_t cw = imin(G * W, Dv - c);
-    T acc[NSV][RB][G];
-    SA_UNROLL for (int hh = 0; hh < NSV; ++hh) SA_UNROLL for (int r = 0; r < RB; ++r) SA_UNROLL for (int g = 0; g < G; ++g) acc[hh][r][g] = V::zero();
-    for (int64_t j0 = 0; j0 < h2; ++j0) {
-      SA_UNROLL for (int hh = 0; hh < NSV; ++hh) {
-        const int64_t j = j0 + hh * h2;
-        if (j >= nmax) continue;
-        const float* vr = v0 + j * vs + c;
-        // a hidden key's value is never read: not by a row that hides it, nor at all when every row does
-        bool any = false;
-        SA_UNROLL for (int r = 0; r < RB; ++r) any |= j < rows[r].n && !(rows[r].any_hidden && rows[r].hidden[j]);
-        if (!any) continue;
-        if (SA_DEC_PF > 0) prefetch_row(vr, cw);
-        T vv[G];
-        SA_UNROLL for (int g = 0; g < G; ++g) vv[g] = cnt[g] == W ? V::load(vr + g * W) : (cnt[g] > 0 ? V::load_partial(vr + g * W, cnt[g]) : V::zero());
-        SA_UNROLL for (int r = 0; r < RB; ++r) {
-          if (j >= rows[r].n || (rows[r].any_hidden && rows[r].hidden[j])) continue;
-          const T pb = V::set1(rows[r].s[j]);
-          SA_UNROLL for (int g = 0; g < G; ++g) acc[hh][r][g] = V::fmadd(pb, vv[g], acc[hh][r][g]);
-        }
-      }
-    }
-    SA_UNROLL for (int r = 0; r < RB; ++r) SA_UNROLL for (int g = 0; g < G; ++g) {
-      SA_UNROLL for (int hh = 1; hh < NSV; ++hh) acc[0][r][g] = V::add(acc[0][r][g], acc[hh][r][g]);
-      if (cnt[g] == W) V::store(rows[r].o + c + g * W, acc[0][r][g]);
-      else if (cnt[g] > 0) V::store_partial(rows[r].o + c + g * W, acc[0][r][g], cnt[g]);
-    }
-  }
-}
+// One chunk of a task: its first key, the keys any row sees, and its rows' states.
+struct DecChunk {
+  int64_t lo, nmax, nblk, index;
+  DecState* rows;
+};
 
-template <int RB>
-static inline void pv_rows_dispatch(int rb, DecRow* rows, int64_t nmax, const float* v0, int64_t vs, int64_t Dv) {
-  if constexpr (RB > 0) {
-    if (rb == RB) return pv_rows<RB>(rows, nmax, v0, vs, Dv);
-    pv_rows_dispatch<RB - 1>(rb, rows, nmax, v0, vs, Dv);
-  }
-}
-
-// sc[r * KB + k] = q[r] . k[k] for RB rows and KB keys, with one V::hsums per W dot products
-template <int RB, int KB, int NACC>
-static inline void dot_block(const float* const* q, const float* const* k, int64_t D, float* sc) {
-  T acc[NACC];
-  SA_UNROLL for (int a = 0; a < NACC; ++a) acc[a] = V::zero();
-  int64_t d = 0;
-  for (; d + W <= D; d += W) {
-    T kv[KB];
-    SA_UNROLL for (int x = 0; x < KB; ++x) kv[x] = V::load(k[x] + d);
-    SA_UNROLL for (int r = 0; r < RB; ++r) {
-      const T qv = V::load(q[r] + d);
-      SA_UNROLL for (int x = 0; x < KB; ++x) acc[r * KB + x] = V::fmadd(qv, kv[x], acc[r * KB + x]);
-    }
-  }
-  if (d < D) {
-    const int dn = (int)(D - d);
-    T kv[KB];
-    SA_UNROLL for (int x = 0; x < KB; ++x) kv[x] = V::load_partial(k[x] + d, dn);
-    SA_UNROLL for (int r = 0; r < RB; ++r) {
-      const T qv = V::load_partial(q[r] + d, dn);
-      SA_UNROLL for (int x = 0; x < KB; ++x) acc[r * KB + x] = V::fmadd(qv, kv[x], acc[r * KB + x]);
-    }
-  }
-  SA_UNROLL for (int a = 0; a < NACC; a += W) V::store(sc + a, V::hsums(acc + a));
-}
-
-// Scores of RB rows against blocks of KB keys: the RB x KB dot products accumulate in vectors
-// that are reduced together by V::hsums (a horizontal sum per dot product cost more than the dot
-// product itself: +40-47% over one hsum each on Hq 32 / Hkv 8 decoding here, paired runs). At
-// most 4 keys per block: blocks of 8 or 16 keys read that many rows side by side and lost (15%
-// with 2 rows, 6-20% with 1), and a single row keeps one key at a time (KB = 1, dot_row). Keys
-// past the chunk or unseen by a row are never stored.
-template <int RB>
-static void scores_rows(DecRow* rows, int64_t nmax, const float* k0, int64_t ks, const AttnParams& p, int64_t b, int64_t lo,
-                        float qscale) {
-  constexpr int KB = RB == 1 ? 1 : (W / RB > 4 ? 4 : (W / RB > 0 ? W / RB : 1));
+// Scores of RB rows against the block's keys [j0, j0 + kn) (kn <= KB), the dot products reduced
+// together by V::hsums (one horizontal sum per dot product cost more than the product itself).
+// `between(k)` runs after each key row, so the caller can read a value row in turn.
+template <int RB, class F>
+static inline void dec_scores(DecChunk& ch, int slot, int64_t jb, int kn, const float* krow, const AttnParams& p, int64_t b,
+                              float qscale, float* const* wrow, F between) {
+  constexpr int KB = W / RB >= 1 ? pow2_floor(W / RB) : 1;
   constexpr int NACC = (RB * KB + W - 1) / W * W;
   const int64_t D = p.head_dim;
-  const int64_t nb = (nmax + KB - 1) / KB, hb = (nb + NS - 1) / NS;  // key blocks, per stream
-  const float* qp[RB];
-  SA_UNROLL for (int r = 0; r < RB; ++r) qp[r] = rows[r].q;
-  for (int64_t b0 = 0; b0 < hb; ++b0)
-    SA_UNROLL for (int hh = 0; hh < NS; ++hh) {
-      const int64_t j = (b0 + hh * hb) * KB;
-      if (j >= nmax) continue;
-      const int kn = (int)imin(KB, nmax - j);
-      const float* kp[KB];
-      SA_UNROLL for (int k = 0; k < KB; ++k) kp[k] = k0 + (j + (k < kn ? k : kn - 1)) * ks;  // past the end: the last key again
-      // only a single row prefetches its keys: with RB rows each key costs RB dot products, the
-      // hardware prefetcher keeps up, and the prefetch instructions only held up issue (a quarter
-      // of the samples sat on them in a profile of Hq 32 / Hkv 8 decoding; without them paired
-      // runs gained 8-11% there, 3-10% with Sq 3; the values' prefetch still pays)
-      if (SA_DEC_PF > 0 && RB == 1)
-        for (int k = 0; k < kn; ++k) prefetch_row(kp[k], D);
-      float sc[NACC];
-      if constexpr (RB == 1) sc[0] = dot_row(qp[0], kp[0], D);
-      else dot_block<RB, KB, NACC>(qp, kp, D, sc);
-      for (int r = 0; r < RB; ++r) {
-        DecRow& R = rows[r];
-        for (int k = 0; k < kn && j + k < R.n; ++k) {
-          const int64_t jj = j + k;
-          float sv = sc[r * KB + k] * qscale;
-          if (p.mask_kind == kMaskAdditive) sv += mask_value(p, b, R.h, R.i, lo + jj);
-          if (p.mask_kind == kMaskBoolean) {
-            const bool hid = mask_value(p, b, R.h, R.i, lo + jj) == kNegInf;
-            R.hidden[jj] = hid;
-            R.any_hidden |= hid;
-            if (hid) sv = kNegInf;
-          }
-          R.s[jj] = sv;
-          R.mx = sv > R.mx ? sv : R.mx;
-        }
+  T acc[NACC];
+  SA_UNROLL for (int a = 0; a < NACC; ++a) acc[a] = V::zero();
+  SA_UNROLL for (int k = 0; k < KB; ++k) {
+    if (k < kn) {
+      const float* kr = krow + k * p.k_ss;
+      if (SA_DEC_PF > 0) prefetch_row(kr, D);
+      int64_t d = 0;
+      for (; d + W <= D; d += W) {
+        const T kv = V::load(kr + d);
+        SA_UNROLL for (int r = 0; r < RB; ++r) acc[r * KB + k] = V::fmadd(V::load(ch.rows[r].q + d), kv, acc[r * KB + k]);
       }
+      if (d < D) {
+        const int dn = (int)(D - d);
+        const T kv = V::load_partial(kr + d, dn);
+        SA_UNROLL for (int r = 0; r < RB; ++r) acc[r * KB + k] = V::fmadd(V::load_partial(ch.rows[r].q + d, dn), kv, acc[r * KB + k]);
+      }
+      between(k);
     }
-}
-
-template <int RB>
-static inline void scores_dispatch(int rb, DecRow* rows, int64_t nmax, const float* k0, int64_t ks, const AttnParams& p, int64_t b,
-                                   int64_t lo, float qscale) {
-  if constexpr (RB > 0) {
-    if (rb == RB) return scores_rows<RB>(rows, nmax, k0, ks, p, b, lo, qscale);
-    scores_dispatch<RB - 1>(rb, rows, nmax, k0, ks, p, b, lo, qscale);
+  }
+  float sc[NACC];
+  SA_UNROLL for (int a = 0; a < NACC; a += W) V::store(sc + a, V::hsums(acc + a));
+  const int64_t base = jb - (jb % DEC_BLK);  // the block's first key, chunk-relative
+  for (int r = 0; r < RB; ++r) {
+    DecState& R = ch.rows[r];
+    for (int k = 0; k < kn; ++k) {
+      const int64_t j = jb + k, jj = j - base, key = ch.lo + j;
+      float sv = kNegInf;
+      bool hid = j >= R.n;
+      if (!hid) {
+        sv = sc[r * KB + k] * qscale;
+        if (p.mask_kind == kMaskAdditive) sv += mask_value(p, b, R.h, R.i, key);
+        if (p.mask_kind == kMaskBoolean && mask_value(p, b, R.h, R.i, key) == kNegInf) {
+          hid = true;
+          sv = kNegInf;  // hidden, even where the score is NaN
+        }
+        if (wrow) wrow[r][key] = sv;
+      }
+      R.s[slot][jj] = sv;
+      R.hid[slot][jj] = hid;
+      R.anyhid[slot] |= hid;
+    }
   }
 }
 
-// scratch floats per worker for the direct path
-static inline int64_t direct_scratch_floats(int64_t chunk, int64_t Dv) { return DEC_RB * (chunk + W + Dv + W + (chunk + 3) / 4 + 1); }
+// o_r += p_r[jj] * v for the RB rows that see key jj of the block in `slot`
+template <int RB>
+static inline void dec_pv_key(DecState* rows, int slot, int64_t jj, const float* vr, int64_t Dv) {
+  float pw[RB];
+  bool use[RB];
+  bool any = false;
+  SA_UNROLL for (int r = 0; r < RB; ++r) {
+    use[r] = !(rows[r].anyhid[slot] && rows[r].hid[slot][jj]);
+    pw[r] = rows[r].s[slot][jj];
+    any |= use[r];
+  }
+  if (!any) return;
+  if (SA_DEC_PF > 0) prefetch_row(vr, Dv);
+  int64_t c = 0;
+  for (; c + W <= Dv; c += W) {
+    const T v = V::load(vr + c);
+    SA_UNROLL for (int r = 0; r < RB; ++r)
+      if (use[r]) V::store(rows[r].o + c, V::fmadd(V::set1(pw[r]), v, V::load(rows[r].o + c)));
+  }
+  if (c < Dv) {
+    const int cn = (int)(Dv - c);
+    const T v = V::load_partial(vr + c, cn);
+    SA_UNROLL for (int r = 0; r < RB; ++r)
+      if (use[r]) V::store_partial(rows[r].o + c, V::fmadd(V::set1(pw[r]), v, V::load_partial(rows[r].o + c, cn)), cn);
+  }
+}
+
+// The block's scores become weights: the max moves (O and l rescaled by alpha = 2^(m_old - m_new),
+// skipped when it did not move), P = 2^(s - mref) in place, l += sum P. A NaN score makes the
+// max NaN, and with it every weight and the row's output.
+static void dec_softmax_block(DecState& R, int slot, int64_t nb, int64_t Dv) {
+  float bm = kNegInf;
+  bool nan = R.m != R.m;
+  const float* s = R.s[slot];
+  for (int64_t j = 0; j < nb; ++j) {
+    if (s[j] != s[j]) nan = true;
+    else if (s[j] > bm) bm = s[j];
+  }
+  const float mx = nan ? __builtin_nanf("") : (bm > R.m ? bm : R.m);
+  const float mref = mx == kNegInf ? 0.0f : mx;
+  float sum = 0.0f;
+  exp2_sum_inplace(R.s[slot], nb, mref, &sum);
+  if (mx == R.m) {
+    R.l += sum;
+    return;
+  }
+  const float alpha = exp2f(R.m - mref);  // 0 for the first finite max: O and l held only zeros (or NaN)
+  R.l = R.l * alpha + sum;
+  const T av = V::set1(alpha);
+  int64_t c = 0;
+  for (; c + W <= Dv; c += W) V::store(R.o + c, V::mul(V::load(R.o + c), av));
+  if (c < Dv) V::store_partial(R.o + c, V::mul(V::load_partial(R.o + c, (int)(Dv - c)), av), (int)(Dv - c));
+  R.m = mx;
+}
+
+// Streams the chunk's keys and values side by side for RB rows (see above).
+template <int RB>
+static void dec_rows(DecChunk& ch, const AttnParams& p, int64_t b, const float* kbase, const float* vbase, float qscale,
+                     float* const* wrow) {
+  constexpr int KB = W / RB >= 1 ? pow2_floor(W / RB) : 1;
+  const int64_t Dv = p.head_dim_v;
+  // step bi: the scores of block bi and the values of block bi - 1, key row and value row in turn
+  for (int64_t bi = 0; bi <= ch.nblk; ++bi) {
+    const int cur = (int)(bi & 1), prv = cur ^ 1;
+    for (int r = 0; r < RB; ++r) ch.rows[r].anyhid[cur] = false;
+    for (int g = 0; g < DEC_BLK; g += KB) {
+      const int64_t jb = bi * DEC_BLK + g;  // chunk-relative key of the scores
+      const int64_t pb = jb - DEC_BLK;      // of the values
+      const int64_t pend = imin(bi * DEC_BLK, ch.nmax);
+      const float* vrow = vbase + (ch.lo + pb) * p.v_ss;
+      auto between = [&](int k) {
+        if (bi > 0 && pb + k < pend) dec_pv_key<RB>(ch.rows, prv, g + k, vrow + k * p.v_ss, Dv);
+      };
+      const int kn = jb < ch.nmax ? (int)imin(KB, ch.nmax - jb) : 0;
+      if (kn > 0) dec_scores<RB>(ch, cur, jb, kn, kbase + (ch.lo + jb) * p.k_ss, p, b, qscale, wrow, between);
+      for (int k = kn; k < KB; ++k) between(k);
+    }
+    if (bi < ch.nblk) {
+      const int64_t nb = imin(DEC_BLK, ch.nmax - bi * DEC_BLK);
+      for (int r = 0; r < RB; ++r) dec_softmax_block(ch.rows[r], cur, nb, Dv);
+    }
+  }
+}
+
+template <int RB>
+static inline void dec_rows_dispatch(int rb, DecChunk& ch, const AttnParams& p, int64_t b, const float* kbase, const float* vbase,
+                                     float qscale, float* const* wrow) {
+  if constexpr (RB > 0) {
+    if (rb == RB) return dec_rows<RB>(ch, p, b, kbase, vbase, qscale, wrow);
+    dec_rows_dispatch<RB - 1>(rb, ch, p, b, kbase, vbase, qscale, wrow);
+  }
+}
+
+// scratch floats per worker for the direct path: per row, O (Dv rounded up to W) and two blocks
+// of scores and of hidden flags
+static inline int64_t direct_state_floats(int64_t Dv) { return (Dv + W - 1) / W * W + 2 * DEC_BLK + 2 * DEC_BLK / 4; }
+static inline int64_t direct_scratch_floats(int64_t Dv) { return DEC_RB * direct_state_floats(Dv); }
 
 static void direct_task(void* vctx, int64_t t, int worker) {
   AttnCtx& c = *(AttnCtx*)vctx;
   const AttnParams& p = *c.p;
   const AttnPlan& pl = c.plan;
-  const int64_t chunk = t % pl.nchunks;
   const int64_t bkv = t / pl.nchunks;
   const int64_t b = bkv / p.kv_heads, kvh = bkv % p.kv_heads;
   const int64_t Dv = p.head_dim_v, Sq = p.seq_q, Sk = p.seq_k;
   const int64_t off = Sk - Sq;
-  const int64_t lo = chunk * pl.chunk, hi = imin(lo + pl.chunk, Sk);
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
   const float* vbase = p.v + b * p.v_sb + kvh * p.v_sh;
   int64_t kl = Sk;
   if (p.key_lengths) kl = iclamp(p.key_lengths[b], 0, Sk);
-  DecRow rows[DEC_RB];
+
+  DecState rows[DEC_RB];
+  DecChunk ch;
+  ch.index = t % pl.nchunks;
+  ch.lo = ch.index * pl.chunk;
+  ch.rows = rows;
+  const int64_t hi = imin(ch.lo + pl.chunk, Sk);
   {
     float* buf = c.scratch->bufs[worker];
+    const int64_t ob = (Dv + W - 1) / W * W;
     for (int r = 0; r < DEC_RB; ++r) {
-      rows[r].s = buf;
-      rows[r].o = buf + pl.chunk + W;
-      rows[r].hidden = (uint8_t*)(rows[r].o + Dv + W);
-      buf = rows[r].o + Dv + W + (pl.chunk + 3) / 4 + 1;
+      DecState& S = rows[r];
+      S.o = buf;
+      S.s[0] = buf + ob;
+      S.s[1] = S.s[0] + DEC_BLK;
+      S.hid[0] = (uint8_t*)(S.s[1] + DEC_BLK);
+      S.hid[1] = S.hid[0] + DEC_BLK;
+      buf += direct_state_floats(Dv);
     }
   }
 
   const int64_t nrows = pl.group * Sq;
   for (int64_t r0 = 0; r0 < nrows; r0 += DEC_RB) {
     const int rb = (int)imin(DEC_RB, nrows - r0);
-    int64_t nmax = 0;
+    float* wrow[DEC_RB] = {};
+    ch.nmax = 0;
     for (int r = 0; r < rb; ++r) {
-      DecRow& R = rows[r];
+      DecState& R = rows[r];
       R.h = kvh * pl.group + (r0 + r) / Sq;
       R.i = (r0 + r) % Sq;
       int64_t lim = kl;
       if (p.causal) lim = imin(lim, R.i + off + 1);
-      R.n = imax(lo, imin(hi, lim)) - lo;
+      R.n = imax(ch.lo, imin(hi, lim)) - ch.lo;
       R.q = p.q + b * p.q_sb + R.h * p.q_sh + R.i * p.q_ss;
-      R.mx = kNegInf;
-      R.any_hidden = false;
-      nmax = imax(nmax, R.n);
-    }
-    // scores: each K row read once for the rows that see it
-    scores_dispatch<DEC_RB>(rb, rows, nmax, kbase + lo * p.k_ss, p.k_ss, p, b, lo, pl.qscale);
-    for (int r = 0; r < rb; ++r) {
-      DecRow& R = rows[r];
-      for (int64_t j = 0; j < R.n; ++j)
-        if (R.s[j] != R.s[j]) R.mx = R.s[j];  // NaN propagates
-      const float mref = R.mx == kNegInf ? 0.0f : R.mx;
+      R.m = kNegInf;
       R.l = 0.0f;
-      if (R.n > 0) exp2_sum_inplace(R.s, R.n, mref, &R.l);
-      for (int64_t x = 0; x < Dv; ++x) R.o[x] = 0.0f;
+      for (int64_t y = 0; y < Dv; ++y) R.o[y] = 0.0f;
+      ch.nmax = imax(ch.nmax, R.n);
+      if (p.weights) wrow[r] = p.weights + ((b * p.heads + R.h) * Sq + R.i) * Sk;
     }
-    if (nmax > 0) pv_rows_dispatch<DEC_RB>(rb, rows, nmax, vbase + lo * p.v_ss, p.v_ss, Dv);
+    ch.nblk = (ch.nmax + DEC_BLK - 1) / DEC_BLK;
+    dec_rows_dispatch<DEC_RB>(rb, ch, p, b, kbase, vbase, pl.qscale, p.weights ? wrow : nullptr);
+
     for (int r = 0; r < rb; ++r) {
-      const DecRow& R = rows[r];
+      const DecState& R = rows[r];
       const float l = R.l;
       const int64_t row = (b * p.heads + R.h) * Sq + R.i;
-      if (pl.nchunks == 1) {
-        float* orow = p.out + b * p.o_sb + R.h * p.o_sh + R.i * p.o_ss;
-        // l == 0: every key read had weight 0, and a NaN value among them still gives NaN
-        const float inv = l == 0.0f ? 0.0f : 1.0f / l;
-        for (int64_t x = 0; x < Dv; ++x) orow[x] = R.o[x] * inv + 0.0f;
-        if (p.weights) {
-          float* wrow = p.weights + row * Sk;
-          if (l != l) {
-            for (int64_t j = 0; j < Sk; ++j) wrow[j] = l;
-          } else {
-            for (int64_t j = 0; j < R.n; ++j) wrow[j] = l == 0.0f ? 0.0f : R.s[j] * inv;
-            for (int64_t j = R.n; j < Sk; ++j) wrow[j] = 0.0f;
-          }
-        }
-      } else {
-        float* part = c.partials + (row * pl.nchunks + chunk) * (2 + Dv);
-        part[0] = R.mx;
+      if (pl.nchunks > 1) {
+        float* part = c.partials + (row * pl.nchunks + ch.index) * (2 + Dv);
+        part[0] = R.m;
         part[1] = l;
-        for (int64_t x = 0; x < Dv; ++x) part[2 + x] = R.o[x];
+        for (int64_t y = 0; y < Dv; ++y) part[2 + y] = R.o[y];
+        continue;
+      }
+      float* orow = p.out + b * p.o_sb + R.h * p.o_sh + R.i * p.o_ss;
+      // l == 0: every key read had weight 0, and a NaN value among them still gives NaN
+      const float inv = l == 0.0f ? 0.0f : 1.0f / l;
+      for (int64_t y = 0; y < Dv; ++y) orow[y] = R.o[y] * inv + 0.0f;
+      if (wrow[r]) {
+        // the row holds the scores (base 2); its weights use the final max
+        float* w = wrow[r];
+        if (l != l) {
+          for (int64_t j = 0; j < Sk; ++j) w[j] = l;
+        } else {
+          const float mref = R.m == kNegInf ? 0.0f : R.m;
+          float unused;
+          if (R.n > 0) exp2_sum_inplace(w, R.n, mref, &unused);
+          for (int64_t j = 0; j < R.n; ++j) w[j] = l == 0.0f ? 0.0f : w[j] * inv;
+          for (int64_t j = R.n; j < Sk; ++j) w[j] = 0.0f;
+        }
       }
     }
   }
@@ -870,7 +888,7 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
     if (!p.weights && p.seq_k >= SPLIT_MIN_SK && tasks < SPLIT_MAX_TASKS) pl.chunk = SPLIT_CHUNK;
     else pl.chunk = imax(p.seq_k, 1);
     pl.nchunks = (imax(p.seq_k, 1) + pl.chunk - 1) / pl.chunk;
-    pl.scratch_floats = direct_scratch_floats(pl.chunk, p.head_dim_v);
+    pl.scratch_floats = direct_scratch_floats(p.head_dim_v);
     if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
     if (pl.nchunks > 1) {
       c.partials = falloc(p.batch * p.heads * p.seq_q * pl.nchunks * (2 + p.head_dim_v));

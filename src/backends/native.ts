@@ -4,6 +4,10 @@
  * Loader order (CONVENTIONS.md): SIMD_ATTENTION_NATIVE_PATH (when set, the only place tried)
  * → prebuilds/<platform>-<arch>/*.node → build/Release → build/Debug, relative to the package
  * root (found by walking up from this module to the package.json named "simd-attention").
+ * A build/ binary newer than every prebuilt one moves to the front: it was compiled on this
+ * machine after the prebuilt ones arrived (`npm run build:native`, an install with
+ * SIMD_ATTENTION_BUILD_FROM_SOURCE, a rebuild after `npm pack` left prebuilds/ in a checkout),
+ * and loading the older prebuilt binary instead would silently run stale code.
  * Every failure is collected, and one actionable reason is thrown when nothing loads.
  */
 import { createRequire } from 'node:module';
@@ -81,14 +85,22 @@ function nodeRequire(): NodeRequire {
   return createRequire(path.join(moduleDir(), 'index.js'));
 }
 
-function candidates(root: string | undefined, tried: string[]): Array<{ file: string; source: string }> {
+function mtimeMs(file: string): number {
+  try {
+    return fs.statSync(file).mtimeMs;
+  } catch {
+    return -1;
+  }
+}
+
+/** The binaries the loader tries, in order (exported for the loader's tests). */
+export function nativeCandidates(root: string | undefined, tried: string[] = []): Array<{ file: string; source: string }> {
   const env = process.env.SIMD_ATTENTION_NATIVE_PATH;
   if (env) return [{ file: path.resolve(env), source: 'SIMD_ATTENTION_NATIVE_PATH' }];
   if (!root) {
     tried.push(`package root: no package.json named "simd-attention" above ${moduleDir()}`);
     return [];
   }
-  const out: Array<{ file: string; source: string }> = [];
   const pre = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   let preFiles: string[] = [];
   try {
@@ -98,10 +110,14 @@ function candidates(root: string | undefined, tried: string[]): Array<{ file: st
   }
   if (preFiles.length === 0 && fs.existsSync(pre)) tried.push(`${pre}: holds no .node file`);
   preFiles.sort((a, b) => Number(b.includes('napi')) - Number(a.includes('napi')));
-  for (const f of preFiles) out.push({ file: path.join(pre, f), source: 'prebuild' });
-  out.push({ file: path.join(root, 'build', 'Release', 'simd_attention.node'), source: 'build/Release' });
-  out.push({ file: path.join(root, 'build', 'Debug', 'simd_attention.node'), source: 'build/Debug' });
-  return out;
+  const prebuilt = preFiles.map((f) => ({ file: path.join(pre, f), source: 'prebuild' }));
+  const local = [
+    { file: path.join(root, 'build', 'Release', 'simd_attention.node'), source: 'build/Release' },
+    { file: path.join(root, 'build', 'Debug', 'simd_attention.node'), source: 'build/Debug' },
+  ];
+  const newestPrebuilt = Math.max(-1, ...prebuilt.map((c) => mtimeMs(c.file)));
+  const fresh = newestPrebuilt < 0 ? [] : local.filter((c) => mtimeMs(c.file) > newestPrebuilt);
+  return [...fresh, ...prebuilt, ...local.filter((c) => !fresh.includes(c))];
 }
 
 function loadBinding(): Loaded {
@@ -109,7 +125,7 @@ function loadBinding(): Loaded {
   const tried: string[] = [];
   const root = findPackageRoot();
   const req = nodeRequire();
-  for (const c of candidates(root, tried)) {
+  for (const c of nativeCandidates(root, tried)) {
     if (!fs.existsSync(c.file)) {
       tried.push(`${c.file} (${c.source}): not found`);
       continue;
