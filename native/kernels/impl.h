@@ -534,8 +534,10 @@ static void flash_task(void* vctx, int64_t t, int worker) {
 // Decoding streams K and V from memory once, one row after another; the hardware prefetcher
 // stops at each 4 KiB page and restarts behind the loads, so the rows SA_DEC_PF bytes ahead are
 // prefetched by hand towards L2 (every line of them), which keeps more lines in flight. Paired
-// runs of decode4k here: +11% on one thread, +16% on two (8 KiB ahead; 1-4 KiB gained less,
-// 16 KiB the same; prefetching into L1 gained 4%, non-temporal prefetches halved the speed).
+// runs of decode4k (keys, then values; AVX-512 host): +11% on one thread, +16% on two (8 KiB
+// ahead; 1-4 KiB gained less, 16 KiB the same; into L1 +4%, non-temporal prefetches halved the
+// speed). With K and V side by side (AVX2 host): +16% on decode4k, +8% on Hq 32 / Hkv 8; 16 KiB
+// ahead the same as 8.
 // Prefetches never fault, so running past the end of the tensor is harmless.
 static inline void prefetch_row(const float* r, int64_t n) {
   // integer arithmetic: the address may lie past the end of the tensor (no pointer is formed there)
