@@ -584,6 +584,8 @@ constexpr int pow2_floor(int x) {
   while (p * 2 <= x) p *= 2;
   return p;
 }
+// keys per score group for rb rows: the rb x kb dot products fill whole vectors of sums
+constexpr int dec_kb(int rb) { return W / rb >= 1 ? pow2_floor(W / rb) : 1; }
 
 // One query row's online softmax over one chunk: the max m (base 2, -inf before any key), the
 // sum l and the weighted values o, all relative to mref(m); the current and the previous block's
@@ -598,19 +600,19 @@ struct DecState {
   float m, l;
 };
 
-// One chunk of a task: its first key, the keys any row sees, and its rows' states.
+// One chunk of a task: its index, its first key, the keys any row sees, and its rows' states.
 struct DecChunk {
-  int64_t lo, nmax, nblk, index;
+  int64_t index, lo, nmax;
   DecState* rows;
 };
 
-// Scores of RB rows against the block's keys [j0, j0 + kn) (kn <= KB), the dot products reduced
+// Scores of RB rows against the chunk's keys [jb, jb + kn) (kn <= KB), the dot products reduced
 // together by V::hsums (one horizontal sum per dot product cost more than the product itself).
 // `between(k)` runs after each key row, so the caller can read a value row in turn.
 template <int RB, class F>
 static inline void dec_scores(DecChunk& ch, int slot, int64_t jb, int kn, const float* krow, const AttnParams& p, int64_t b,
                               float qscale, float* const* wrow, F between) {
-  constexpr int KB = W / RB >= 1 ? pow2_floor(W / RB) : 1;
+  constexpr int KB = dec_kb(RB);
   constexpr int NACC = (RB * KB + W - 1) / W * W;
   const int64_t D = p.head_dim;
   T acc[NACC];
@@ -716,25 +718,25 @@ static void dec_softmax_block(DecState& R, int slot, int64_t nb, int64_t Dv) {
 template <int RB>
 static void dec_rows(DecChunk& ch, const AttnParams& p, int64_t b, const float* kbase, const float* vbase, float qscale,
                      float* const* wrow) {
-  constexpr int KB = W / RB >= 1 ? pow2_floor(W / RB) : 1;
+  constexpr int KB = dec_kb(RB);
   const int64_t Dv = p.head_dim_v;
+  const int64_t nblk = (ch.nmax + DEC_BLK - 1) / DEC_BLK;
   // step bi: the scores of block bi and the values of block bi - 1, key row and value row in turn
-  for (int64_t bi = 0; bi <= ch.nblk; ++bi) {
+  for (int64_t bi = 0; bi <= nblk; ++bi) {
     const int cur = (int)(bi & 1), prv = cur ^ 1;
+    const int64_t pend = imin(bi * DEC_BLK, ch.nmax);  // block bi - 1's values end here
     for (int r = 0; r < RB; ++r) ch.rows[r].anyhid[cur] = false;
     for (int g = 0; g < DEC_BLK; g += KB) {
       const int64_t jb = bi * DEC_BLK + g;  // chunk-relative key of the scores
       const int64_t pb = jb - DEC_BLK;      // of the values
-      const int64_t pend = imin(bi * DEC_BLK, ch.nmax);
-      const float* vrow = vbase + (ch.lo + pb) * p.v_ss;
       auto between = [&](int k) {
-        if (bi > 0 && pb + k < pend) dec_pv_key<RB>(ch.rows, prv, g + k, vrow + k * p.v_ss, Dv);
+        if (bi > 0 && pb + k < pend) dec_pv_key<RB>(ch.rows, prv, g + k, vbase + (ch.lo + pb + k) * p.v_ss, Dv);
       };
       const int kn = jb < ch.nmax ? (int)imin(KB, ch.nmax - jb) : 0;
       if (kn > 0) dec_scores<RB>(ch, cur, jb, kn, kbase + (ch.lo + jb) * p.k_ss, p, b, qscale, wrow, between);
       for (int k = kn; k < KB; ++k) between(k);
     }
-    if (bi < ch.nblk) {
+    if (bi < nblk) {
       const int64_t nb = imin(DEC_BLK, ch.nmax - bi * DEC_BLK);
       for (int r = 0; r < RB; ++r) dec_softmax_block(ch.rows[r], cur, nb, Dv);
     }
@@ -807,7 +809,6 @@ static void direct_task(void* vctx, int64_t t, int worker) {
       ch.nmax = imax(ch.nmax, R.n);
       if (p.weights) wrow[r] = p.weights + ((b * p.heads + R.h) * Sq + R.i) * Sk;
     }
-    ch.nblk = (ch.nmax + DEC_BLK - 1) / DEC_BLK;
     dec_rows_dispatch<DEC_RB>(rb, ch, p, b, kbase, vbase, pl.qscale, p.weights ? wrow : nullptr);
 
     for (int r = 0; r < rb; ++r) {
