@@ -194,6 +194,7 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
       minTime: o.minTime,
       rounds: o.rounds,
       onProgress: log,
+      pairPeers: true,
       ...pairProbes,
     })) {
       byId.set(res.runner, res);
@@ -239,6 +240,7 @@ export async function runBench(o: BenchOptions, write = true): Promise<BenchRepo
     'flops = 4·B·Hq·Sq·Sk·D per attention (+ 2·B·S·E·E per projection, four projections, for mha768); causal shapes are counted as the full square, so skipping hidden tiles shows as higher GFLOP/s; their fraction of the limit counts only the visible part of the square (the work that must be done), so it stays below 100%.',
     'Decoding (Sq = 1) is limited by memory: its figure is GB/s of K and V read once, against the read bandwidth at the same thread count measured over a buffer of the same size as K+V (best of about 30 passes; this VM reports a large last-level cache, so K+V may stay partly cache-resident between calls in both).',
     'Paired with a probe (native; bench/paired.ts): after its timing, each native case alternates calls with a run of the probe of its limit at the same thread count — 21 calls each followed by a plain read of the very same K and V (decoding), or 21 calls each followed by 20 ms of the FMA probe (the rest) — and reports the median of the per-pair ratios. Call and probe then see the same clock (the probe found anywhere from about 3.5 to 3.9 GHz from one run to the next on this shared VM), cache state and load; the issue-3 fraction targets are checked on these figures, and the fraction of the probes run once at the start stays in the \'% of limit\' column.',
+    'Speed-ups against onnxruntime-node paired too (bench/paired.ts): after the timing rounds, native ×1 alternates its calls with each onnxruntime-node case on one thread, 11 pairs after a warm-up pair, the order swapped from pair to pair, and reports the median of the per-pair ratios (peer time / our time). The issue-3 speed-up targets on one thread are checked on these; the ratio of the two medians from the timing rounds, where each side was timed in slices of its own, goes alongside (on this shared VM the two sides\' medians can come from minutes of different load). On all cores the rounds\' medians are used: onnxruntime\'s intra-op threads spin for a while after each call and would take the cores from the call that follows.',
     'onnxruntime-node runs with intraOpNumThreads = the thread count shown, interOpNumThreads = 1, graphOptimizationLevel all; onnxruntime-web and tfjs-backend-wasm run single-threaded in this Node process from their local .wasm files.',
     'ONNX models are built in code (bench/peers/onnx-proto.ts); inputs are converted to each peer\'s layout once, before timing.',
     'Outputs are checked once per shape against the float64 reference on query heads 0 and H-1 of the full shape (heads are independent, so that is exact); mha768 is checked whole.',

@@ -7,6 +7,11 @@
  * the bench then says as much about the machine's state at that moment as about the kernel;
  * paired, the call and its probe see the same clock, the same cache state and the same load from
  * other processes. (The one-off probes are still reported.)
+ *
+ * The same holds for a speed-up against a peer: timed in rounds of their own, each side's median
+ * comes from different minutes of the machine (on the 2-core AMD VM, enc512's ratio against
+ * onnxruntime-node moved between 1.09× and 1.45× from one block of calls to the next), so
+ * pairedRatio alternates one call of ours with one call of the peer (on one thread: see run.ts).
  */
 import type { CaseResult } from './types.js';
 
@@ -78,5 +83,35 @@ export async function pairedPeak(
     gflops: usefulFlops / median(p.map(([c]) => c)) / 1e9,
     peakGflops: median(p.map(([, g]) => g)),
     fraction: median(p.map(([c, g]) => usefulFlops / c / 1e9 / g)),
+  };
+}
+
+/**
+ * A speed-up against a peer: `pairs` pairs after one warm-up pair, one call of ours and one of the
+ * peer's, the order swapped from pair to pair (so neither side always runs on the caches the
+ * other left). Ratio: median over the pairs of peer time / our time.
+ */
+export async function pairedRatio(
+  ours: () => unknown,
+  peer: () => unknown,
+  pairs = 11,
+): Promise<{ pairs: number; oursSeconds: number; peerSeconds: number; ratio: number }> {
+  const p: Array<[number, number]> = [];
+  for (let i = -1; i < pairs; i++) {
+    let a: number, b: number;
+    if (i % 2 === 0) {
+      a = await timeCall(ours);
+      b = await timeCall(peer);
+    } else {
+      b = await timeCall(peer);
+      a = await timeCall(ours);
+    }
+    if (i >= 0) p.push([a, b]);
+  }
+  return {
+    pairs,
+    oursSeconds: median(p.map(([a]) => a)),
+    peerSeconds: median(p.map(([, b]) => b)),
+    ratio: median(p.map(([a, b]) => b / a)),
   };
 }

@@ -58,9 +58,19 @@ export function evaluateTargets(results: CaseResult[], threads: number): TargetR
         .filter(Boolean)
         .join('; ');
     } else {
+      // the ratio from calls alternated with the peer's (paired.ts) is the one checked; the ratio
+      // of the two timing-round medians goes alongside
       const r = b.median! / a.median!;
-      t.measured = `${r.toFixed(2)}× (${(a.median! * 1e3).toFixed(2)} vs ${(b.median! * 1e3).toFixed(2)} ms)`;
-      t.met = r >= min;
+      const fromMedians = `${r.toFixed(2)}× (${(a.median! * 1e3).toFixed(2)} vs ${(b.median! * 1e3).toFixed(2)} ms)`;
+      const pp = a.pairedPeers?.find((x) => x.peer === peer);
+      if (pp) {
+        t.what += ', calls alternated';
+        t.measured = `${pp.ratio.toFixed(2)}× (median of ${pp.pairs} pairs; ${(pp.oursSeconds * 1e3).toFixed(2)} vs ${(pp.peerSeconds * 1e3).toFixed(2)} ms); from the timing rounds' medians ${fromMedians}`;
+        t.met = pp.ratio >= min;
+      } else {
+        t.measured = fromMedians;
+        t.met = r >= min;
+      }
     }
     out.push(t);
   };
@@ -324,6 +334,7 @@ export function markdown(report: BenchReport): string {
                   r.note,
                   r.pairedRead && `paired read: ${pct(r.pairedRead.fraction)} of a plain read of the same K+V (${r.pairedRead.gbs.toFixed(1)} of ${r.pairedRead.readGBs.toFixed(1)} GB/s)`,
                   r.pairedPeak && `paired peak: ${pct(r.pairedPeak.fraction)} of the FMA probe run after each call (${r.pairedPeak.gflops.toFixed(1)} of ${r.pairedPeak.peakGflops.toFixed(1)} GFLOP/s)`,
+                  ...(r.pairedPeers ?? []).map((x) => `vs ${rows.find((y) => y.runner === x.peer)?.label ?? x.peer} with calls alternated: ${x.ratio.toFixed(2)}× (${x.pairs} pairs)`),
                 ]
                   .filter(Boolean)
                   .join('; '),

@@ -8,7 +8,7 @@
 import os from 'node:os';
 import { compare, expectedFor } from './check.js';
 import { measure, summarise } from './harness.js';
-import { pairedPeak, pairedRead, type FmaPeak, type ReadRegions } from './paired.js';
+import { pairedPeak, pairedRatio, pairedRead, type FmaPeak, type ReadRegions } from './paired.js';
 import { usefulFraction } from './report.js';
 import { flops, isBandwidthBound, kvBytes, makeInputs, type Shape } from './shapes.js';
 import { Skip, type CaseResult, type Prepared, type Runner } from './types.js';
@@ -27,6 +27,8 @@ export interface CaseOptions {
   readRegions?: ReadRegions;
   /** the native FMA probe: other shapes then pair native calls with it */
   fmaPeak?: FmaPeak;
+  /** alternate single-threaded native calls with each single-threaded onnxruntime-node runner's (default off) */
+  pairPeers?: boolean;
 }
 
 function firstLine(e: unknown): string {
@@ -141,6 +143,24 @@ export async function runShape(runners: Runner[], shape: Shape, o: CaseOptions):
       }
     } catch (e) {
       l.result.note = [l.result.note, `paired probe failed: ${firstLine(e)}`].filter(Boolean).join('; ');
+    }
+  }
+
+  // native speed-ups against onnxruntime-node, calls alternated (paired.ts). One thread only:
+  // onnxruntime's intra-op threads spin for a while after each call, and with calls alternated
+  // they would hold the cores the next call of ours needs (on 2 cores, mha768 ×2 took twice as
+  // long right after an onnxruntime call).
+  if (o.pairPeers) {
+    const ok = (l: Live) => l.result.status !== 'failed';
+    for (const l of live.filter((x) => ok(x) && x.runner.family === 'native' && x.runner.threads === 1)) {
+      for (const peer of live.filter((x) => ok(x) && x.runner.family === 'ort-node' && x.runner.threads === l.runner.threads)) {
+        try {
+          const r = await pairedRatio(() => l.prepared.run(), () => peer.prepared.run());
+          (l.result.pairedPeers ??= []).push({ peer: peer.runner.id, ...r });
+        } catch (e) {
+          l.result.note = [l.result.note, `paired with ${peer.runner.id}: failed: ${firstLine(e)}`].filter(Boolean).join('; ');
+        }
+      }
     }
   }
 

@@ -103,6 +103,11 @@ export interface CaseResult {
     /** median over the pairs of call GFLOP/s / probe GFLOP/s */
     fraction: number;
   };
+  /**
+   * native: speed-ups against each onnxruntime-node runner at the same thread count, its calls
+   * alternated with ours (paired.ts): medians over the pairs
+   */
+  pairedPeers?: Array<{ peer: string; pairs: number; oursSeconds: number; peerSeconds: number; ratio: number }>;
   check?: CheckResult;
   /** 1-minute load average when the case finished (other processes competing for the cores) */
   load?: number;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { compare, expectedFor } from '../bench/check.js';
 import { measure, summarise } from '../bench/harness.js';
 import { parseArgs, runBench, type BenchOptions } from '../bench/index.js';
-import { pairedPeak, pairedRead } from '../bench/paired.js';
+import { pairedPeak, pairedRatio, pairedRead } from '../bench/paired.js';
 import { runCase } from '../bench/run.js';
 import { FAMILIES } from '../bench/runners.js';
 import { findShapes, flops, makeInputs, outputSize, TINY } from '../bench/shapes.js';
@@ -160,6 +160,42 @@ describe('bench (smoke, tiny shapes)', function () {
       assert.ok(p.fraction > 0 && Number.isFinite(p.fraction), `${r.runner} ${r.shape}: fraction ${p.fraction}`);
     }
     for (const r of report.results.filter((x) => x.family !== 'native')) assert.ok(!r.pairedRead && !r.pairedPeak, `${r.runner} is not paired`);
+  });
+
+  it('pairs each single-threaded native figure with every single-threaded onnxruntime-node figure', () => {
+    const ok = (r: (typeof report.results)[number]) => r.status === 'ok';
+    const native = report.results.filter((r) => r.family === 'native' && ok(r));
+    const ort = report.results.filter((r) => r.family === 'ort-node' && ok(r));
+    if (native.length === 0 || ort.length === 0) return assert.ok(report.results.some((r) => (r.family === 'native' || r.family === 'ort-node') && r.reason));
+    for (const r of native) {
+      const want = r.threads === 1 ? ort.filter((x) => x.shape === r.shape && x.threads === 1).map((x) => x.runner).sort() : [];
+      assert.deepEqual((r.pairedPeers ?? []).map((x) => x.peer).sort(), want, `${r.runner} ${r.shape}`);
+      if (r.threads === 1) assert.ok(want.length > 0, `${r.shape}: onnxruntime-node ran on one thread`);
+      for (const x of r.pairedPeers ?? []) {
+        assert.equal(x.pairs, 11);
+        assert.ok(x.ratio > 0 && Number.isFinite(x.ratio) && x.oursSeconds > 0 && x.peerSeconds > 0, JSON.stringify(x));
+      }
+    }
+    for (const r of report.results.filter((x) => x.family !== 'native')) assert.ok(!r.pairedPeers, `${r.runner} is not paired with peers`);
+    // the issue-3 speed-up targets are checked on the alternated calls (none of them on tiny shapes)
+    assert.ok(report.targets.every((t) => !t.what.includes('calls alternated') || /median of 11 pairs/.test(t.measured ?? '')));
+  });
+
+  it('paired speed-up: calls alternated, the order swapped each pair, median of the per-pair ratios', async () => {
+    const spin = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    const order: string[] = [];
+    const r = await pairedRatio(
+      () => (order.push('o'), spin(1)),
+      () => (order.push('p'), spin(3)),
+      4,
+    );
+    assert.equal(order.join(''), 'pooppooppo', 'one warm-up pair, then 4, peer and ours swapping places');
+    assert.equal(r.pairs, 4);
+    assert.ok(r.peerSeconds > r.oursSeconds && r.oursSeconds >= 0.001, JSON.stringify(r));
+    assert.ok(r.ratio > 1.5 && r.ratio < 3.5, `ratio ${r.ratio}`);
   });
 
   it('paired figures: medians of the calls, of the probes, and of the per-pair ratios', async () => {
