@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the addon with cmake-js under AddressSanitizer + UndefinedBehaviorSanitizer into
-# build-asan/ (separate from build/), then runs the native parity and native tests against
-# that build (SIMD_ATTENTION_NATIVE_PATH points the loader at it; libasan is preloaded into
-# node, which is not itself instrumented). Any sanitizer report fails the run.
+# build-asan/ (separate from build/), then runs the native parity and native tests, and the
+# corrupted-argument calls of test/native-fuzz.test.ts, against that build
+# (SIMD_ATTENTION_NATIVE_PATH points the loader at it; libasan is preloaded into node, which is
+# not itself instrumented). Any sanitizer report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ export SIMD_ATTENTION_REQUIRE=native
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:detect_odr_violation=0"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
 LD_PRELOAD="$LIBASAN" node_modules/.bin/mocha --no-config -n import=tsx --timeout 600000 --reporter dot \
-  test/native.test.ts test/parity.test.ts 2>&1 | tee "$OUT/mocha.log"
+  test/native.test.ts test/native-fuzz.test.ts test/parity.test.ts 2>&1 | tee "$OUT/mocha.log"
 status=${PIPESTATUS[0]}
 if grep -qE "ERROR: AddressSanitizer|runtime error:" "$OUT/mocha.log"; then
   echo "== native-sanitize: sanitizer reports found"
