@@ -1,7 +1,8 @@
 // Kernel test driver, independent of Node: every ISA this CPU runs (or the ones named on the
 // command line) against a naive double-precision reference on awkward shapes, every attention
 // option, thread-count determinism, and the measured error of the vectorised exp2.
-// Built natively by hand or by .ci/native-neon.sh (cross-compiled, run under qemu-aarch64).
+// Built by .ci/native-kernels.sh (x86-64: every ISA here, plus "emu16", the shared kernels over
+// 16 emulated lanes) and .ci/native-neon.sh (cross-compiled, run under qemu-aarch64).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +16,20 @@
 #include "../thread_pool.h"
 
 using namespace sa;
+
+#ifdef SA_KERNEL_TEST_EMU16
+namespace sa {
+const KernelTable* kernels_emu16();  // emu16_kernels.cc: the shared kernels over 16 emulated lanes
+}
+#endif
+
+// the table for a name on the command line: an ISA this CPU runs, or "emu16" where built in
+static const KernelTable* table_named(const char* name) {
+#ifdef SA_KERNEL_TEST_EMU16
+  if (!strcmp(name, "emu16")) return kernels_emu16();
+#endif
+  return kernels_for(name);
+}
 
 static int failures = 0;
 static std::mt19937 rng(1234);
@@ -298,7 +313,7 @@ int main(int argc, char** argv) {
   std::vector<const KernelTable*> tables;
   if (argc > 1) {
     for (int i = 1; i < argc; ++i) {
-      const KernelTable* t = kernels_for(argv[i]);
+      const KernelTable* t = table_named(argv[i]);
       if (!t) { fprintf(stderr, "ISA %s not supported here\n", argv[i]); return 2; }
       tables.push_back(t);
     }
