@@ -15,6 +15,8 @@
 namespace sa {
 namespace isa_emu16 {
 
+#include "../kernels/generic/exp2_scalar.h"
+
 struct V {
   struct T {
     float x[16];
@@ -89,23 +91,7 @@ struct V {
   }
   // the scalar unit's exp2 in every lane: t < -126 gives 0, NaN stays NaN, exp2(0) == 1
   static inline T exp2(T t) {
-    for (int i = 0; i < W; ++i) {
-      const float s = t.x[i];
-      if (s != s) continue;
-      if (s < -126.0f) {
-        t.x[i] = 0.0f;
-        continue;
-      }
-      const float n = __builtin_rintf(s), f = s - n;
-      float p = 1.535336188319500e-4f;
-      p = p * f + 1.339887440266574e-3f;
-      p = p * f + 9.618437357674640e-3f;
-      p = p * f + 5.550332471162809e-2f;
-      p = p * f + 2.402264791363012e-1f;
-      p = p * f + 6.931472028550421e-1f;
-      p = p * f + 1.0f;
-      t.x[i] = __builtin_ldexpf(p, (int)n);
-    }
+    for (int i = 0; i < W; ++i) t.x[i] = exp2_scalar(t.x[i]);
     return t;
   }
   static inline void transpose(T* r) {

@@ -9,6 +9,8 @@
 namespace sa {
 namespace isa_generic {
 
+#include "exp2_scalar.h"
+
 // Vector traits every ISA provides (this one with W = 1):
 //   zero set1 load store load_partial store_partial fmadd add sub mul max hsum hmax
 //   hsums(a): lane i = hsum(a[i]) for W vectors a[0..W)
@@ -34,21 +36,7 @@ struct V {
   static inline float hmax(T v) { return v; }
   static inline T hide_lanes_below(T v, int n) { return n > 0 ? -__builtin_inff() : v; }
   static inline T ninf_to_zero(T v) { return v == -__builtin_inff() ? 0.0f : v; }
-  static inline T exp2(T t) {
-    if (t != t) return t;
-    if (t < -126.0f) return 0.0f;
-    // same polynomial as the SIMD paths, so every ISA has the same error profile
-    float n = __builtin_rintf(t);
-    float f = t - n;
-    float p = 1.535336188319500e-4f;
-    p = p * f + 1.339887440266574e-3f;
-    p = p * f + 9.618437357674640e-3f;
-    p = p * f + 5.550332471162809e-2f;
-    p = p * f + 2.402264791363012e-1f;
-    p = p * f + 6.931472028550421e-1f;
-    p = p * f + 1.0f;
-    return __builtin_ldexpf(p, (int)n);
-  }
+  static inline T exp2(T t) { return exp2_scalar(t); }
 };
 
 constexpr int kAttMR = 4;
