@@ -1,7 +1,8 @@
 /**
  * The public API under random calls, some valid and some not: shapes that do or do not match,
  * both layouts, every option with a right or a wrong value, unknown options, arrays of the wrong
- * type or length. The js backend's outcome is the yardstick; every other backend must agree
+ * type or length; the multi-head block with right or wrong weights, self- and cross-attention,
+ * masks, keyLengths and a KV cache (a prompt, then a token that may not fit). The js backend's outcome is the yardstick; every other backend must agree
  * with it call by call: the same ERR_ATTN_* code when refused, outputs within the parity
  * tolerance when run. Nothing else may escape (no error without a code, no crash).
  * Fixed seeds; the cases are built once and replayed on every backend.
@@ -116,6 +117,52 @@ function softmaxCase(g: Gen): { what: string; call: Call } {
   return { what: `softmax ${JSON.stringify(x?.shape)} ${JSON.stringify(opts)}`, call: (a) => copies(a.softmax(x, opts as never).data) };
 }
 
+function multiHeadCase(g: Gen): { what: string; call: Call } {
+  const Hkv = g.int(1, 2);
+  const [H, Dh, B, S] = [Hkv * g.int(1, 2), g.int(1, 4), g.int(1, 2), g.int(1, 5)];
+  const E = H * Dh;
+  const kv = Hkv * Dh;
+  const bad = g.chance(0.4) ? 0.25 : 0;
+  const w = (rows: number) => (g.chance(bad) ? g.pick([g.data(rows * E - 1), new Float64Array(rows * E)]) : g.data(rows * E).map((x) => x * 0.3));
+  const params: Record<string, unknown> = { embedDim: E, numHeads: H, wq: w(E), wk: w(kv), wv: w(kv), wo: w(E) };
+  if (Hkv !== H || g.chance(0.2)) params.numKvHeads = g.chance(0.9) ? Hkv : g.pick([3, 0, NaN]);
+  if (g.chance(0.3)) params.bq = g.data(E);
+  if (g.chance(0.3)) params.bo = g.data(g.chance(0.9) ? E : E + 1);
+  const x = g.tensorOrBroken([B, S, E], bad);
+  const opts: Record<string, unknown> = {};
+  if (g.chance(0.4)) opts.causal = g.chance(0.9) ? g.chance(0.5) : g.pick(WEIRD);
+  const mode = g.pick(['self', 'cross', 'cache']);
+  let Skv = S;
+  if (mode === 'cross') {
+    Skv = g.int(1, 6);
+    const mem = g.tensorOrBroken([B, Skv, E], bad);
+    opts.key = mem;
+    opts.value = g.chance(0.9) ? mem : g.tensorOrBroken([B, Skv, E], 0);
+  }
+  if (mode !== 'cache' && g.chance(0.3)) opts.keyLengths = Int32Array.from({ length: B }, () => g.int(0, Skv + (g.chance(0.9) ? 0 : 1)));
+  if (mode !== 'cache' && g.chance(0.2)) {
+    const mshape = g.pick([[S, Skv], [B, 1, 1, Skv], [S + 1, Skv]]);
+    opts.mask = { data: Uint8Array.from({ length: mshape.reduce((p, q) => p * q, 1) }, () => (g.chance(0.8) ? 1 : 0)), shape: mshape };
+  }
+  const maxLength = S + g.int(0, 2);
+  const token = g.tensorOrBroken([B, 1, E], bad / 2);
+  return {
+    what: `multiHead E ${E} H ${H}/${Hkv} x ${JSON.stringify(x?.shape)} ${mode} opts ${JSON.stringify(Object.keys(opts))}`,
+    call: (a) => {
+      const m = a.multiHeadAttention(params as never);
+      try {
+        if (mode !== 'cache') return copies(m.forward(x, opts as never).data);
+        const cache = m.createCache({ batch: B, maxLength });
+        const first = m.forward(x, { ...opts, cache } as never).data;
+        const next = m.forward(token, { ...opts, cache } as never).data; // refused when the cache is full
+        return copies(first, next);
+      } finally {
+        m.dispose();
+      }
+    },
+  };
+}
+
 function outcome(a: Attention, call: Call, what: string): Outcome {
   try {
     return { outputs: call(a) };
@@ -135,6 +182,7 @@ describe('public API: random calls, valid and not, agree with the js backend on 
     ...Array.from({ length: 400 }, (_, i) => attentionCase(new Gen(1000 + i))),
     ...Array.from({ length: 150 }, (_, i) => matmulCase(new Gen(5000 + i))),
     ...Array.from({ length: 150 }, (_, i) => softmaxCase(new Gen(9000 + i))),
+    ...Array.from({ length: 150 }, (_, i) => multiHeadCase(new Gen(13000 + i))),
   ];
   let expected: Outcome[] = [];
 
@@ -146,7 +194,7 @@ describe('public API: random calls, valid and not, agree with the js backend on 
   it('the js backend runs some and refuses some, with several codes', () => {
     const ran = expected.filter((o) => 'outputs' in o).length;
     const codes = new Set(expected.flatMap((o) => ('code' in o ? [o.code] : [])));
-    if (process.env.SIMD_ATTENTION_FUZZ_LOG === '1') console.log(`${ran} ran; codes ${[...codes]}; with weights ${expected.filter((o) => 'outputs' in o && o.outputs.length === 2).length}`);
+    if (process.env.SIMD_ATTENTION_FUZZ_LOG === '1') console.log(`${ran} ran; codes ${[...codes]}; with two outputs ${expected.filter((o) => 'outputs' in o && o.outputs.length === 2).length}`);
     assert.ok(ran > cases.length / 4 && ran < (cases.length * 3) / 4, `${ran} of ${cases.length} ran`);
     for (const c of ['ERR_ATTN_TYPE', 'ERR_ATTN_SHAPE', 'ERR_ATTN_SIZE', 'ERR_ATTN_VALUE']) assert.ok(codes.has(c), `no ${c}: ${[...codes]}`);
   });
