@@ -2,10 +2,11 @@
  * The public API under random calls, some valid and some not: shapes that do or do not match,
  * both layouts, every option with a right or a wrong value, unknown options, arrays of the wrong
  * type or length; the multi-head block with right or wrong weights, self- and cross-attention,
- * masks, keyLengths and a KV cache (a prompt, then a token that may not fit). The js backend's outcome is the yardstick; every other backend must agree
- * with it call by call: the same ERR_ATTN_* code when refused, outputs within the parity
- * tolerance when run. Nothing else may escape (no error without a code, no crash).
- * Fixed seeds; the cases are built once and replayed on every backend.
+ * masks, keyLengths and a KV cache (a prompt, then a token that may not fit). The js backend's
+ * outcome is the yardstick; every other backend must agree with it call by call: the same
+ * ERR_ATTN_* code when refused, outputs within the parity tolerance when run. Nothing else may
+ * escape (no error without a code, no crash). Fixed seeds; the cases are built once and replayed
+ * on every backend.
  */
 import assert from 'node:assert/strict';
 import { tensor, type Tensor } from '../src/index.js';
