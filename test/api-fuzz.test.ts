@@ -13,31 +13,17 @@ import { tensor, type Tensor } from '../src/index.js';
 import type { Attention } from '../src/facade.js';
 import { facadeOf, variants } from './helpers/backends.js';
 import { assertClose } from './helpers/compare.js';
-import { rng } from './helpers/random.js';
+import { attnErrorCode, Draws, fuzzLog } from './helpers/fuzz.js';
+import { randomTensor } from './helpers/random.js';
 
 type Outcome = { code: string } | { outputs: Float32Array[] };
 type Call = (a: Attention) => Float32Array[];
 
 const WEIRD: unknown[] = [NaN, Infinity, -1, 0, 2 ** 40, '2', null, {}, [1], true];
 
-class Gen {
-  readonly r: () => number;
-  constructor(seed: number) {
-    this.r = rng(seed);
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.r() * (hi - lo + 1));
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.r() * xs.length)];
-  }
-  chance(p: number): boolean {
-    return this.r() < p;
-  }
+class Gen extends Draws {
   data(n: number): Float32Array {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) a[i] = this.r() * 2 - 1;
-    return a;
+    return randomTensor(this.r, [n]).data;
   }
   /** a tensor of this shape, or (with probability p) one that is wrong in one way */
   tensorOrBroken(shape: number[], p: number): Tensor {
@@ -168,10 +154,7 @@ function outcome(a: Attention, call: Call, what: string): Outcome {
   try {
     return { outputs: call(a) };
   } catch (e) {
-    assert.ok(e instanceof Error, `${what}: threw a non-Error ${String(e)}`);
-    const code = (e as { code?: unknown }).code;
-    assert.ok(typeof code === 'string' && /^ERR_ATTN_[A-Z]+$/.test(code), `${what}: ${e.constructor.name} without an ERR_ATTN_* code: ${e.message}`);
-    return { code };
+    return { code: attnErrorCode(e, what) };
   }
 }
 
@@ -195,7 +178,7 @@ describe('public API: random calls, valid and not, agree with the js backend on 
   it('the js backend runs some and refuses some, with several codes', () => {
     const ran = expected.filter((o) => 'outputs' in o).length;
     const codes = new Set(expected.flatMap((o) => ('code' in o ? [o.code] : [])));
-    if (process.env.SIMD_ATTENTION_FUZZ_LOG === '1') console.log(`${ran} ran; codes ${[...codes]}; with two outputs ${expected.filter((o) => 'outputs' in o && o.outputs.length === 2).length}`);
+    if (fuzzLog) console.log(`${ran} ran; codes ${[...codes]}; with two outputs ${expected.filter((o) => 'outputs' in o && o.outputs.length === 2).length}`);
     assert.ok(ran > cases.length / 4 && ran < (cases.length * 3) / 4, `${ran} of ${cases.length} ran`);
     for (const c of ['ERR_ATTN_TYPE', 'ERR_ATTN_SHAPE', 'ERR_ATTN_SIZE', 'ERR_ATTN_VALUE']) assert.ok(codes.has(c), `no ${c}: ${[...codes]}`);
   });

@@ -13,27 +13,16 @@ import assert from 'node:assert/strict';
 import type { Backend } from '../src/backend.js';
 import { loadNativeBackend, nativeIsas } from '../src/backends/native.js';
 import { attnArgs, mhParams, rand } from './helpers/native-args.js';
-import { rng } from './helpers/random.js';
+import { attnErrorCode, Draws, fuzzLog as log } from './helpers/fuzz.js';
 
 type Obj = Record<string, unknown>;
 
 const CASES = 4000;
-const log = process.env.SIMD_ATTENTION_FUZZ_LOG === '1';
 
 /** values no size, count or stride may take, and a few near-misses */
 const WEIRD: unknown[] = [-1, -7, 2 ** 31, 2 ** 31 - 1, 2 ** 32 + 1, 2 ** 53, -(2 ** 53), 2 ** 62, NaN, Infinity, -Infinity, 0.5, 1e300, '3', null, undefined, {}, true, [2]];
 
-class Fuzzer {
-  readonly r: () => number;
-  constructor(seed: number) {
-    this.r = rng(seed);
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.r() * (hi - lo + 1));
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.r() * xs.length)];
-  }
+class Fuzzer extends Draws {
   /** a count or stride nudged by a little, zeroed, or made absurd */
   number(x: number): unknown {
     const c = this.int(0, 3);
@@ -89,9 +78,7 @@ function runsOrRefuses(call: () => unknown, what: string): boolean {
     call();
     return true;
   } catch (e) {
-    assert.ok(e instanceof Error, `${what}: threw a non-Error ${String(e)}`);
-    const code = (e as { code?: unknown }).code;
-    assert.ok(typeof code === 'string' && /^ERR_ATTN_[A-Z]+$/.test(code), `${what}: ${e.constructor.name} without an ERR_ATTN_* code: ${e.message}`);
+    const code = attnErrorCode(e, what);
     codes.set(code, (codes.get(code) ?? 0) + 1);
     return false;
   }

@@ -1,13 +1,10 @@
 /** Arguments straight to a backend (no facade), for the native tests: seeded, contiguous. */
 import type { AttentionArgs, MultiHeadParams } from '../../src/backend.js';
-import { rng } from './random.js';
+import { randomTensor, rng } from './random.js';
 
 /** n floats uniform in [-1, 1) from the seed */
 export function rand(n: number, seed: number): Float32Array {
-  const r = rng(seed);
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = r() * 2 - 1;
-  return a;
+  return randomTensor(rng(seed), [n]).data;
 }
 
 /** Contiguous bhsd attention arguments, straight to the backend (no facade). */
