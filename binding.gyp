@@ -29,6 +29,7 @@
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_CPP_EXCEPTIONS",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "SIMD_ATTENTION_VERSION=\"<!(node -p \"require('./package.json').version\")\""
       ],
       "conditions": [

@@ -6,6 +6,11 @@
 // - Async: Napi::AsyncWorker; the worker thread touches no JS, holds references to every typed
 //   array it reads or writes until it completes, and reports errors as data (sharp's pattern).
 // - Errors: every failure becomes a JS Error/TypeError/RangeError with a `code` (ERR_ATTN_*).
+// - Worker threads: when one is terminated during a call (sync, or async and completed during
+//   the worker's teardown), no JS can run any more, so turning a failure into a JS exception
+//   fails too; node-addon-api would then rethrow it as C++ and abort the whole process. The
+//   build defines NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, which drops such an exception
+//   (nobody is left to catch it); test/native.test.ts terminates workers mid-call.
 #include <napi.h>
 
 #include <cmath>

@@ -252,6 +252,53 @@ describe('native backend', function () {
     });
   });
 
+  describe('worker threads', () => {
+    it('survives workers terminated in the middle of sync and async calls (child process)', function () {
+      // Each worker loads the package's entry (dist/, built by `npm test`) and calls the native
+      // backend in a loop: even workers synchronously, odd ones through attentionAsync and
+      // forwardAsync. Terminating them lands some terminations inside a call, where no JS can
+      // run any more; the binding must drop the exception it can no longer throw rather than
+      // abort the process (before the fix every such run aborted within its 12 rounds).
+      this.timeout(60000);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-workers-'));
+      const file = path.join(dir, 'workers.mjs');
+      const entry = pathToFileURL(path.join(root, 'dist', 'index.mjs')).href;
+      fs.writeFileSync(
+        file,
+        `import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+const { load, tensor } = await import(${JSON.stringify(entry)});
+if (isMainThread) {
+  let rounds = 0;
+  for (; rounds < 12; rounds++) {
+    const ws = [0, 1, 2, 3].map((i) => new Worker(new URL(import.meta.url), { workerData: i }));
+    await Promise.all(ws.map((w) => new Promise((ok, fail) => { w.once('message', ok); w.once('error', fail); })));
+    await new Promise((ok) => setTimeout(ok, 5 + (rounds % 4) * 10));
+    await Promise.all(ws.map((w) => w.terminate()));
+  }
+  const a = await load({ backend: 'native' });
+  const q = tensor(new Float32Array(16).fill(1), [1, 1, 2, 8]);
+  console.log(JSON.stringify({ rounds, backend: a.info().backend, out: Array.from(a.attention(q, q, q).output.data.slice(0, 2)) }));
+} else {
+  const a = await load({ backend: 'native' });
+  const q = tensor(new Float32Array(2 * 4 * 16 * 8).fill(0.5), [2, 4, 16, 8]);
+  const w = new Float32Array(64 * 64).fill(0.01);
+  const mha = a.multiHeadAttention({ embedDim: 64, numHeads: 4, wq: w, wk: w, wv: w, wo: w });
+  const x = tensor(new Float32Array(2 * 16 * 64).fill(0.5), [2, 16, 64]);
+  parentPort.postMessage('running');
+  for (;;) {
+    if (workerData % 2 === 0) { a.attention(q, q, q, { causal: true }); mha.forward(x); a.softmax(x); }
+    else await Promise.all([a.attentionAsync(q, q, q), mha.forwardAsync(x), a.attentionAsync(q, q, q, { returnWeights: true })]);
+  }
+}
+`,
+      );
+      const r = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', timeout: 50000 });
+      fs.rmSync(dir, { recursive: true, force: true });
+      assert.equal(r.status, 0, `child failed (signal ${r.signal}): ${r.stderr}`);
+      assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { rounds: 12, backend: 'native', out: [1, 1] });
+    });
+  });
+
   describe('determinism', () => {
     it('gives bit-identical attention for 1, 2 and 3 threads (flash, causal, GQA, weights, decode split)', () => {
       const cases: Array<() => AttentionArgs> = [
