@@ -76,7 +76,12 @@ export class Attention {
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
 
-  /** attention() computed off the calling thread where the backend can (native, wasm). */
+  /**
+   * attention() computed off the calling thread where the backend can (native, wasm). The native
+   * backend reads and writes the arrays in place until the promise settles: keep their buffers
+   * attached meanwhile (transferring one to another thread during the call is undefined
+   * behaviour; a buffer already detached when the call starts is refused with ERR_ATTN_SIZE).
+   */
   async attentionAsync(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
     await this.#backend.attentionAsync(args);

@@ -145,7 +145,7 @@ export class MultiHeadAttention {
     return { data: args.out, shape: outShape };
   }
 
-  /** forward() computed off the calling thread where the backend can. */
+  /** forward() computed off the calling thread where the backend can; as for attentionAsync, keep the arrays' buffers attached until it settles. */
   async forwardAsync(x: Tensor, options?: MultiHeadForwardOptions): Promise<Tensor> {
     const kernel = this.#live('forwardAsync');
     const { args, outShape, cache } = this.#resolve('forwardAsync', x, options);

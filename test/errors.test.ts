@@ -86,6 +86,18 @@ for (const variant of variants()) {
       await assert.rejects(attn.attentionAsync(q, k, f([1, 2, 4, 6])), (err: Error & { code?: string }) => err instanceof RangeError && err.code === 'ERR_ATTN_SHAPE');
     });
 
+    it('refuses arrays whose buffer was detached (transferred away) before the call', async () => {
+      const detached = (n: number) => {
+        const a = new Float32Array(n).fill(0.5);
+        structuredClone(a.buffer, { transfer: [a.buffer] });
+        return a;
+      };
+      expectError(() => attn.attention({ data: detached(24), shape: [1, 2, 3, 4] }, k, v), RangeError, 'ERR_ATTN_SIZE', /q: data has 0 elements/);
+      expectError(() => attn.attention(q, k, v, { out: detached(36) }), RangeError, 'ERR_ATTN_SIZE', /out must have exactly 36 elements, got 0/);
+      await assert.rejects(attn.attentionAsync(q, k, v, { out: detached(36) }), (err: Error & { code?: string }) => err instanceof RangeError && err.code === 'ERR_ATTN_SIZE');
+      expectError(() => attn.softmax(f([2, 3]), { out: detached(6) }), RangeError, 'ERR_ATTN_SIZE');
+    });
+
     it('matmul and softmax', () => {
       expectError(() => attn.matmul(f([2, 3]), f([4, 5])), RangeError, 'ERR_ATTN_SHAPE', /inner dims differ/);
       expectError(() => attn.matmul(f([2, 3]), f([5, 4]), { transposeB: true }), RangeError, 'ERR_ATTN_SHAPE', /inner dims differ/);
