@@ -76,6 +76,15 @@ void CheckStatus(Napi::Env env, int st, const char* what) {
 
 // ---- argument readers ------------------------------------------------------------------------
 
+// The address of a typed array's first element. Taken from napi_get_typedarray_info rather than
+// through TypedArray::ArrayBuffer(), which refuses a view of a SharedArrayBuffer.
+const void* ViewData(Napi::Env env, const Napi::TypedArray& ta) {
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, ta, nullptr, nullptr, &data, nullptr, nullptr) != napi_ok)
+    throw Napi::Error::New(env);
+  return data;
+}
+
 struct Reader {
   Napi::Env env;
   Napi::Object obj;
@@ -122,9 +131,8 @@ struct Reader {
     Napi::TypedArray ta = v.As<Napi::TypedArray>();
     *len = ta.ElementLength();
     if (keep) keep->push_back(ta);
-    Napi::ArrayBuffer ab = ta.ArrayBuffer();
     if (*len == 0) return reinterpret_cast<E*>(alignof(E));  // never dereferenced
-    return reinterpret_cast<E*>(static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset());
+    return static_cast<E*>(const_cast<void*>(ViewData(env, ta)));
   }
   float* F32(const char* n, size_t* len, bool optional = false) const {
     return Array<float>(n, napi_float32_array, "Float32Array", len, optional);
@@ -671,7 +679,7 @@ Napi::Value ReadRegions(const Napi::CallbackInfo& info) {
       Napi::Value v = list.Get(i);
       if (!v.IsTypedArray()) Throw(env, "ERR_ATTN_TYPE", usage, Kind::Type);
       Napi::TypedArray a = v.As<Napi::TypedArray>();
-      ptrs.push_back((const char*)a.ArrayBuffer().Data() + a.ByteOffset());
+      ptrs.push_back(static_cast<const char*>(ViewData(env, a)));
       sizes.push_back((int64_t)a.ByteLength());
     }
     double r = sa::read_regions_seconds(ptrs.data(), sizes.data(), (int)ptrs.size(), th);
