@@ -3,6 +3,7 @@
  * every layer shares.
  */
 import { attnRangeError, attnTypeError, describe } from './errors.js';
+import { isFloat32Array, isUint8Array } from './typed-arrays.js';
 
 export interface Tensor<T extends Float32Array | Uint8Array = Float32Array> {
   data: T;
@@ -52,7 +53,7 @@ export function tensor(data: unknown, shape: readonly number[]): Tensor<Float32A
   const dims = checkShape(shape, 'tensor');
   const n = numel(dims, 'tensor');
   let arr: Float32Array | Uint8Array;
-  if (data instanceof Float32Array || data instanceof Uint8Array) arr = data;
+  if (isFloat32Array(data) || isUint8Array(data)) arr = data;
   else if (Array.isArray(data)) arr = Float32Array.from(data as number[]);
   else {
     throw attnTypeError('ERR_ATTN_TYPE', `tensor: data must be a Float32Array, a Uint8Array (boolean mask) or a number[], got ${describe(data)}`);

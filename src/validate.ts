@@ -6,6 +6,7 @@
 import type { AttentionArgs, MatmulArgs, MultiHeadParams, ResolvedMask, SoftmaxArgs, Strides3 } from './backend.js';
 import { attnRangeError, attnTypeError, describe } from './errors.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
+import { isFloat32Array, isInt32Array, isUint8Array } from './typed-arrays.js';
 
 export type Layout = 'bhsd' | 'bshd';
 
@@ -37,7 +38,7 @@ function checkTypedTensor(
     throw attnTypeError('ERR_ATTN_TYPE', `${name}: expected a tensor { data, shape } (see tensor()), got ${describe(value)}`);
   }
   const { data, shape } = value as { data: unknown; shape: unknown };
-  const okType = data instanceof Float32Array || (kind === 'mask' && data instanceof Uint8Array);
+  const okType = isFloat32Array(data) || (kind === 'mask' && isUint8Array(data));
   if (!okType) {
     const want = kind === 'mask' ? 'a Float32Array (additive mask) or a Uint8Array (boolean mask)' : 'a Float32Array';
     throw attnTypeError('ERR_ATTN_TYPE', `${name}.data: expected ${want}, got ${describe(data)}`);
@@ -96,7 +97,7 @@ function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
 /** The caller's `out` (checked for type, length and aliasing), or a fresh array. */
 export function outputArray(fn: string, out: unknown, length: number, inputs: ArrayBufferView[]): Float32Array {
   if (out === undefined) return new Float32Array(length);
-  if (!(out instanceof Float32Array)) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: out must be a Float32Array, got ${describe(out)}`);
+  if (!isFloat32Array(out)) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: out must be a Float32Array, got ${describe(out)}`);
   if (out.length !== length) {
     throw attnRangeError('ERR_ATTN_SIZE', `${fn}: out must have exactly ${length} elements, got ${out.length}`);
   }
@@ -132,7 +133,7 @@ export function resolveMask(fn: string, value: unknown, B: number, Hq: number, S
     stride *= shape[i];
   }
   return {
-    kind: mask.data instanceof Uint8Array ? 'boolean' : 'additive',
+    kind: isUint8Array(mask.data) ? 'boolean' : 'additive',
     data: mask.data,
     strideB: strides[0],
     strideH: strides[1],
@@ -143,7 +144,7 @@ export function resolveMask(fn: string, value: unknown, B: number, Hq: number, S
 
 export function resolveKeyLengths(fn: string, value: unknown, B: number, Sk: number): Int32Array {
   let arr: Int32Array;
-  if (value instanceof Int32Array) arr = value;
+  if (isInt32Array(value)) arr = value;
   else if (Array.isArray(value) && value.every((x) => typeof x === 'number' && Number.isInteger(x))) arr = Int32Array.from(value);
   else throw attnTypeError('ERR_ATTN_TYPE', `${fn}: keyLengths must be an Int32Array (or integer[]) of length ${B}, got ${describe(value)}`);
   if (arr.length !== B) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: keyLengths must have ${B} entries (one per batch), got ${arr.length}`);
@@ -304,7 +305,7 @@ function checkWeight(fn: string, name: string, value: unknown, rows: number, col
     if (!shapeOk) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: ${name} must have shape ${want} (nn.Linear [out, in]), got [${t.shape}]`);
     data = t.data;
   }
-  if (!(data instanceof Float32Array)) {
+  if (!isFloat32Array(data)) {
     throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} must be a Float32Array or a tensor of shape ${want}, got ${describe(value)}`);
   }
   if (data.length !== size) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: ${name} must have ${size} elements (shape ${want}), got ${data.length}`);

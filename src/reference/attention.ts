@@ -9,6 +9,7 @@
  * independent check of the stride arithmetic the kernels are driven by.
  */
 import type { Tensor } from '../tensor.js';
+import { isUint8Array } from '../typed-arrays.js';
 import { softmaxRow } from './softmax.js';
 
 export type Layout = 'bhsd' | 'bshd';
@@ -65,7 +66,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: ReferenceAtt
   const group = Hq / Hkv;
   const scale = options.scale ?? 1 / Math.sqrt(D);
   const mask = options.mask;
-  const isBoolean = mask !== undefined && mask.data instanceof Uint8Array;
+  const isBoolean = mask !== undefined && isUint8Array(mask.data);
 
   const outShape = layout === 'bhsd' ? [B, Hq, Sq, Dv] : [B, Sq, Hq, Dv];
   const out = new Float32Array(B * Hq * Sq * Dv);

@@ -1,0 +1,19 @@
+/**
+ * Typed-array checks that hold for arrays from any realm: a `vm` context, a test runner's
+ * sandbox, an iframe. `instanceof Float32Array` is false for another realm's Float32Array
+ * (its constructor is a different object), which refused such arrays with "expected a
+ * Float32Array, got Float32Array" and would have read a boolean mask of another realm as an
+ * additive one. The %TypedArray%.prototype[@@toStringTag] getter reads the array's internal
+ * type, whatever its realm, and cannot be spoofed by an object's own Symbol.toStringTag.
+ */
+const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
+  .get as (this: unknown) => string | undefined;
+
+/** 'Float32Array', 'Uint8Array', ... for a typed array of any realm; undefined otherwise */
+export function typedArrayKind(x: unknown): string | undefined {
+  return ArrayBuffer.isView(x) ? typedArrayTag.call(x) : undefined;
+}
+
+export const isFloat32Array = (x: unknown): x is Float32Array => typedArrayKind(x) === 'Float32Array';
+export const isUint8Array = (x: unknown): x is Uint8Array => typedArrayKind(x) === 'Uint8Array';
+export const isInt32Array = (x: unknown): x is Int32Array => typedArrayKind(x) === 'Int32Array';

@@ -1,0 +1,80 @@
+/**
+ * Typed arrays made in another realm (a `vm` context here; a test runner's sandbox or an iframe
+ * in practice) are accepted on every backend and mean what they mean in this one: the same bits
+ * as same-valued arrays of this realm, a boolean mask read as boolean, not additive. Objects that
+ * only claim to be typed arrays are still refused. (The checks were `instanceof`, false for
+ * another realm's Float32Array.)
+ */
+import assert from 'node:assert/strict';
+import vm from 'node:vm';
+import { tensor, type Tensor } from '../src/index.js';
+import { facadeOf, variants } from './helpers/backends.js';
+import { randomTensor as seeded, rng } from './helpers/random.js';
+
+const realm = vm.createContext({});
+const Foreign = {
+  Float32Array: vm.runInContext('Float32Array', realm) as typeof Float32Array,
+  Uint8Array: vm.runInContext('Uint8Array', realm) as typeof Uint8Array,
+  Int32Array: vm.runInContext('Int32Array', realm) as typeof Int32Array,
+  Float64Array: vm.runInContext('Float64Array', realm) as typeof Float64Array,
+};
+const foreign = (a: Float32Array) => Foreign.Float32Array.from(a);
+const foreignTensor = (t: Tensor): Tensor => tensor(foreign(t.data as Float32Array), t.shape);
+const randomTensor = (shape: number[], seed: number): Tensor => seeded(rng(seed), shape);
+const sameBits = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+describe('realms: the vm context really is another realm', () => {
+  it('its arrays fail instanceof here', () => {
+    assert.equal(new Foreign.Float32Array(1) instanceof Float32Array, false);
+  });
+});
+
+for (const variant of variants()) {
+  describe(`realms: ${variant.label}`, () => {
+    const [B, H, Sq, Sk, D] = [2, 3, 5, 9, 8];
+    const q = randomTensor([B, H, Sq, D], 21);
+    const k = randomTensor([B, H, Sk, D], 22);
+    const v = randomTensor([B, H, Sk, D], 23);
+    const hide = Uint8Array.from({ length: Sq * Sk }, (_, i) => (i % 4 === 1 ? 0 : 1));
+
+    it('attention: inputs, boolean mask, keyLengths and out from another realm', async () => {
+      const attn = facadeOf(variant);
+      const opts = { mask: tensor(hide, [Sq, Sk]), keyLengths: Int32Array.from([9, 4]) };
+      const want = attn.attention(q, k, v, opts).output.data as Float32Array;
+      const fopts = { mask: tensor(Foreign.Uint8Array.from(hide), [Sq, Sk]), keyLengths: Foreign.Int32Array.from([9, 4]) };
+      const out = new Foreign.Float32Array(want.length);
+      attn.attention(foreignTensor(q), foreignTensor(k), foreignTensor(v), { ...fopts, out });
+      assert.ok(sameBits(out, want), 'sync');
+      const outAsync = new Foreign.Float32Array(want.length);
+      await attn.attentionAsync(foreignTensor(q), foreignTensor(k), foreignTensor(v), { ...fopts, out: outAsync });
+      assert.ok(sameBits(outAsync, want), 'async');
+    });
+
+    it('matmul, softmax and multi-head weights from another realm', () => {
+      const attn = facadeOf(variant);
+      const a = randomTensor([4, 6], 24);
+      const b = randomTensor([6, 5], 25);
+      assert.ok(sameBits(attn.matmul(foreignTensor(a), foreignTensor(b)).data as Float32Array, attn.matmul(a, b).data as Float32Array));
+      assert.ok(sameBits(attn.softmax(foreignTensor(a)).data as Float32Array, attn.softmax(a).data as Float32Array));
+      const E = 8;
+      const w = [26, 27, 28, 29].map((s) => randomTensor([E, E], s).data as Float32Array);
+      const x = randomTensor([1, 3, E], 30);
+      const own = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w[0], wk: w[1], wv: w[2], wo: w[3] });
+      const other = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: foreign(w[0]), wk: foreign(w[1]), wv: foreign(w[2]), wo: foreign(w[3]) });
+      assert.ok(sameBits(other.forward(foreignTensor(x)).data as Float32Array, own.forward(x).data as Float32Array));
+      own.dispose();
+      other.dispose();
+    });
+
+    it('still refuses look-alikes and other element types', () => {
+      const attn = facadeOf(variant);
+      const fake = { length: 16, [Symbol.toStringTag]: 'Float32Array' };
+      const refused = (fn: () => unknown) =>
+        assert.throws(fn, (e: Error & { code?: string }) => e instanceof TypeError && e.code === 'ERR_ATTN_TYPE');
+      refused(() => tensor(fake as never, [16]));
+      refused(() => attn.attention({ data: fake, shape: [1, 1, 2, 8] } as never, q, q));
+      refused(() => attn.attention({ data: new Foreign.Float64Array(16), shape: [1, 1, 2, 8] } as never, q, q));
+      refused(() => attn.softmax(randomTensor([2, 8], 31), { out: new Foreign.Float64Array(16) as never }));
+    });
+  });
+}
