@@ -28,6 +28,17 @@ inline bool spin_until(F pred) {
     if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinMicros)) return pred();
   }
 }
+
+// cv.wait(lk, pred) as timed waits on the system clock. GCC 12's libstdc++ versions
+// condition_variable::wait as GLIBCXX_3.4.30, which kept the prebuilt addon from loading where
+// the C++ runtime is older (RHEL 9, Amazon Linux 2023: GCC 11); a wait_until on the system
+// clock is inline code over pthread_cond_timedwait, which every glibc has (the steady clock's
+// pthread_cond_clockwait would need glibc 2.34). The deadline only bounds each sleep (a clock
+// step just wakes it early or late); the predicate decides.
+template <class F>
+inline void sleep_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, F pred) {
+  while (!pred()) cv.wait_until(lk, std::chrono::system_clock::now() + std::chrono::seconds(10));
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
@@ -58,7 +69,7 @@ void ThreadPool::worker_main(int id) {
     auto ready = [&] { return stop_.load(std::memory_order_acquire) || gen_.load(std::memory_order_acquire) != seen; };
     if (!spin_until(ready)) {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_start_.wait(lk, ready);
+      sleep_until(cv_start_, lk, ready);
     }
     if (stop_.load(std::memory_order_acquire)) return;
     // the region's fields were written before gen_ was released
@@ -93,7 +104,7 @@ void ThreadPool::run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
   auto done = [&] { return active_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(done)) {
     std::unique_lock<std::mutex> lk(mu_);
-    cv_done_.wait(lk, done);
+    sleep_until(cv_done_, lk, done);
   }
 }
 

@@ -132,6 +132,31 @@ describe('native backend', function () {
       }
     });
 
+    it('needs no newer C and C++ runtimes than glibc 2.32 and GCC 9 (objdump -T of the loaded binary)', function () {
+      // The prebuilt binary must load wherever it can (RHEL 9 and Amazon Linux 2023 ship GCC 11's
+      // libstdc++): GCC 12's condition_variable::wait alone once asked for GLIBCXX_3.4.30
+      // (native/thread_pool.cc waits with a deadline instead). glibc 2.32 is the floor GCC 12's
+      // headers set (__libc_single_threaded).
+      const binary = load({ threads: 1 }).details().binary;
+      if (process.platform !== 'linux' || process.env.SIMD_ATTENTION_SANITIZED) this.skip();
+      const r = spawnSync('objdump', ['-T', binary], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      if (r.error || r.status !== 0) {
+        console.warn(`    [native] runtime versions not checked: objdump -T failed (${r.error?.message ?? r.stderr.trim()})`);
+        this.skip();
+      }
+      const cmp = (a: number[], b: number[]) => {
+        for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+        return 0;
+      };
+      const newest = (lib: string) =>
+        [...r.stdout.matchAll(new RegExp(`\\b${lib}_([0-9.]+)\\b`, 'g'))].map((m) => m[1].split('.').map(Number)).reduce((a, b) => (cmp(a, b) >= 0 ? a : b), [0]);
+      const glibc = newest('GLIBC');
+      const glibcxx = newest('GLIBCXX');
+      assert.ok(glibc.length > 1, `no GLIBC versions in objdump -T ${binary}`);
+      assert.ok(cmp(glibc, [2, 32]) <= 0, `needs GLIBC_${glibc.join('.')}`);
+      assert.ok(cmp(glibcxx, [3, 4, 26]) <= 0, `needs GLIBCXX_${glibcxx.join('.')}`);
+    });
+
     it('defaults to the best ISA, and SIMD_ATTENTION_ISA forces one', () => {
       const prev = process.env.SIMD_ATTENTION_ISA;
       try {
