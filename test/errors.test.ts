@@ -28,6 +28,8 @@ describe('errors: tensor()', () => {
     expectError(() => tensor(new Float32Array(0), [0]), RangeError, 'ERR_ATTN_SHAPE', /must be >= 1/);
     expectError(() => tensor(new Float32Array(2), [2.5]), TypeError, 'ERR_ATTN_TYPE', /integer/);
     expectError(() => tensor(new Float32Array(2), 2 as never), TypeError, 'ERR_ATTN_TYPE', /shape must be an array/);
+    // a hole in a shape is no dimension (it once slipped past the check and came out as "needs NaN")
+    expectError(() => tensor(new Float32Array(2), [2, , 1] as never), TypeError, 'ERR_ATTN_TYPE', /shape\[1\] must be an integer, got undefined/);
   });
 
   it('refuses element counts that overflow, before allocating', () => {
