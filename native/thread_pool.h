@@ -3,9 +3,10 @@
 // worker spins for a short while (kSpinMicros) before it sleeps on the condition variable, and the
 // caller spins the same way for the workers to finish: back-to-back regions (the multi-head block
 // runs three per forward) then start and end without a futex wake-up each (tens of microseconds
-// on a VM). Tasks are handed
-// out dynamically, but the kernels make every output depend only on its task, never on which
-// thread ran it or how many there are, so results are bit-identical for any thread count.
+// on a VM). A pool with more threads than the machine has cores does not spin: its spinners would
+// take cores from its working threads. Tasks are handed out dynamically, but the kernels make
+// every output depend only on its task, never on which thread ran it or how many there are, so
+// results are bit-identical for any thread count.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -34,6 +35,7 @@ class ThreadPool final : public Parallel {
   void work(int id);
 
   int threads_;
+  int64_t spin_micros_;  // kSpinMicros, or 0 when the pool has more threads than the machine cores
   std::vector<std::thread> workers_;
   std::mutex region_mu_;  // one parallel region at a time
   std::mutex mu_;
