@@ -16,7 +16,7 @@
 // stores of the streaming P.V cost more than the read order saves; blocking pvRow's column
 // passes over 256 keys (V in L2 across them) measured the same as now.
 
-import { fmadd, exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
+import { fmadd, exp2x4, exp2s, hsum, hpmax, LOG2E, toLog2s } from './simd/math';
 
 /** the four dot products q . k0..k3 over D (D4 = D rounded down to 4), as one vector */
 // @ts-ignore: decorator
@@ -71,7 +71,7 @@ import { fmadd, exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
   if (maskKind == 1) {
     for (j = 0; j < lim; j++) {
       const p = srow + (<usize>j) * 4;
-      store<f32>(p, load<f32>(p) + load<f32>(mask + (mr + (<usize>j) * msk) * 4) * LOG2E);
+      store<f32>(p, load<f32>(p) + toLog2s(load<f32>(mask + (mr + (<usize>j) * msk) * 4)));
     }
   }
   // softmax over the row (pmax may drop a NaN; exp2 then carries it into the sum)

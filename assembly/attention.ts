@@ -20,7 +20,7 @@
 
 import { kernel4x8 } from './simd/gemm';
 import { decodeRow, decodeRows, ROW_BYTES, ROW_MASK, ROW_OUT, ROW_Q, ROW_W } from './attention-decode';
-import { exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
+import { exp2x4, exp2s, hsum, hpmax, LOG2E, toLog2s, toLog2x4 } from './simd/math';
 
 /** query rows per block (multiple of 4, the micro-kernel's rows) */
 // @ts-ignore: decorator
@@ -73,20 +73,19 @@ export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): u
       if (maskKind == 1) {
         if (msk == 1) {
           const mp = mask + (mr + <usize>j0) * 4;
-          const l2 = f32x4.splat(LOG2E);
           c = 0;
           for (; c + 4 <= jv; c += 4) {
             const p = srow + (<usize>c) * 4;
-            v128.store(p, f32x4.add(v128.load(p), f32x4.mul(v128.load(mp + (<usize>c) * 4), l2)));
+            v128.store(p, f32x4.add(v128.load(p), toLog2x4(v128.load(mp + (<usize>c) * 4))));
           }
           for (; c < jv; c++) {
             const p = srow + (<usize>c) * 4;
-            store<f32>(p, load<f32>(p) + load<f32>(mp + (<usize>c) * 4) * LOG2E);
+            store<f32>(p, load<f32>(p) + toLog2s(load<f32>(mp + (<usize>c) * 4)));
           }
         } else {
           for (c = 0; c < jv; c++) {
             const p = srow + (<usize>c) * 4;
-            store<f32>(p, load<f32>(p) + load<f32>(mask + (mr + (<usize>(j0 + c)) * msk) * 4) * LOG2E);
+            store<f32>(p, load<f32>(p) + toLog2s(load<f32>(mask + (mr + (<usize>(j0 + c)) * msk) * 4)));
           }
         }
       } else {

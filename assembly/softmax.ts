@@ -1,39 +1,55 @@
 // Row softmax: out[r, :] = softmax(scale * x[r, :]), max subtracted first. A row whose every
-// entry is -Infinity gives zeros; NaN propagates to its row. out may alias x.
+// entry of scale * x is -Infinity gives zeros; NaN propagates to its row. out may alias x.
 
 import { exp2x4, exp2s, hsum, hpmax, LOG2E } from './simd/math';
 
 export function softmax(out: usize, x: usize, rows: i32, cols: i32, scale: f32): void {
   const s2 = scale * LOG2E;
   const vs = f32x4.splat(s2);
+  // scale * x is never formed: times log2(e) it overflows for |x| near FLT_MAX, and a row of
+  // such values (a torch.finfo(float32).min mask) came out as zeros instead of uniform weights.
+  // The exponent is (x - m) * scale * log2(e), m the row's max (its min when scale < 0).
+  const sg: f32 = s2 < 0 ? -1 : 1;
+  const vsg = f32x4.splat(sg);
   const c4 = cols & ~3;
   for (let r = 0; r < rows; r++) {
     const xr = x + (<usize>r) * (<usize>cols) * 4;
     const orow = out + (<usize>r) * (<usize>cols) * 4;
-    // 1. max of scale * x (scale may be negative, so scale the values, not the max)
-    // pmax (one maxps) may drop a NaN; the NaN still reaches the sum through exp2 and makes
-    // the whole row NaN, as the reference's is
+    // 1. max of sg * x. pmax (one maxps) may drop a NaN; the NaN still reaches the sum through
+    // exp2 and makes the whole row NaN, as the reference's is
     let mv = f32x4.splat(-Infinity);
     let j = 0;
-    for (; j < c4; j += 4) mv = f32x4.pmax(mv, f32x4.mul(v128.load(xr + (<usize>j) * 4), vs));
+    for (; j < c4; j += 4) mv = f32x4.pmax(mv, f32x4.mul(v128.load(xr + (<usize>j) * 4), vsg));
     let m = hpmax(mv);
     for (; j < cols; j++) {
-      const y = load<f32>(xr + (<usize>j) * 4) * s2;
+      const y = load<f32>(xr + (<usize>j) * 4) * sg;
       if (m < y) m = y;
     }
-    const mu: f32 = m == -Infinity ? 0 : m;
+    // m = -Infinity (every sg * x -Infinity, or NaN) or scale 0: exp2(x * s2) as it stands
+    // gives the zeros, the NaN or the equal weights
+    const direct = m == -Infinity || s2 == 0;
+    const mu: f32 = direct ? 0 : m * sg;
     const vm = f32x4.splat(mu);
     // 2. exponentials and their sum
     let sv = f32x4.splat(0);
     j = 0;
-    for (; j < c4; j += 4) {
-      const e = exp2x4(f32x4.sub(f32x4.mul(v128.load(xr + (<usize>j) * 4), vs), vm));
-      v128.store(orow + (<usize>j) * 4, e);
-      sv = f32x4.add(sv, e);
+    if (direct) {
+      for (; j < c4; j += 4) {
+        const e = exp2x4(f32x4.mul(v128.load(xr + (<usize>j) * 4), vs));
+        v128.store(orow + (<usize>j) * 4, e);
+        sv = f32x4.add(sv, e);
+      }
+    } else {
+      for (; j < c4; j += 4) {
+        const e = exp2x4(f32x4.mul(f32x4.sub(v128.load(xr + (<usize>j) * 4), vm), vs));
+        v128.store(orow + (<usize>j) * 4, e);
+        sv = f32x4.add(sv, e);
+      }
     }
     let sum = hsum(sv);
     for (; j < cols; j++) {
-      const e = exp2s(load<f32>(xr + (<usize>j) * 4) * s2 - mu);
+      const xj = load<f32>(xr + (<usize>j) * 4);
+      const e = exp2s(direct ? xj * s2 : (xj - mu) * s2);
       store<f32>(orow + (<usize>j) * 4, e);
       sum += e;
     }

@@ -78,3 +78,26 @@
 /** log2(e): scores are kept in base 2 so the kernels call exp2 */
 // @ts-ignore: decorator
 @inline export const LOG2E: f32 = 1.4426950408889634;
+
+/**
+ * An additive mask value in base-2 units, x * log2(e), with a finite x kept finite: below
+ * -FLT_MAX / log2(e) (torch.finfo(float32).min, as Hugging Face models mask with) the product
+ * would be -Infinity and hide its key outright, so that a row hidden by such values alone came
+ * out as zeros, not as the reference's softmax over those (equal) finite scores. Infinities and
+ * NaN pass through. (The native kernels' to_log2_units.)
+ */
+// @ts-ignore: decorator
+@inline export function toLog2s(x: f32): f32 {
+  const v = x * LOG2E;
+  if (v - v != 0 && x - x == 0) return v > 0 ? f32.MAX_VALUE : -f32.MAX_VALUE;
+  return v;
+}
+
+// @ts-ignore: decorator
+@inline export function toLog2x4(x: v128): v128 {
+  const v = f32x4.mul(x, f32x4.splat(LOG2E));
+  const zero = f32x4.splat(0);
+  const clamp = v128.and(f32x4.eq(f32x4.sub(x, x), zero), f32x4.ne(f32x4.sub(v, v), zero));
+  const lim = f32x4.pmin(f32x4.pmax(v, f32x4.splat(-f32.MAX_VALUE)), f32x4.splat(f32.MAX_VALUE));
+  return v128.bitselect(lim, v, clamp);
+}

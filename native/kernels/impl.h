@@ -303,9 +303,20 @@ struct AttnCtx {
   float* partials;
 };
 
+// x * log2(e) with a finite x kept finite: a mask value below -FLT_MAX / log2(e), such as
+// torch.finfo(float32).min (which Hugging Face models use for hidden keys), would otherwise become
+// -Infinity and hide its key outright, so that a row hidden by such values alone came out as
+// zeros, not as the reference's softmax over those (equal) finite scores. Infinities and NaN
+// pass through.
+static inline float to_log2_units(float x) {
+  const float v = x * kLog2e;
+  if (v - v != 0.0f && x - x == 0.0f) return v > 0.0f ? __FLT_MAX__ : -__FLT_MAX__;
+  return v;
+}
+
 static inline float mask_value(const AttnParams& p, int64_t b, int64_t h, int64_t i, int64_t j) {
   int64_t idx = b * p.m_sb + h * p.m_sh + i * p.m_sq + j * p.m_sk;
-  if (p.mask_kind == kMaskAdditive) return ((const float*)p.mask)[idx] * kLog2e;
+  if (p.mask_kind == kMaskAdditive) return to_log2_units(((const float*)p.mask)[idx]);
   return ((const uint8_t*)p.mask)[idx] ? 0.0f : kNegInf;
 }
 
@@ -358,7 +369,10 @@ static void flash_task(void* vctx, int64_t t, int worker) {
     for (int64_t x = 0; x < Dv * BQ; ++x) ot[x] = 0.0f;
     for (int q = 0; q < BQ; ++q) { mo[q] = kNegInf; lo[q] = 0.0f; }
     const T slack = V::set1(kRescaleSlack);
-    bool ref_finite = false;  // every lane's reference max is finite (then S is computed minus it)
+    // every lane's reference max is finite and below 2^40 in magnitude (then S is computed minus
+    // it: a reference of -FLT_MAX, from keys hidden by a huge finite mask, would swallow the
+    // scores that follow it in s - m)
+    bool ref_finite = false;
 
     for (int64_t kb = 0; kb < kend; kb += pl.bk) {
       const int64_t nk = imin(pl.bk, kend - kb);
@@ -460,15 +474,17 @@ static void flash_task(void* vctx, int64_t t, int worker) {
         // alpha is in [0, 1] (or NaN): the sum of 1 - alpha is 0 exactly when every lane is 1
         if (kb > 0 && !(V::hsum(V::sub(V::set1(1.0f), al)) == 0.0f)) rescale = true;
       }
-      if (moved) {  // the references changed: refresh -m and whether every lane's is finite
-        T acc = V::zero();
+      if (moved) {  // the references changed: refresh -m and whether every lane's is moderate
+        T acc = V::zero(), big = V::zero();
         SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
           const T mv = V::load(mo + m * W);
-          V::store(negm + m * W, V::sub(V::zero(), mv));
+          const T neg = V::sub(V::zero(), mv);
+          V::store(negm + m * W, neg);
           acc = V::fmadd(mv, V::zero(), acc);  // NaN when some lane is infinite or NaN
+          big = V::max(big, V::max(mv, neg));
         }
         const float chk = V::hsum(acc);
-        ref_finite = chk == chk;
+        ref_finite = chk == chk && V::hmax(big) < 1099511627776.0f;  // 2^40
       }
       if (rescale) {  // O *= alpha (multiplying by 1 changes nothing, so only when some lane moved)
         for (int64_t x = 0; x < Dv; ++x)
@@ -1129,32 +1145,40 @@ static void softmax_task(void* vctx, int64_t t, int) {
   for (int64_t r = t * c.rows_per_task; r < imin(p.rows, (t + 1) * c.rows_per_task); ++r) {
     const float* x = p.x + r * n;
     float* y = p.out + r * n;
-    // y = x * scale * log2e, running max
-    float mx = kNegInf;
+    // y = (x - m) * scale * log2e, m the row's max (its min when scale < 0), so that scale * x
+    // itself is never formed: times log2e it overflows for |x| near FLT_MAX, and a row of such
+    // values (a torch.finfo(float32).min mask) came out as zeros instead of uniform weights.
+    // With scale 0 every weight is equal (NaN where x is infinite, as 0 * x makes it).
+    const float sg = sc < 0.0f ? -1.0f : 1.0f;
+    const T sgv = V::set1(sg);
+    float mx = kNegInf;  // max of sg * x
     bool nan = false;
     {
       T m = V::set1(kNegInf);
       int64_t j = 0;
-      for (; j + W <= n; j += W) {
-        T v = V::mul(V::load(x + j), scv);
-        V::store(y + j, v);
-        m = V::max(m, v);
-      }
+      for (; j + W <= n; j += W) m = V::max(m, V::mul(V::load(x + j), sgv));
       mx = V::hmax(m);
-      for (; j < n; ++j) {
-        float v = x[j] * sc;
-        y[j] = v;
-        mx = v > mx ? v : mx;
-      }
+      for (; j < n; ++j) mx = x[j] * sg > mx ? x[j] * sg : mx;
       for (j = 0; j < n; ++j)
-        if (y[j] != y[j]) nan = true;
+        if (x[j] != x[j]) nan = true;
     }
-    if (!nan && mx == kNegInf) {
+    if (!nan && mx == kNegInf && sc != 0.0f) {  // scale * x is -Infinity everywhere
       for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
       continue;
     }
+    {
+      const T mv = V::set1(sg * mx);
+      int64_t j = 0;
+      if (sc == 0.0f) {
+        for (; j + W <= n; j += W) V::store(y + j, V::mul(V::load(x + j), scv));
+        for (; j < n; ++j) y[j] = x[j] * sc;
+      } else {
+        for (; j + W <= n; j += W) V::store(y + j, V::mul(V::sub(V::load(x + j), mv), scv));
+        for (; j < n; ++j) y[j] = (x[j] - sg * mx) * sc;
+      }
+    }
     float s = 0.0f;
-    exp2_sum_inplace(y, n, mx, &s);
+    exp2_sum_inplace(y, n, 0.0f, &s);
     const float inv = 1.0f / s;
     const T iv = V::set1(inv);
     int64_t j = 0;

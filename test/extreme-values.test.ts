@@ -1,0 +1,77 @@
+/**
+ * Finite values at the edge of float32's range, as real models feed them: Hugging Face masks
+ * hidden keys by adding torch.finfo(float32).min (-3.4028e38), not -Infinity. The kernels work
+ * in base-2 units (scores times log2 e), where such a value once overflowed to -Infinity: a row
+ * hidden by it alone came out as zeros, where the reference (and float32 PyTorch) gives equal
+ * weights, its output the mean of V. The same held for softmax() of a row of such values.
+ * Every backend must match the reference here, across several key blocks (a first block hidden
+ * entirely, later ones not) and on the decoding path with its key split.
+ */
+import { tensor, type Tensor } from '../src/index.js';
+import * as ref from '../src/reference/index.js';
+import { assertClose } from './helpers/compare.js';
+import { facadeOf, variants } from './helpers/backends.js';
+import { randomTensor as seeded, rng } from './helpers/random.js';
+
+const MIN = -3.4028234663852886e38; // torch.finfo(torch.float32).min
+const randomTensor = (shape: number[], seed: number): Tensor => seeded(rng(seed), shape);
+
+/** per query row: every key hidden, the first 200 hidden, the last 100, every third, none */
+function hfMask(Sq: number, Sk: number): Tensor {
+  const m = new Float32Array(Sq * Sk);
+  for (let i = 0; i < Sq; i++)
+    for (let j = 0; j < Sk; j++) {
+      const kind = i % 5;
+      const hide = kind === 0 || (kind === 1 && j < 200) || (kind === 2 && j >= Sk - 100) || (kind === 3 && j % 3 === 0);
+      m[i * Sk + j] = hide ? MIN : 0;
+    }
+  return tensor(m, [Sq, Sk]);
+}
+
+for (const variant of variants()) {
+  describe(`extreme values: ${variant.label}`, () => {
+    it('attention with a finfo.min mask matches the reference (flash path, several key blocks)', () => {
+      const attn = facadeOf(variant);
+      const [B, H, Sq, Sk, D] = [1, 2, 10, 300, 8];
+      const q = randomTensor([B, H, Sq, D], 41);
+      const k = randomTensor([B, H, Sk, D], 42);
+      const v = randomTensor([B, H, Sk, D], 43);
+      const mask = hfMask(Sq, Sk);
+      for (const causal of [false, true]) {
+        const want = ref.attention(q, k, v, { mask, causal, returnWeights: true });
+        const got = attn.attention(q, k, v, { mask, causal, returnWeights: true });
+        assertClose(got.output.data, want.output.data, `${variant.label} output causal=${causal}`);
+        assertClose(got.weights!.data, want.weights!.data, `${variant.label} weights causal=${causal}`);
+        assertClose(attn.attention(q, k, v, { mask, causal }).output.data, want.output.data, `${variant.label} flash causal=${causal}`);
+      }
+    });
+
+    it('attention with a finfo.min mask matches the reference (decoding, keys split in chunks)', () => {
+      const attn = facadeOf(variant);
+      const [B, H, Sk, D] = [1, 4, 3000, 8];
+      const k = randomTensor([B, H, Sk, D], 45);
+      const v = randomTensor([B, H, Sk, D], 46);
+      for (let kind = 0; kind < 5; kind++) {
+        const q = randomTensor([B, H, 1, D], 47 + kind);
+        const row = hfMask(5, Sk).data.subarray(kind * Sk, (kind + 1) * Sk);
+        const mask = tensor(Float32Array.from(row), [1, Sk]);
+        assertClose(attn.attention(q, k, v, { mask }).output.data, ref.attention(q, k, v, { mask }).output.data, `${variant.label} decode mask kind ${kind}`);
+      }
+    });
+
+    it('softmax of rows near ±FLT_MAX matches the reference, for any scale', () => {
+      const attn = facadeOf(variant);
+      const rows = [
+        [MIN, MIN, MIN, MIN, MIN],
+        [3e38, 3e38, 1, -1, 0],
+        [-3e38, 3e38, 0, 2e38, -2e38],
+        [MIN, 1, 2, MIN, 3],
+        [-Infinity, MIN, MIN, -Infinity, MIN],
+      ];
+      const x = tensor(Float32Array.from(rows.flat()), [rows.length, 5]);
+      for (const scale of [1, -1, 0.5, 2, 0]) {
+        assertClose(attn.softmax(x, { scale }).data, ref.softmax(x, { scale }).data, `${variant.label} softmax scale ${scale}`);
+      }
+    });
+  });
+}
