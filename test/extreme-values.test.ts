@@ -11,10 +11,9 @@ import { tensor, type Tensor } from '../src/index.js';
 import * as ref from '../src/reference/index.js';
 import { assertClose } from './helpers/compare.js';
 import { facadeOf, variants } from './helpers/backends.js';
-import { randomTensor as seeded, rng } from './helpers/random.js';
+import { seededTensor } from './helpers/random.js';
 
 const MIN = -3.4028234663852886e38; // torch.finfo(torch.float32).min
-const randomTensor = (shape: number[], seed: number): Tensor => seeded(rng(seed), shape);
 
 /** per query row: every key hidden, the first 200 hidden, the last 100, every third, none */
 function hfMask(Sq: number, Sk: number): Tensor {
@@ -33,9 +32,9 @@ for (const variant of variants()) {
     it('attention with a finfo.min mask matches the reference (flash path, several key blocks)', () => {
       const attn = facadeOf(variant);
       const [B, H, Sq, Sk, D] = [1, 2, 10, 300, 8];
-      const q = randomTensor([B, H, Sq, D], 41);
-      const k = randomTensor([B, H, Sk, D], 42);
-      const v = randomTensor([B, H, Sk, D], 43);
+      const q = seededTensor([B, H, Sq, D], 41);
+      const k = seededTensor([B, H, Sk, D], 42);
+      const v = seededTensor([B, H, Sk, D], 43);
       const mask = hfMask(Sq, Sk);
       for (const causal of [false, true]) {
         const want = ref.attention(q, k, v, { mask, causal, returnWeights: true });
@@ -49,10 +48,10 @@ for (const variant of variants()) {
     it('attention with a finfo.min mask matches the reference (decoding, keys split in chunks)', () => {
       const attn = facadeOf(variant);
       const [B, H, Sk, D] = [1, 4, 3000, 8];
-      const k = randomTensor([B, H, Sk, D], 45);
-      const v = randomTensor([B, H, Sk, D], 46);
+      const k = seededTensor([B, H, Sk, D], 45);
+      const v = seededTensor([B, H, Sk, D], 46);
       for (let kind = 0; kind < 5; kind++) {
-        const q = randomTensor([B, H, 1, D], 47 + kind);
+        const q = seededTensor([B, H, 1, D], 47 + kind);
         const row = hfMask(5, Sk).data.subarray(kind * Sk, (kind + 1) * Sk);
         const mask = tensor(Float32Array.from(row), [1, Sk]);
         assertClose(attn.attention(q, k, v, { mask }).output.data, ref.attention(q, k, v, { mask }).output.data, `${variant.label} decode mask kind ${kind}`);

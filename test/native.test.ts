@@ -17,6 +17,7 @@ import vm from 'node:vm';
 import v8 from 'node:v8';
 import type { AttentionArgs, Backend, MultiHeadParams } from '../src/backend.js';
 import { loadNativeBackend, nativeCandidates, nativeIsas, nativeProbes } from '../src/backends/native.js';
+import { sameBits } from './helpers/compare.js';
 import { attnArgs, mhParams, rand } from './helpers/native-args.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -25,10 +26,6 @@ const nativeModule = path.join(root, 'src', 'backends', 'native.ts');
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
 
 function expectCode(fn: () => unknown, code: string, ctor: ErrorConstructor = Error): void {
   assert.throws(fn, (e: unknown) => {

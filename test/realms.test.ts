@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import vm from 'node:vm';
 import { tensor, type Tensor } from '../src/index.js';
 import { facadeOf, variants } from './helpers/backends.js';
-import { randomTensor as seeded, rng } from './helpers/random.js';
+import { sameBits } from './helpers/compare.js';
+import { seededTensor } from './helpers/random.js';
 
 const realm = vm.createContext({});
 const Foreign = {
@@ -20,8 +21,6 @@ const Foreign = {
 };
 const foreign = (a: Float32Array) => Foreign.Float32Array.from(a);
 const foreignTensor = (t: Tensor): Tensor => tensor(foreign(t.data as Float32Array), t.shape);
-const randomTensor = (shape: number[], seed: number): Tensor => seeded(rng(seed), shape);
-const sameBits = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 describe('realms: the vm context really is another realm', () => {
   it('its arrays fail instanceof here', () => {
@@ -32,9 +31,9 @@ describe('realms: the vm context really is another realm', () => {
 for (const variant of variants()) {
   describe(`realms: ${variant.label}`, () => {
     const [B, H, Sq, Sk, D] = [2, 3, 5, 9, 8];
-    const q = randomTensor([B, H, Sq, D], 21);
-    const k = randomTensor([B, H, Sk, D], 22);
-    const v = randomTensor([B, H, Sk, D], 23);
+    const q = seededTensor([B, H, Sq, D], 21);
+    const k = seededTensor([B, H, Sk, D], 22);
+    const v = seededTensor([B, H, Sk, D], 23);
     const hide = Uint8Array.from({ length: Sq * Sk }, (_, i) => (i % 4 === 1 ? 0 : 1));
 
     it('attention: inputs, boolean mask, keyLengths and out from another realm', async () => {
@@ -52,13 +51,13 @@ for (const variant of variants()) {
 
     it('matmul, softmax and multi-head weights from another realm', () => {
       const attn = facadeOf(variant);
-      const a = randomTensor([4, 6], 24);
-      const b = randomTensor([6, 5], 25);
+      const a = seededTensor([4, 6], 24);
+      const b = seededTensor([6, 5], 25);
       assert.ok(sameBits(attn.matmul(foreignTensor(a), foreignTensor(b)).data as Float32Array, attn.matmul(a, b).data as Float32Array));
       assert.ok(sameBits(attn.softmax(foreignTensor(a)).data as Float32Array, attn.softmax(a).data as Float32Array));
       const E = 8;
-      const w = [26, 27, 28, 29].map((s) => randomTensor([E, E], s).data as Float32Array);
-      const x = randomTensor([1, 3, E], 30);
+      const w = [26, 27, 28, 29].map((s) => seededTensor([E, E], s).data as Float32Array);
+      const x = seededTensor([1, 3, E], 30);
       const own = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w[0], wk: w[1], wv: w[2], wo: w[3] });
       const other = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: foreign(w[0]), wk: foreign(w[1]), wv: foreign(w[2]), wo: foreign(w[3]) });
       assert.ok(sameBits(other.forward(foreignTensor(x)).data as Float32Array, own.forward(x).data as Float32Array));
@@ -74,7 +73,7 @@ for (const variant of variants()) {
       refused(() => tensor(fake as never, [16]));
       refused(() => attn.attention({ data: fake, shape: [1, 1, 2, 8] } as never, q, q));
       refused(() => attn.attention({ data: new Foreign.Float64Array(16), shape: [1, 1, 2, 8] } as never, q, q));
-      refused(() => attn.softmax(randomTensor([2, 8], 31), { out: new Foreign.Float64Array(16) as never }));
+      refused(() => attn.softmax(seededTensor([2, 8], 31), { out: new Foreign.Float64Array(16) as never }));
     });
   });
 }

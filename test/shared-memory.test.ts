@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { tensor, type Tensor } from '../src/index.js';
 import { facadeOf, variants } from './helpers/backends.js';
-import { randomTensor as seeded, rng } from './helpers/random.js';
+import { sameBits } from './helpers/compare.js';
+import { seededTensor } from './helpers/random.js';
 
-const randomTensor = (shape: number[], seed: number): Tensor => seeded(rng(seed), shape);
 
 /** a copy of `a` in a SharedArrayBuffer, one element in (so the view has a byte offset) */
 function shared<A extends Float32Array | Uint8Array>(a: A): A {
@@ -21,16 +21,15 @@ function shared<A extends Float32Array | Uint8Array>(a: A): A {
   return view;
 }
 
-const sameBits = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 const plainOf = (t: Tensor): Tensor => tensor(Float32Array.from(t.data as Float32Array), t.shape);
 const sharedOf = (t: Tensor): Tensor => tensor(shared(t.data as Float32Array), t.shape);
 
 for (const variant of variants()) {
   describe(`shared memory: ${variant.label}`, () => {
     const [B, H, Hkv, Sq, Sk, D] = [2, 4, 2, 7, 11, 8];
-    const q = randomTensor([B, H, Sq, D], 1);
-    const k = randomTensor([B, Hkv, Sk, D], 2);
-    const v = randomTensor([B, Hkv, Sk, D], 3);
+    const q = seededTensor([B, H, Sq, D], 1);
+    const k = seededTensor([B, Hkv, Sk, D], 2);
+    const v = seededTensor([B, Hkv, Sk, D], 3);
     const maskBytes = Uint8Array.from({ length: Sq * Sk }, (_, i) => (i % 3 === 0 ? 0 : 1));
 
     it('attention, sync and async, with a boolean mask and keyLengths', async () => {
@@ -47,8 +46,8 @@ for (const variant of variants()) {
 
     it('matmul and softmax', () => {
       const attn = facadeOf(variant);
-      const a = randomTensor([3, 5, 9], 4);
-      const b = randomTensor([3, 9, 6], 5);
+      const a = seededTensor([3, 5, 9], 4);
+      const b = seededTensor([3, 9, 6], 5);
       const want = attn.matmul(plainOf(a), plainOf(b)).data as Float32Array;
       const out = shared(new Float32Array(want.length));
       attn.matmul(sharedOf(a), sharedOf(b), { out });
@@ -62,9 +61,9 @@ for (const variant of variants()) {
     it('multi-head weights, input and output, sync and async', async () => {
       const attn = facadeOf(variant);
       const E = 16;
-      const w = [6, 7, 8, 9].map((s) => randomTensor([E, E], s).data as Float32Array);
-      const bias = randomTensor([E], 10).data as Float32Array;
-      const x = randomTensor([2, 5, E], 11);
+      const w = [6, 7, 8, 9].map((s) => seededTensor([E, E], s).data as Float32Array);
+      const bias = seededTensor([E], 10).data as Float32Array;
+      const x = seededTensor([2, 5, E], 11);
       const plain = attn.multiHeadAttention({ embedDim: E, numHeads: 4, wq: w[0], wk: w[1], wv: w[2], wo: w[3], bq: bias });
       const want = plain.forward(plainOf(x), { causal: true }).data as Float32Array;
       plain.dispose();

@@ -24,3 +24,8 @@ export function randomTensor(rand: () => number, shape: number[]): Tensor {
 export function randomInt(rand: () => number, lo: number, hi: number): number {
   return lo + Math.floor(rand() * (hi - lo + 1));
 }
+
+/** randomTensor from its own fixed seed */
+export function seededTensor(shape: number[], seed: number): Tensor {
+  return randomTensor(rng(seed), shape);
+}
