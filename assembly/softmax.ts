@@ -25,31 +25,21 @@ export function softmax(out: usize, x: usize, rows: i32, cols: i32, scale: f32):
       const y = load<f32>(xr + (<usize>j) * 4) * sg;
       if (m < y) m = y;
     }
-    // m = -Infinity (every sg * x -Infinity, or NaN) or scale 0: exp2(x * s2) as it stands
-    // gives the zeros, the NaN or the equal weights
-    const direct = m == -Infinity || s2 == 0;
-    const mu: f32 = direct ? 0 : m * sg;
+    // m = -Infinity (every sg * x -Infinity, or NaN) or scale 0: m is taken as 0, so that
+    // (x - 0) * s2, which is x * s2 itself, gives the zeros, the NaN or the equal weights
+    const mu: f32 = m == -Infinity || s2 == 0 ? 0 : m * sg;
     const vm = f32x4.splat(mu);
     // 2. exponentials and their sum
     let sv = f32x4.splat(0);
     j = 0;
-    if (direct) {
-      for (; j < c4; j += 4) {
-        const e = exp2x4(f32x4.mul(v128.load(xr + (<usize>j) * 4), vs));
-        v128.store(orow + (<usize>j) * 4, e);
-        sv = f32x4.add(sv, e);
-      }
-    } else {
-      for (; j < c4; j += 4) {
-        const e = exp2x4(f32x4.mul(f32x4.sub(v128.load(xr + (<usize>j) * 4), vm), vs));
-        v128.store(orow + (<usize>j) * 4, e);
-        sv = f32x4.add(sv, e);
-      }
+    for (; j < c4; j += 4) {
+      const e = exp2x4(f32x4.mul(f32x4.sub(v128.load(xr + (<usize>j) * 4), vm), vs));
+      v128.store(orow + (<usize>j) * 4, e);
+      sv = f32x4.add(sv, e);
     }
     let sum = hsum(sv);
     for (; j < cols; j++) {
-      const xj = load<f32>(xr + (<usize>j) * 4);
-      const e = exp2s(direct ? xj * s2 : (xj - mu) * s2);
+      const e = exp2s((load<f32>(xr + (<usize>j) * 4) - mu) * s2);
       store<f32>(orow + (<usize>j) * 4, e);
       sum += e;
     }

@@ -372,14 +372,14 @@ static void flash_task(void* vctx, int64_t t, int worker) {
     // every lane's reference max is finite and below 2^40 in magnitude (then S is computed minus
     // it: a reference of -FLT_MAX, from keys hidden by a huge finite mask, would swallow the
     // scores that follow it in s - m)
-    bool ref_finite = false;
+    bool ref_moderate = false;
 
     for (int64_t kb = 0; kb < kend; kb += pl.bk) {
       const int64_t nk = imin(pl.bk, kend - kb);
-      // Offset mode (after the first block, once every reference is finite): the Q·Kᵀ
+      // Offset mode (after the first block, once every reference is moderate): the Q·Kᵀ
       // accumulators start at -m, so the tile holds t = s - m directly and, while the block's max
       // stays within the slack, P = exp2(t) needs no subtraction and the reference stays put.
-      const bool offs = kb > 0 && ref_finite;
+      const bool offs = kb > 0 && ref_moderate;
       // S = Q·Kᵀ (or S - m)
       for (int q = 0; q < BQ; ++q) tmax[q] = kNegInf;
       for (int64_t j = 0; j < nk;) {
@@ -484,7 +484,7 @@ static void flash_task(void* vctx, int64_t t, int worker) {
           big = V::max(big, V::max(mv, neg));
         }
         const float chk = V::hsum(acc);
-        ref_finite = chk == chk && V::hmax(big) < 1099511627776.0f;  // 2^40
+        ref_moderate = chk == chk && V::hmax(big) < 1099511627776.0f;  // 2^40
       }
       if (rescale) {  // O *= alpha (multiplying by 1 changes nothing, so only when some lane moved)
         for (int64_t x = 0; x < Dv; ++x)
@@ -1167,15 +1167,12 @@ static void softmax_task(void* vctx, int64_t t, int) {
       continue;
     }
     {
-      const T mv = V::set1(sg * mx);
+      // with scale 0, (x - 0) * 0 is x * 0 itself
+      const float mref = sc == 0.0f ? 0.0f : sg * mx;
+      const T mv = V::set1(mref);
       int64_t j = 0;
-      if (sc == 0.0f) {
-        for (; j + W <= n; j += W) V::store(y + j, V::mul(V::load(x + j), scv));
-        for (; j < n; ++j) y[j] = x[j] * sc;
-      } else {
-        for (; j + W <= n; j += W) V::store(y + j, V::mul(V::sub(V::load(x + j), mv), scv));
-        for (; j < n; ++j) y[j] = (x[j] - sg * mx) * sc;
-      }
+      for (; j + W <= n; j += W) V::store(y + j, V::mul(V::sub(V::load(x + j), mv), scv));
+      for (; j < n; ++j) y[j] = (x[j] - mref) * sc;
     }
     float s = 0.0f;
     exp2_sum_inplace(y, n, 0.0f, &s);
