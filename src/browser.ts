@@ -102,7 +102,8 @@ async function loadWasm(r: Resolved): Promise<Backend> {
     const url = defaultUrl(build, false);
     return backendFor(await instantiateUrl(url), url.href, r);
   }
-  if (src instanceof WebAssembly.Module || src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
+  // bytes or a compiled module, of any realm (load-options has checked it is one of those)
+  if (typeof src !== 'string' && !(src instanceof URL)) {
     return backendFor(await instantiate(src as Uint8Array | ArrayBuffer | WebAssembly.Module), 'caller-provided', r);
   }
   const url = src instanceof URL ? src : new URL(src, typeof location !== 'undefined' ? location.href : import.meta.url);

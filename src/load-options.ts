@@ -2,6 +2,7 @@
 import type { WasmBuild, WasmSource } from './backends/wasm-core.js';
 import { requestedBackend, type BackendRequest } from './choose.js';
 import { attnRangeError, attnTypeError, describe } from './errors.js';
+import { isArrayBuffer, isWasmModule } from './typed-arrays.js';
 import { checkOptions } from './validate.js';
 
 export interface WasmLoadOptions {
@@ -34,9 +35,9 @@ function isWasmSource(x: unknown): x is WasmSource {
   return (
     typeof x === 'string' ||
     x instanceof URL ||
-    x instanceof ArrayBuffer ||
+    isArrayBuffer(x) ||
     ArrayBuffer.isView(x) ||
-    (typeof WebAssembly !== 'undefined' && x instanceof WebAssembly.Module)
+    isWasmModule(x)
   );
 }
 

@@ -17,3 +17,31 @@ export function typedArrayKind(x: unknown): string | undefined {
 export const isFloat32Array = (x: unknown): x is Float32Array => typedArrayKind(x) === 'Float32Array';
 export const isUint8Array = (x: unknown): x is Uint8Array => typedArrayKind(x) === 'Uint8Array';
 export const isInt32Array = (x: unknown): x is Int32Array => typedArrayKind(x) === 'Int32Array';
+
+// The same question for an ArrayBuffer and a WebAssembly.Module, which `load({ wasm })` takes:
+// ArrayBuffer.prototype's byteLength getter and WebAssembly.Module.exports check the internal
+// slot (and throw for anything else, a SharedArrayBuffer included), whatever the realm.
+const arrayBufferByteLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength')!.get as (this: unknown) => number;
+
+export function isArrayBuffer(x: unknown): x is ArrayBuffer {
+  if (typeof x !== 'object' || x === null) return false;
+  try {
+    arrayBufferByteLength.call(x);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// (a boolean, not a type guard: WebAssembly.Module is an empty interface, so a guard on it would
+// narrow a URL or a string away as well)
+export function isWasmModule(x: unknown): boolean {
+  if (typeof x !== 'object' || x === null || typeof WebAssembly === 'undefined') return false;
+  if (x instanceof WebAssembly.Module) return true;
+  try {
+    WebAssembly.Module.exports(x as WebAssembly.Module);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -6,8 +6,10 @@
  * another realm's Float32Array.)
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
-import { tensor, type Tensor } from '../src/index.js';
+import { wasmPath } from '../src/backends/wasm.js';
+import { load, loadSync, tensor, type Tensor } from '../src/index.js';
 import { facadeOf, variants } from './helpers/backends.js';
 import { sameBits } from './helpers/compare.js';
 import { seededTensor } from './helpers/random.js';
@@ -25,6 +27,43 @@ const foreignTensor = (t: Tensor): Tensor => tensor(foreign(t.data as Float32Arr
 describe('realms: the vm context really is another realm', () => {
   it('its arrays fail instanceof here', () => {
     assert.equal(new Foreign.Float32Array(1) instanceof Float32Array, false);
+  });
+});
+
+describe('realms: load({ wasm }) takes a module source from another realm', () => {
+  const bytes = readFileSync(wasmPath('simd128'));
+  const foreignBuffer = (): ArrayBuffer => {
+    const buf = vm.runInContext(`new ArrayBuffer(${bytes.length})`, realm) as ArrayBuffer;
+    new Uint8Array(buf).set(bytes);
+    return buf;
+  };
+  const ForeignModule = vm.runInContext('WebAssembly.Module', realm) as typeof WebAssembly.Module;
+  const [B, H, S, D] = [1, 2, 7, 8];
+  const q = seededTensor([B, H, S, D], 32);
+  const expected = () => loadSync({ backend: 'js' }).attention(q, q, q).output.data as Float32Array;
+
+  it('an ArrayBuffer and a compiled WebAssembly.Module, as the source or as wasm.source', async () => {
+    assert.equal(foreignBuffer() instanceof ArrayBuffer, false);
+    const module = new ForeignModule(new Uint8Array(bytes));
+    assert.equal(module instanceof WebAssembly.Module, false);
+    const want = expected();
+    for (const source of [foreignBuffer(), module]) {
+      for (const wasm of [source, { source }]) {
+        {
+          const attn = await load({ backend: 'wasm', wasm });
+          assert.equal(attn.info().backend, 'wasm');
+          assert.equal(attn.info().details?.module, 'caller-provided');
+          const got = attn.attention(q, q, q).output.data as Float32Array;
+          // the same kernel as the package's own simd128 build; the js reference within float32 rounding
+          for (let i = 0; i < want.length; ++i) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5, `element ${i}: ${got[i]} against ${want[i]}`);
+        }
+      }
+    }
+  });
+
+  it('still refuses what is neither bytes nor a module', async () => {
+    const fake = { byteLength: bytes.length, [Symbol.toStringTag]: 'ArrayBuffer' };
+    await assert.rejects(load({ backend: 'wasm', wasm: fake as never }), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_OPTION' || e.code === 'ERR_ATTN_TYPE');
   });
 });
 

@@ -7,6 +7,7 @@
  */
 import type { AttentionArgs, Backend, KvCacheState, MatmulArgs, MultiHeadKernel, MultiHeadParams, SoftmaxArgs } from '../backend.js';
 import { attnError } from '../errors.js';
+import { isWasmModule } from '../typed-arrays.js';
 import { WasmMhaCore, appendRows, recordRows, type MhaCall, type MhaResult } from './wasm-multihead.js';
 import { STAGE_KV_FROM_BYTES, canStage, runAttentionStaged } from './wasm-staged.js';
 import type { WorkerMhaCall, WorkerRunner } from './wasm-runner.js';
@@ -448,7 +449,7 @@ function isSharedMismatch(err: unknown): boolean {
  * small modules). `shared` unset: whichever memory the module imports.
  */
 export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): WasmInstance {
-  const module = source instanceof WebAssembly.Module ? source : new WebAssembly.Module(source as BufferSource);
+  const module = isWasmModule(source) ? source : new WebAssembly.Module(source as BufferSource);
   const attempt = (shared: boolean) => {
     const opts = { ...o, shared };
     const memory = newMemory(opts);
@@ -463,7 +464,7 @@ export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.M
 }
 
 export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): Promise<WasmInstance> {
-  const module = source instanceof WebAssembly.Module ? source : await WebAssembly.compile(source as BufferSource);
+  const module = isWasmModule(source) ? source : await WebAssembly.compile(source as BufferSource);
   const attempt = async (shared: boolean) => {
     const opts = { ...o, shared };
     const memory = newMemory(opts);

@@ -167,7 +167,8 @@ export async function loadWasmBackend(opts: { build?: WasmBuild; source?: WasmSo
     const { bytes, file, shared } = readBuild(pickBuild(opts.build));
     return backendFor(await instantiate(bytes, { shared }), file);
   }
-  if (src instanceof WebAssembly.Module || src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
+  // bytes or a compiled module, of any realm (load-options has checked it is one of those)
+  if (typeof src !== 'string' && !(src instanceof URL)) {
     return backendFor(await instantiate(src as Uint8Array | ArrayBuffer | WebAssembly.Module), 'caller-provided');
   }
   const url = src instanceof URL ? src : /^[a-z][a-z0-9+.-]*:/i.test(src) && !/^[a-z]:[\\/]/i.test(src) ? new URL(src) : undefined;
