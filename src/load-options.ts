@@ -3,7 +3,7 @@ import type { WasmBuild, WasmSource } from './backends/wasm-core.js';
 import { requestedBackend, type BackendRequest } from './choose.js';
 import { attnRangeError, attnTypeError, describe } from './errors.js';
 import { isArrayBuffer, isWasmModule } from './typed-arrays.js';
-import { checkOptions } from './validate.js';
+import { checkOptions, isPlainObject } from './validate.js';
 
 export interface WasmLoadOptions {
   /** the module: bytes, a URL to fetch, or a compiled WebAssembly.Module (default: the package's own file) */
@@ -53,6 +53,14 @@ export function resolveLoad(fn: string, options: unknown, envBackend: string | u
   const wasm = opts.wasm;
   if (isWasmSource(wasm)) r.source = wasm;
   else if (wasm !== undefined) {
+    if (typeof wasm !== 'object' || wasm === null || !isPlainObject(wasm)) {
+      // neither a module source nor an options object: refused here, not read as options that
+      // set nothing (which loaded the package's own module in place of the caller's)
+      throw attnTypeError(
+        'ERR_ATTN_TYPE',
+        `${fn}: wasm must be bytes (an ArrayBuffer or a typed array), a URL, a path, a WebAssembly.Module or { source, build${allowWorker ? ', worker' : ''} }, got ${describe(wasm)}`,
+      );
+    }
     const w = checkOptions(`${fn}: wasm`, wasm, allowWorker ? ['source', 'build', 'worker'] : ['source', 'build']);
     if (w.source !== undefined && !isWasmSource(w.source)) {
       throw attnTypeError('ERR_ATTN_TYPE', `${fn}: wasm.source must be bytes, a URL or a WebAssembly.Module, got ${describe(w.source)}`);

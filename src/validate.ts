@@ -11,10 +11,24 @@ import { isFloat32Array, isInt32Array, isUint8Array } from './typed-arrays.js';
 export type Layout = 'bhsd' | 'bshd';
 
 /** Refuses option names the function does not know: a typo such as `casual` must not be ignored silently. */
+/**
+ * A plain object of any realm: its prototype is null or an Object.prototype (whose own prototype
+ * is null). A Map, a Date, a Promise (an options call missing its `await`) or a Response would
+ * otherwise pass with no own keys and every option silently at its default.
+ */
+export function isPlainObject(x: object): boolean {
+  const proto = Object.getPrototypeOf(x);
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
 export function checkOptions(fn: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw attnTypeError('ERR_ATTN_OPTION', `${fn}: options must be an object, got ${describe(options)}`);
+  }
+  if (!isPlainObject(options)) {
+    const hint = typeof (options as { then?: unknown }).then === 'function' ? ' (a promise: is an `await` missing?)' : '';
+    throw attnTypeError('ERR_ATTN_OPTION', `${fn}: options must be a plain object, got ${describe(options)}${hint}`);
   }
   for (const key of Object.keys(options)) {
     if (!allowed.includes(key)) {

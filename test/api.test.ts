@@ -81,6 +81,11 @@ describe('api: load, info, out, alloc', () => {
     await assert.rejects(load({ backend: 'fast' as never }), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_VALUE');
     assert.throws(() => loadSync({ bogus: 1 } as never), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_OPTION');
     assert.throws(() => loadSync({ wasm: new Uint8Array(8) }), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_OPTION');
+    // something meant as the module that is none of the kinds taken: refused, not read as options
+    // setting nothing (which loaded the package's own module in place of the caller's)
+    for (const wasm of [Promise.resolve(new Uint8Array(8)), new Blob([]), new Map(), 42, null]) {
+      await assert.rejects(load({ backend: 'wasm', wasm: wasm as never }), (e: Error & { code?: string }) => e instanceof TypeError && e.code === 'ERR_ATTN_TYPE' && /wasm must be bytes/.test(e.message));
+    }
   });
 
   it('out: the result is written into the caller array, which is returned', () => {

@@ -53,6 +53,11 @@ for (const variant of variants()) {
       expectError(() => attn.attention(q, k, v, { causal: 1 as never }), TypeError, 'ERR_ATTN_TYPE', /causal must be a boolean/);
       expectError(() => attn.attention(q, k, v, { scale: '1' as never }), TypeError, 'ERR_ATTN_TYPE', /scale must be a number/);
       expectError(() => attn.attention(q, k, v, { casual: true } as never), TypeError, 'ERR_ATTN_OPTION', /unknown option "casual"/);
+      // objects that are not plain have no own keys: read as options they would set nothing
+      expectError(() => attn.attention(q, k, v, Promise.resolve({ causal: true }) as never), TypeError, 'ERR_ATTN_OPTION', /plain object, got Promise \(a promise: is an `await` missing\?\)/);
+      expectError(() => attn.attention(q, k, v, new Map([['causal', true]]) as never), TypeError, 'ERR_ATTN_OPTION', /plain object, got Map$/);
+      expectError(() => attn.softmax(q, new Date() as never), TypeError, 'ERR_ATTN_OPTION', /plain object, got Date/);
+      attn.attention(q, k, v, Object.assign(Object.create(null), { causal: true }));  // a null-prototype object is plain
       expectError(() => attn.attention(q, k, v, { out: [] as never }), TypeError, 'ERR_ATTN_TYPE', /out must be a Float32Array/);
       expectError(() => attn.attention(q, k, v, { keyLengths: new Float32Array(1) as never }), TypeError, 'ERR_ATTN_TYPE', /keyLengths/);
       expectError(() => attn.attention(q, k, v, { mask: { data: new Int8Array(15), shape: [3, 5] } as never }), TypeError, 'ERR_ATTN_TYPE', /Uint8Array/);
