@@ -3,8 +3,9 @@
 // worker spins for a short while (kSpinMicros) before it sleeps on the condition variable, and the
 // caller spins the same way for the workers to finish: back-to-back regions (the multi-head block
 // runs three per forward) then start and end without a futex wake-up each (tens of microseconds
-// on a VM). A pool with more threads than the machine has cores does not spin: its spinners would
-// take cores from its working threads. Tasks are handed out dynamically, but the kernels make
+// on a VM). A pool with more threads than the machine has cores never spins, and no thread spins
+// while more threads are awake (working or spinning, in all the pools of the process) than there
+// are cores: its spinning would take a core from a working thread. Tasks are handed out dynamically, but the kernels make
 // every output depend only on its task, never on which thread ran it or how many there are, so
 // results are bit-identical for any thread count.
 #pragma once
