@@ -435,7 +435,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
         for (int i = 0; i < n; ++i) list += (i ? ", " : "") + std::string(isas[i]);
         Throw(env, "ERR_ATTN_VALUE", "ISA '" + isa + "' is not supported by this CPU/OS or this build (supported: " + list + ")");
       }
-      core_ = std::make_shared<Core>(kt, (int)th);
+      // shared_ptr(new ...) here and below, not make_shared: make_shared's deleter lookup calls
+      // _Sp_make_shared_tag::_S_eq, which alone would raise the prebuilt binary's libstdc++ floor
+      // to GLIBCXX_3.4.26 (GCC 9) where Node 20 itself needs only GCC 8's (native/runtime_floor.cc)
+      core_ = std::shared_ptr<Core>(new Core(kt, (int)th));
       return env.Undefined();
     });
   }
@@ -550,7 +553,7 @@ MultiHead::MultiHead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MultiHea
     cfg.bv = r.F32("bv", &l, true); if (cfg.bv) CheckLen(env, "params.bv", l, KV);
     cfg.bo = r.F32("bo", &l, true); if (cfg.bo) CheckLen(env, "params.bo", l, E);
     threads_ = (int)r.IntOr("threads", 0, 0, 1 << 20);
-    weights_ = std::make_shared<sa::MultiHeadWeights>(core_->kt, cfg);
+    weights_ = std::shared_ptr<sa::MultiHeadWeights>(new sa::MultiHeadWeights(core_->kt, cfg));
     adjusted_ = weights_->bytes();
     Napi::MemoryManagement::AdjustExternalMemory(env, adjusted_);
     return env.Undefined();
@@ -607,7 +610,8 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
       CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); }), "forward");
       return env.Undefined();
     }
-    auto keep_native = std::make_shared<std::pair<std::shared_ptr<Core>, std::shared_ptr<sa::MultiHeadWeights>>>(c, w);
+    using Both = std::pair<std::shared_ptr<Core>, std::shared_ptr<sa::MultiHeadWeights>>;
+    std::shared_ptr<void> keep_native(new Both(c, w));
     auto* wk = new KernelWorker(env, keep_native, keep, [c, w, f, threads]() {
       return WithPool(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); });
     });

@@ -129,11 +129,12 @@ describe('native backend', function () {
       }
     });
 
-    it('needs no newer C and C++ runtimes than glibc 2.32 and GCC 9 (objdump -T of the loaded binary)', function () {
-      // The prebuilt binary must load wherever it can (RHEL 9 and Amazon Linux 2023 ship GCC 11's
-      // libstdc++): GCC 12's condition_variable::wait alone once asked for GLIBCXX_3.4.30
-      // (native/thread_pool.cc waits with a deadline instead). glibc 2.32 is the floor GCC 12's
-      // headers set (__libc_single_threaded).
+    it("needs no newer C and C++ runtimes than Node 20's own Linux binaries: glibc 2.28, GCC 8 (objdump -T of the loaded binary)", function () {
+      // The prebuilt binary must load wherever Node 20 runs (RHEL 8 and Debian 10: glibc 2.28 and
+      // GCC 8's libstdc++). Built with GCC 12 here, it once asked for GLIBCXX_3.4.30
+      // (condition_variable::wait: native/thread_pool.cc waits with a deadline instead),
+      // GLIBCXX_3.4.26 (make_shared: binding.cc) and GLIBC_2.32 (__libc_single_threaded, from
+      // GCC 12's headers: native/runtime_floor.cc).
       const binary = load({ threads: 1 }).details().binary;
       if (process.platform !== 'linux' || process.env.SIMD_ATTENTION_SANITIZED) this.skip();
       const r = spawnSync('objdump', ['-T', binary], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -150,8 +151,10 @@ describe('native backend', function () {
       const glibc = newest('GLIBC');
       const glibcxx = newest('GLIBCXX');
       assert.ok(glibc.length > 1, `no GLIBC versions in objdump -T ${binary}`);
-      assert.ok(cmp(glibc, [2, 32]) <= 0, `needs GLIBC_${glibc.join('.')}`);
-      assert.ok(cmp(glibcxx, [3, 4, 26]) <= 0, `needs GLIBCXX_${glibcxx.join('.')}`);
+      const cxxabi = newest('CXXABI');
+      assert.ok(cmp(glibc, [2, 28]) <= 0, `needs GLIBC_${glibc.join('.')}`);
+      assert.ok(cmp(glibcxx, [3, 4, 25]) <= 0, `needs GLIBCXX_${glibcxx.join('.')}`);
+      assert.ok(cmp(cxxabi, [1, 3, 11]) <= 0, `needs CXXABI_${cxxabi.join('.')}`);
     });
 
     it('defaults to the best ISA, and SIMD_ATTENTION_ISA forces one', () => {
