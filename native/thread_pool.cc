@@ -1,6 +1,9 @@
 #include "thread_pool.h"
 
 #include <chrono>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace sa {
 
@@ -22,7 +25,21 @@ inline void cpu_relax() {
 // ~8% slower than 4 x 1 while they spun, ~2% with this rule). So spinning stops there and the
 // thread sleeps.
 std::atomic<int> g_awake{0};
-const int g_cores = (int)std::thread::hardware_concurrency();  // 0: unknown, never limits
+
+// The cores this process may run on: its CPU affinity where the OS tells it (taskset, a
+// container's cpuset), which is also what os.availableParallelism() reports for the default
+// thread count; hardware_concurrency() counts every online CPU of the machine. 0: unknown.
+int usable_cores() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  return (int)std::thread::hardware_concurrency();
+}
+const int g_cores = usable_cores();
 
 inline bool cores_oversubscribed() { return g_cores > 0 && g_awake.load(std::memory_order_relaxed) > g_cores; }
 
