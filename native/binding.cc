@@ -302,7 +302,7 @@ MatmulParams ReadMatmul(Napi::Env env, Napi::Object o, int* threads) {
 struct Core {
   const KernelTable* kt;
   sa::ThreadPool pool;
-  Core(const KernelTable* t, int threads) : kt(t), pool(threads) {}
+  Core(const KernelTable* t, int threads, int cores) : kt(t), pool(threads, cores) {}
 };
 
 // Runs fn with the pool limited to `threads` (0 = all).
@@ -423,10 +423,17 @@ class Engine : public Napi::ObjectWrap<Engine> {
     Napi::Env env = info.Env();
     Guard(env, [&]() -> Napi::Value {
       if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
-        Throw(env, "ERR_ATTN_TYPE", "createEngine(isa: string, threads: number)", Kind::Type);
+        Throw(env, "ERR_ATTN_TYPE", "createEngine(isa: string, threads: number, cores?: number)", Kind::Type);
       std::string isa = info[0].As<Napi::String>().Utf8Value();
       double th = info[1].As<Napi::Number>().DoubleValue();
       if (!(th >= 1 && th <= 1024)) Throw(env, "ERR_ATTN_VALUE", "threads: expected 1..1024, got " + std::to_string(th), Kind::Range);
+      // the cores the process can keep busy (src/backends/usable-cores.ts); absent: the pool's own count
+      double cores = 0;
+      if (info.Length() > 2 && !info[2].IsUndefined()) {
+        if (!info[2].IsNumber()) Throw(env, "ERR_ATTN_TYPE", "cores: expected a number", Kind::Type);
+        cores = info[2].As<Napi::Number>().DoubleValue();
+        if (!(cores >= 1 && cores <= 65536)) Throw(env, "ERR_ATTN_VALUE", "cores: expected 1..65536, got " + std::to_string(cores), Kind::Range);
+      }
       const KernelTable* kt = sa::kernels_for(isa.c_str());
       if (!kt) {
         const char* isas[8];
@@ -438,7 +445,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       // shared_ptr(new ...) here and below, not make_shared: make_shared's deleter lookup calls
       // _Sp_make_shared_tag::_S_eq, which alone would raise the prebuilt binary's libstdc++ floor
       // to GLIBCXX_3.4.26 (GCC 9) where Node 20 itself needs only GCC 8's (native/runtime_floor.cc)
-      core_ = std::shared_ptr<Core>(new Core(kt, (int)th));
+      core_ = std::shared_ptr<Core>(new Core(kt, (int)th, (int)cores));
       return env.Undefined();
     });
   }

@@ -26,10 +26,11 @@ inline void cpu_relax() {
 // thread sleeps.
 std::atomic<int> g_awake{0};
 
-// The cores this process may run on: its CPU affinity where the OS tells it (taskset, a
-// container's cpuset), which is also what os.availableParallelism() reports for the default
-// thread count; hardware_concurrency() counts every online CPU of the machine. 0: unknown.
-int usable_cores() {
+// The cores this process may run on when the caller does not say (ThreadPool's `cores` 0): its
+// CPU affinity where the OS tells it (taskset, a container's cpuset), as os.availableParallelism()
+// counts them; hardware_concurrency() counts every online CPU of the machine. 0: unknown. (The
+// binding passes the count src/backends/usable-cores.ts makes, which also heeds a cgroup quota.)
+int affinity_cores() {
 #if defined(__linux__)
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) {
@@ -39,9 +40,9 @@ int usable_cores() {
 #endif
   return (int)std::thread::hardware_concurrency();
 }
-const int g_cores = usable_cores();
+const int g_affinity_cores = affinity_cores();
 
-inline bool cores_oversubscribed() { return g_cores > 0 && g_awake.load(std::memory_order_relaxed) > g_cores; }
+inline bool oversubscribed(int cores) { return cores > 0 && g_awake.load(std::memory_order_relaxed) > cores; }
 
 // counts the calling thread as awake for its lifetime
 struct Awake {
@@ -51,14 +52,14 @@ struct Awake {
   Awake& operator=(const Awake&) = delete;
 };
 
-// spins until pred() holds, `micros` pass or the cores are oversubscribed; returns pred()
+// spins until pred() holds, `micros` pass or more threads are awake than `cores`; returns pred()
 template <class F>
-inline bool spin_until(F pred, int64_t micros) {
+inline bool spin_until(F pred, int64_t micros, int cores) {
   if (pred()) return true;
   if (micros <= 0) return false;
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
-    if (cores_oversubscribed()) return pred();
+    if (oversubscribed(cores)) return pred();
     for (int i = 0; i < 64; ++i) {
       cpu_relax();
       if (pred()) return true;
@@ -86,11 +87,12 @@ inline void sleep_until(std::condition_variable& cv, std::unique_lock<std::mutex
 // A pool with more threads than the machine has cores never spins: at a region's start its
 // sleeping workers are woken but not yet counted as awake, and the first ones to finish would
 // spin on the cores the rest are waiting for (threads 16 on 2 cores ran small calls ~3-5x slower).
-static int64_t spin_budget(int threads) {
-  return g_cores > 0 && threads > g_cores ? 0 : kSpinMicros;
+static int64_t spin_budget(int threads, int cores) {
+  return cores > 0 && threads > cores ? 0 : kSpinMicros;
 }
 
-ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads), spin_micros_(spin_budget(threads_)) {
+ThreadPool::ThreadPool(int threads, int cores)
+    : threads_(threads < 1 ? 1 : threads), cores_(cores > 0 ? cores : g_affinity_cores), spin_micros_(spin_budget(threads_, cores_)) {
   workers_.reserve((size_t)threads_ - 1);
   for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
 }
@@ -117,7 +119,7 @@ void ThreadPool::worker_main(int id) {
   uint64_t seen = 0;
   for (;;) {
     auto ready = [&] { return stop_.load(std::memory_order_acquire) || gen_.load(std::memory_order_acquire) != seen; };
-    if (!spin_until(ready, spin_micros_)) {
+    if (!spin_until(ready, spin_micros_, cores_)) {
       std::unique_lock<std::mutex> lk(mu_);
       sleep_until(cv_start_, lk, ready);
     }
@@ -153,7 +155,7 @@ void ThreadPool::run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
   cv_start_.notify_all();
   work(0);
   auto done = [&] { return active_.load(std::memory_order_acquire) == 0; };
-  if (!spin_until(done, spin_micros_)) {
+  if (!spin_until(done, spin_micros_, cores_)) {
     std::unique_lock<std::mutex> lk(mu_);
     sleep_until(cv_done_, lk, done);
   }

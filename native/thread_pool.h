@@ -22,7 +22,8 @@ namespace sa {
 
 class ThreadPool final : public Parallel {
  public:
-  explicit ThreadPool(int threads);
+  // cores: how many this process can keep busy (0: its CPU affinity's count)
+  explicit ThreadPool(int threads, int cores = 0);
   ~ThreadPool() override;
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -36,6 +37,7 @@ class ThreadPool final : public Parallel {
   void work(int id);
 
   int threads_;
+  int cores_;
   int64_t spin_micros_;  // kSpinMicros, or 0 when the pool has more threads than the machine cores
   std::vector<std::thread> workers_;
   std::mutex region_mu_;  // one parallel region at a time

@@ -17,7 +17,10 @@ export interface WasmLoadOptions {
 export interface LoadOptions {
   /** 'auto' (default; SIMD_ATTENTION_BACKEND replaces it in Node) | 'native' | 'wasm' | 'js' */
   backend?: BackendRequest;
-  /** native worker threads (default: the machine's cores); the wasm and js backends use one */
+  /**
+   * native worker threads (default: the cores this process may use: its CPU affinity, capped by a
+   * cgroup CPU quota such as docker --cpus or a Kubernetes CPU limit); the wasm and js backends use one
+   */
   threads?: number;
   /** the WASM module to use (bytes, URL or compiled module), or options for it */
   wasm?: WasmSource | WasmLoadOptions;

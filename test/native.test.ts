@@ -10,13 +10,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import vm from 'node:vm';
 import v8 from 'node:v8';
 import type { AttentionArgs, Backend, MultiHeadParams } from '../src/backend.js';
-import { loadNativeBackend, nativeCandidates, nativeIsas, nativeProbes } from '../src/backends/native.js';
+import { loadNativeBackend, nativeCandidates, nativeIsas, nativeProbes, type NativeBinding } from '../src/backends/native.js';
 import { sameBits } from './helpers/compare.js';
 import { attnArgs, mhParams, rand } from './helpers/native-args.js';
 
@@ -486,6 +487,20 @@ if (isMainThread) {
       const ok = attnArgs(2, 4, 2, 5, 7, 8);
       b.attention(ok);
       assert.ok(ok.out.every(Number.isFinite));
+    });
+
+    it('checks the engine arguments, the cores count included', () => {
+      const raw = createRequire(import.meta.url)(b.details().binary) as NativeBinding;
+      expectCode(() => raw.createEngine('scalar', 0), 'ERR_ATTN_VALUE', RangeError);
+      expectCode(() => raw.createEngine('scalar', 1, 0), 'ERR_ATTN_VALUE', RangeError);
+      expectCode(() => raw.createEngine('scalar', 1, Number.NaN), 'ERR_ATTN_VALUE', RangeError);
+      expectCode(() => raw.createEngine('scalar', 1, '2' as never), 'ERR_ATTN_TYPE', TypeError);
+      expectCode(() => raw.createEngine('no-such-isa', 1, 2), 'ERR_ATTN_VALUE');
+      for (const cores of [undefined, 1, 64]) {
+        const e = raw.createEngine('scalar', 2, cores);
+        assert.equal(e.threads, 2);
+        e.close();
+      }
     });
 
     it('checks matmul, softmax, multi-head weights and the KV cache', () => {

@@ -12,7 +12,6 @@
  */
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type {
   AttentionArgs,
@@ -24,6 +23,7 @@ import type {
   SoftmaxArgs,
 } from '../backend.js';
 import { findPackageRoot, moduleDir } from '../package-root.js';
+import { usableCores } from './usable-cores.js';
 
 /** The raw multi-head object of the addon (native/binding.cc). */
 export interface NativeMultiHead {
@@ -52,7 +52,8 @@ export interface NativeBinding {
   isas(): string[];
   /** the ISA SIMD_ATTENTION_ISA-free dispatch would pick */
   bestIsa(): string;
-  createEngine(isa: string, threads: number): NativeEngine;
+  /** cores: how many the process can keep busy (the pool spins only within them); absent: its CPU affinity */
+  createEngine(isa: string, threads: number, cores?: number): NativeEngine;
   fmaPeakGflops(threads: number, millis: number): number;
   readBandwidthGBs(bytes: number, threads: number): number;
   readRegionsSeconds(arrays: ArrayBufferView[], threads: number): number;
@@ -173,11 +174,6 @@ export function nativeProbes(): NativeProbes {
   };
 }
 
-function defaultThreads(): number {
-  const ap = (os as { availableParallelism?: () => number }).availableParallelism;
-  return Math.max(1, typeof ap === 'function' ? ap() : os.cpus().length || 1);
-}
-
 /**
  * Loads the native backend. `isa` defaults to SIMD_ATTENTION_ISA, else the best this CPU runs.
  * Throws an Error with an actionable message when the addon cannot load or the ISA is unsupported.
@@ -201,8 +197,9 @@ export function loadNativeBackend(opts: { threads?: number; isa?: string } = {})
   } else {
     isa = binding.bestIsa();
   }
-  const threads = Math.max(1, Math.floor(opts.threads ?? defaultThreads()));
-  const engine = binding.createEngine(isa, threads);
+  const cores = usableCores();
+  const threads = Math.max(1, Math.floor(opts.threads ?? cores));
+  const engine = binding.createEngine(isa, threads, cores);
   let closed = false;
 
   const backend: Backend = {
