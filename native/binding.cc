@@ -85,6 +85,26 @@ const void* ViewData(Napi::Env env, const Napi::TypedArray& ta) {
   return data;
 }
 
+std::string TypeName(const Napi::Value& v);
+
+// A typed array argument of element type E (`type`): its address and element count, held alive
+// through `keep` (async calls). Optional: undefined or null gives nullptr and 0.
+template <typename E>
+E* View(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type, const char* tname, size_t* len, bool optional,
+        std::vector<Napi::Object>* keep) {
+  if (optional && (v.IsUndefined() || v.IsNull())) {
+    *len = 0;
+    return nullptr;
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    Throw(env, "ERR_ATTN_TYPE", name + ": expected a " + tname + ", got " + TypeName(v), Kind::Type);
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  *len = ta.ElementLength();
+  if (keep) keep->push_back(ta);
+  if (*len == 0) return reinterpret_cast<E*>(alignof(E));  // never dereferenced
+  return static_cast<E*>(const_cast<void*>(ViewData(env, ta)));
+}
+
 struct Reader {
   Napi::Env env;
   Napi::Object obj;
@@ -121,18 +141,7 @@ struct Reader {
   }
   template <typename E>
   E* Array(const char* n, napi_typedarray_type type, const char* tname, size_t* len, bool optional) const {
-    Napi::Value v = Get(n);
-    if (optional && (v.IsUndefined() || v.IsNull())) {
-      *len = 0;
-      return nullptr;
-    }
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-      Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected a " + tname + ", got " + TypeName(v), Kind::Type);
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    *len = ta.ElementLength();
-    if (keep) keep->push_back(ta);
-    if (*len == 0) return reinterpret_cast<E*>(alignof(E));  // never dereferenced
-    return static_cast<E*>(const_cast<void*>(ViewData(env, ta)));
+    return View<E>(env, Get(n), Name(n), type, tname, len, optional, keep);
   }
   float* F32(const char* n, size_t* len, bool optional = false) const {
     return Array<float>(n, napi_float32_array, "Float32Array", len, optional);
@@ -142,26 +151,27 @@ struct Reader {
     if (!v.IsObject()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected an object, got " + TypeName(v), Kind::Type);
     return Reader{env, v.As<Napi::Object>(), ctx, keep};
   }
-  static std::string TypeName(const Napi::Value& v) {
-    if (v.IsUndefined()) return "undefined";
-    if (v.IsNull()) return "null";
-    if (v.IsNumber()) return "number";
-    if (v.IsBoolean()) return "boolean";
-    if (v.IsString()) return "string";
-    if (v.IsTypedArray()) {
-      switch (v.As<Napi::TypedArray>().TypedArrayType()) {
-        case napi_float32_array: return "Float32Array";
-        case napi_uint8_array: return "Uint8Array";
-        case napi_int32_array: return "Int32Array";
-        case napi_float64_array: return "Float64Array";
-        default: return "another TypedArray";
-      }
-    }
-    if (v.IsArray()) return "Array";
-    if (v.IsFunction()) return "function";
-    return "object";
-  }
 };
+
+std::string TypeName(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsNumber()) return "number";
+  if (v.IsBoolean()) return "boolean";
+  if (v.IsString()) return "string";
+  if (v.IsTypedArray()) {
+    switch (v.As<Napi::TypedArray>().TypedArrayType()) {
+      case napi_float32_array: return "Float32Array";
+      case napi_uint8_array: return "Uint8Array";
+      case napi_int32_array: return "Int32Array";
+      case napi_float64_array: return "Float64Array";
+      default: return "another TypedArray";
+    }
+  }
+  if (v.IsArray()) return "Array";
+  if (v.IsFunction()) return "function";
+  return "object";
+}
 
 constexpr int64_t kMaxDim = (int64_t)1 << 40;
 constexpr int64_t kMaxStride = (int64_t)1 << 50;
@@ -184,88 +194,123 @@ void CheckLen(Napi::Env env, const std::string& name, size_t len, __int128 need)
           Kind::Range);
 }
 
-void ReadMask(const Reader& r, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int* kind, const void** data, int64_t* s) {
-  Napi::Value mv = r.Get("mask");
+// ---- packed calls: attention and the multi-head forward ---------------------------------------
+// The calls that run per token take their numbers in one Float64Array (the header) and their
+// arrays as positional arguments, not as an arguments object: every named property read makes
+// and internalizes a name string, and the ~35 of an attention call took ~7 us, most of a small
+// call's time. The slots are laid out in src/backends/native-pack.ts (kept in step with the
+// enums below), which has already checked that each is a number of the right kind; the values
+// are checked here, as everything else is.
+
+namespace attn_slot {
+enum : int { kBatch, kHeads, kKvHeads, kSeqQ, kSeqK, kHeadDim, kHeadDimV, kQStrides, kKStrides = kQStrides + 3, kVStrides = kKStrides + 3,
+             kOStrides = kVStrides + 3, kScale = kOStrides + 3, kCausal, kMaskKind, kMaskStrides, kThreads = kMaskStrides + 4, kCount };
+const char* const kNames[kCount] = {"args.batch", "args.numHeads", "args.numKvHeads", "args.seqQ", "args.seqK", "args.headDim", "args.headDimV",
+                                    "qStrides.b", "qStrides.h", "qStrides.s", "kStrides.b", "kStrides.h", "kStrides.s",
+                                    "vStrides.b", "vStrides.h", "vStrides.s", "oStrides.b", "oStrides.h", "oStrides.s",
+                                    "args.scale", "args.causal", "mask.kind", "mask.strideB", "mask.strideH", "mask.strideQ", "mask.strideK",
+                                    "args.threads"};
+// positional arguments after the header
+enum : int { kQ = 1, kK, kV, kOut, kWeights, kMaskData, kKeyLengths, kArgs };
+}  // namespace attn_slot
+
+namespace forward_slot {
+enum : int { kBatch, kSeqQ, kSeqKv, kSelfAttention, kCausal, kHasCache, kCacheMax, kCacheLength, kMaskKind, kMaskStrides, kCount = kMaskStrides + 4 };
+const char* const kNames[kCount] = {"args.batch", "args.seqQ", "args.seqKv", "args.selfAttention", "args.causal", "args.cache",
+                                    "cache.maxLength", "cache.length", "mask.kind", "mask.strideB", "mask.strideH", "mask.strideQ", "mask.strideK"};
+enum : int { kX = 1, kKv, kOut, kCacheK, kCacheV, kMaskData, kKeyLengths, kArgs };
+}  // namespace forward_slot
+
+struct Header {
+  Napi::Env env;
+  const double* h;
+  const char* const* names;
+  double Num(int i) const { return h[i]; }
+  bool Bool(int i) const { return h[i] != 0; }
+  int64_t Int(int i, int64_t lo, int64_t hi) const {
+    const double d = h[i];
+    if (!std::isfinite(d) || d != std::floor(d) || d < (double)lo || d > (double)hi)
+      Throw(env, "ERR_ATTN_VALUE", std::string(names[i]) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(d), Kind::Range);
+    return (int64_t)d;
+  }
+};
+
+Header ReadHeader(const Napi::CallbackInfo& info, const char* fn, int count, int args, const char* const* names) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = info.Length() > 0 ? info[0] : env.Undefined();
+  if (info.Length() != (size_t)args || !v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      v.As<Napi::TypedArray>().ElementLength() != (size_t)count)
+    Throw(env, "ERR_ATTN_TYPE", std::string(fn) + ": expected a packed header (a Float64Array of " + std::to_string(count) + ") and " + std::to_string(args - 1) + " arrays", Kind::Type);
+  return Header{env, static_cast<const double*>(ViewData(env, v.As<Napi::TypedArray>())), names};
+}
+
+// kind slot: 0 none, 1 additive (Float32Array data), 2 boolean (Uint8Array); the 4 stride slots follow it
+void ReadMask(const Header& hd, int kind_slot, const Napi::Value& data_arg, std::vector<Napi::Object>* keep, int64_t B, int64_t H, int64_t Sq,
+              int64_t Sk, int* kind, const void** data, int64_t* s) {
   *kind = sa::kMaskNone;
   *data = nullptr;
   s[0] = s[1] = s[2] = s[3] = 0;
-  if (mv.IsUndefined() || mv.IsNull()) return;
-  Reader m = r.Sub("mask");
-  m.ctx = "mask";
-  Napi::Value kv = m.Get("kind");
-  std::string k = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : "";
+  const int64_t k = hd.Int(kind_slot, 0, 2);
+  if (k == 0) return;
   size_t len = 0;
-  if (k == "additive") {
-    *data = m.F32("data", &len);
+  if (k == 1) {
+    *data = View<float>(hd.env, data_arg, "mask.data", napi_float32_array, "Float32Array", &len, false, keep);
     *kind = sa::kMaskAdditive;
-  } else if (k == "boolean") {
-    *data = m.Array<uint8_t>("data", napi_uint8_array, "Uint8Array", &len, false);
-    *kind = sa::kMaskBoolean;
   } else {
-    Throw(r.env, "ERR_ATTN_OPTION", "mask.kind: expected 'additive' or 'boolean', got " + Reader::TypeName(kv), Kind::Type);
+    *data = View<uint8_t>(hd.env, data_arg, "mask.data", napi_uint8_array, "Uint8Array", &len, false, keep);
+    *kind = sa::kMaskBoolean;
   }
-  s[0] = m.Int("strideB", 0, kMaxStride);
-  s[1] = m.Int("strideH", 0, kMaxStride);
-  s[2] = m.Int("strideQ", 0, kMaxStride);
-  s[3] = m.Int("strideK", 0, kMaxStride);
-  CheckLen(r.env, "mask.data", len, Needed({{B, s[0]}, {H, s[1]}, {Sq, s[2]}, {Sk, s[3]}}));
+  for (int i = 0; i < 4; ++i) s[i] = hd.Int(kind_slot + 1 + i, 0, kMaxStride);
+  CheckLen(hd.env, "mask.data", len, Needed({{B, s[0]}, {H, s[1]}, {Sq, s[2]}, {Sk, s[3]}}));
 }
 
-const int32_t* ReadKeyLengths(const Reader& r, int64_t B, int64_t Sk) {
+const int32_t* ReadKeyLengths(Napi::Env env, const Napi::Value& arg, std::vector<Napi::Object>* keep, int64_t B, int64_t Sk) {
   size_t len = 0;
-  const int32_t* kl = r.Array<int32_t>("keyLengths", napi_int32_array, "Int32Array", &len, true);
+  const int32_t* kl = View<int32_t>(env, arg, "args.keyLengths", napi_int32_array, "Int32Array", &len, true, keep);
   if (!kl) return nullptr;
   if ((int64_t)len < B)
-    Throw(r.env, "ERR_ATTN_SIZE", "keyLengths: expected " + std::to_string(B) + " entries, got " + std::to_string(len), Kind::Range);
+    Throw(env, "ERR_ATTN_SIZE", "keyLengths: expected " + std::to_string(B) + " entries, got " + std::to_string(len), Kind::Range);
   for (int64_t b = 0; b < B; ++b)
     if (kl[b] < 0 || kl[b] > Sk)
-      Throw(r.env, "ERR_ATTN_VALUE", "keyLengths[" + std::to_string(b) + "]: expected a value in [0, " + std::to_string(Sk) + "], got " + std::to_string(kl[b]), Kind::Range);
+      Throw(env, "ERR_ATTN_VALUE", "keyLengths[" + std::to_string(b) + "]: expected a value in [0, " + std::to_string(Sk) + "], got " + std::to_string(kl[b]), Kind::Range);
   return kl;
 }
 
-void ReadStrides(const Reader& r, const char* n, int64_t* sb, int64_t* sh, int64_t* ss) {
-  Reader s = r.Sub(n);
-  std::string ctx = std::string("args.") + n;
-  s.ctx = n;
-  *sb = s.Int("b", 0, kMaxStride);
-  *sh = s.Int("h", 0, kMaxStride);
-  *ss = s.Int("s", 0, kMaxStride);
-}
-
-AttnParams ReadAttention(Napi::Env env, Napi::Object o, std::vector<Napi::Object>* keep, int* threads) {
-  Reader r{env, o, "args", keep};
+AttnParams ReadAttention(const Napi::CallbackInfo& info, const char* fn, std::vector<Napi::Object>* keep, int* threads) {
+  namespace S = attn_slot;
+  Napi::Env env = info.Env();
+  const Header hd = ReadHeader(info, fn, S::kCount, S::kArgs, S::kNames);
   AttnParams p{};
   size_t lq, lk, lv, lo, lw;
-  p.batch = r.Int("batch", 0, kMaxDim);
-  p.heads = r.Int("numHeads", 1, kMaxDim);
-  p.kv_heads = r.Int("numKvHeads", 1, kMaxDim);
-  p.seq_q = r.Int("seqQ", 0, kMaxDim);
-  p.seq_k = r.Int("seqK", 0, kMaxDim);
-  p.head_dim = r.Int("headDim", 0, kMaxDim);
-  p.head_dim_v = r.Int("headDimV", 0, kMaxDim);
+  p.batch = hd.Int(S::kBatch, 0, kMaxDim);
+  p.heads = hd.Int(S::kHeads, 1, kMaxDim);
+  p.kv_heads = hd.Int(S::kKvHeads, 1, kMaxDim);
+  p.seq_q = hd.Int(S::kSeqQ, 0, kMaxDim);
+  p.seq_k = hd.Int(S::kSeqK, 0, kMaxDim);
+  p.head_dim = hd.Int(S::kHeadDim, 0, kMaxDim);
+  p.head_dim_v = hd.Int(S::kHeadDimV, 0, kMaxDim);
   if (p.heads % p.kv_heads != 0)
     Throw(env, "ERR_ATTN_SHAPE", "args.numHeads: expected a multiple of numKvHeads (" + std::to_string(p.kv_heads) + "), got " + std::to_string(p.heads), Kind::Range);
-  p.q = r.F32("q", &lq);
-  p.k = r.F32("k", &lk);
-  p.v = r.F32("v", &lv);
-  p.out = r.F32("out", &lo);
-  p.weights = r.F32("weights", &lw, true);
-  ReadStrides(r, "qStrides", &p.q_sb, &p.q_sh, &p.q_ss);
-  ReadStrides(r, "kStrides", &p.k_sb, &p.k_sh, &p.k_ss);
-  ReadStrides(r, "vStrides", &p.v_sb, &p.v_sh, &p.v_ss);
-  ReadStrides(r, "oStrides", &p.o_sb, &p.o_sh, &p.o_ss);
+  p.q = View<float>(env, info[S::kQ], "args.q", napi_float32_array, "Float32Array", &lq, false, keep);
+  p.k = View<float>(env, info[S::kK], "args.k", napi_float32_array, "Float32Array", &lk, false, keep);
+  p.v = View<float>(env, info[S::kV], "args.v", napi_float32_array, "Float32Array", &lv, false, keep);
+  p.out = View<float>(env, info[S::kOut], "args.out", napi_float32_array, "Float32Array", &lo, false, keep);
+  p.weights = View<float>(env, info[S::kWeights], "args.weights", napi_float32_array, "Float32Array", &lw, true, keep);
+  int64_t* strides[4][3] = {{&p.q_sb, &p.q_sh, &p.q_ss}, {&p.k_sb, &p.k_sh, &p.k_ss}, {&p.v_sb, &p.v_sh, &p.v_ss}, {&p.o_sb, &p.o_sh, &p.o_ss}};
+  for (int t = 0; t < 4; ++t)
+    for (int i = 0; i < 3; ++i) *strides[t][i] = hd.Int(S::kQStrides + 3 * t + i, 0, kMaxStride);
   CheckLen(env, "args.q", lq, Needed({{p.batch, p.q_sb}, {p.heads, p.q_sh}, {p.seq_q, p.q_ss}, {p.head_dim, 1}}));
   CheckLen(env, "args.k", lk, Needed({{p.batch, p.k_sb}, {p.kv_heads, p.k_sh}, {p.seq_k, p.k_ss}, {p.head_dim, 1}}));
   CheckLen(env, "args.v", lv, Needed({{p.batch, p.v_sb}, {p.kv_heads, p.v_sh}, {p.seq_k, p.v_ss}, {p.head_dim_v, 1}}));
   CheckLen(env, "args.out", lo, Needed({{p.batch, p.o_sb}, {p.heads, p.o_sh}, {p.seq_q, p.o_ss}, {p.head_dim_v, 1}}));
   if (p.weights) CheckLen(env, "args.weights", lw, (__int128)p.batch * p.heads * p.seq_q * p.seq_k);
-  p.scale = (float)r.Num("scale");
-  p.causal = r.Bool("causal");
+  p.scale = (float)hd.Num(S::kScale);
+  p.causal = hd.Bool(S::kCausal);
   int64_t ms[4];
-  ReadMask(r, p.batch, p.heads, p.seq_q, p.seq_k, &p.mask_kind, &p.mask, ms);
+  ReadMask(hd, S::kMaskKind, info[S::kMaskData], keep, p.batch, p.heads, p.seq_q, p.seq_k, &p.mask_kind, &p.mask, ms);
   p.m_sb = ms[0]; p.m_sh = ms[1]; p.m_sq = ms[2]; p.m_sk = ms[3];
-  p.key_lengths = ReadKeyLengths(r, p.batch, p.seq_k);
-  *threads = (int)r.IntOr("threads", 0, 0, 1 << 20);
+  p.key_lengths = ReadKeyLengths(env, info[S::kKeyLengths], keep, p.batch, p.seq_k);
+  *threads = (int)hd.Int(S::kThreads, 0, 1 << 20);
   return p;
 }
 
@@ -471,7 +516,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return Guard(env, [&]() -> Napi::Value {
       auto c = core(env);
       int threads = 0;
-      AttnParams p = ReadAttention(env, ArgObject(info, "attention"), nullptr, &threads);
+      AttnParams p = ReadAttention(info, "attention", nullptr, &threads);
       CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); }), "attention");
       return env.Undefined();
     });
@@ -482,7 +527,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       auto c = core(env);
       int threads = 0;
       std::vector<Napi::Object> keep;
-      AttnParams p = ReadAttention(env, ArgObject(info, "attentionAsync"), &keep, &threads);
+      AttnParams p = ReadAttention(info, "attentionAsync", &keep, &threads);
       auto* w = new KernelWorker(env, c, keep, [c, p, threads]() {
         return WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); });
       });
@@ -571,34 +616,32 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
     if (!weights_) Throw(env, "ERR_ATTN_DISPOSED", "multiHeadAttention: this block was disposed");
-    if (info.Length() < 1 || !info[0].IsObject()) Throw(env, "ERR_ATTN_TYPE", "forward: expected an arguments object", Kind::Type);
+    namespace S = forward_slot;
     std::vector<Napi::Object> keep;
-    Reader r{env, info[0].As<Napi::Object>(), "args", async ? &keep : nullptr};
+    std::vector<Napi::Object>* kp = async ? &keep : nullptr;
+    const Header hd = ReadHeader(info, async ? "forwardAsync" : "forward", S::kCount, S::kArgs, S::kNames);
     const sa::MultiHeadConfig& cfg = weights_->config();
     const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;
     sa::MultiHeadForward f{};
     size_t lx, lkv, lo;
-    f.batch = r.Int("batch", 0, kMaxDim);
-    f.seq_q = r.Int("seqQ", 0, kMaxDim);
-    f.seq_kv = r.Int("seqKv", 0, kMaxDim);
-    f.x = r.F32("x", &lx);
-    f.kv = r.F32("kv", &lkv);
-    f.out = r.F32("out", &lo);
-    f.self_attention = r.Bool("selfAttention") && f.x == f.kv && f.seq_q == f.seq_kv;
-    f.causal = r.Bool("causal");
+    f.batch = hd.Int(S::kBatch, 0, kMaxDim);
+    f.seq_q = hd.Int(S::kSeqQ, 0, kMaxDim);
+    f.seq_kv = hd.Int(S::kSeqKv, 0, kMaxDim);
+    f.x = View<float>(env, info[S::kX], "args.x", napi_float32_array, "Float32Array", &lx, false, kp);
+    f.kv = View<float>(env, info[S::kKv], "args.kv", napi_float32_array, "Float32Array", &lkv, false, kp);
+    f.out = View<float>(env, info[S::kOut], "args.out", napi_float32_array, "Float32Array", &lo, false, kp);
+    f.self_attention = hd.Bool(S::kSelfAttention) && f.x == f.kv && f.seq_q == f.seq_kv;
+    f.causal = hd.Bool(S::kCausal);
     CheckLen(env, "args.x", lx, (__int128)f.batch * f.seq_q * E);
     CheckLen(env, "args.kv", lkv, (__int128)f.batch * f.seq_kv * E);
     CheckLen(env, "args.out", lo, (__int128)f.batch * f.seq_q * E);
     int64_t seq_k = f.seq_kv;
-    Napi::Value cv = r.Get("cache");
-    if (!cv.IsUndefined() && !cv.IsNull()) {
-      Reader c = r.Sub("cache");
-      c.ctx = "cache";
+    if (hd.Bool(S::kHasCache)) {
       size_t lk, lv;
-      f.cache_k = c.F32("k", &lk);
-      f.cache_v = c.F32("v", &lv);
-      f.cache_max = c.Int("maxLength", 0, kMaxDim);
-      f.cache_len = c.Int("length", 0, f.cache_max);
+      f.cache_k = View<float>(env, info[S::kCacheK], "cache.k", napi_float32_array, "Float32Array", &lk, false, kp);
+      f.cache_v = View<float>(env, info[S::kCacheV], "cache.v", napi_float32_array, "Float32Array", &lv, false, kp);
+      f.cache_max = hd.Int(S::kCacheMax, 0, kMaxDim);
+      f.cache_len = hd.Int(S::kCacheLength, 0, f.cache_max);
       if (f.cache_len + f.seq_kv > f.cache_max)
         Throw(env, "ERR_ATTN_SIZE", "cache: " + std::to_string(f.cache_len) + " + " + std::to_string(f.seq_kv) + " positions exceed maxLength " + std::to_string(f.cache_max), Kind::Range);
       CheckLen(env, "cache.k", lk, (__int128)f.batch * f.cache_max * KV);
@@ -607,9 +650,9 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
       seq_k = f.cache_len + f.seq_kv;
     }
     int64_t ms[4];
-    ReadMask(r, f.batch, cfg.num_heads, f.seq_q, seq_k, &f.mask_kind, &f.mask, ms);
+    ReadMask(hd, S::kMaskKind, info[S::kMaskData], kp, f.batch, cfg.num_heads, f.seq_q, seq_k, &f.mask_kind, &f.mask, ms);
     f.m_sb = ms[0]; f.m_sh = ms[1]; f.m_sq = ms[2]; f.m_sk = ms[3];
-    f.key_lengths = ReadKeyLengths(r, f.batch, seq_k);
+    f.key_lengths = ReadKeyLengths(env, info[S::kKeyLengths], kp, f.batch, seq_k);
     auto c = core_;
     auto w = weights_;
     const int threads = threads_;

@@ -503,6 +503,32 @@ if (isMainThread) {
       }
     });
 
+    it('refuses a packed call whose header or argument count is wrong (the raw binding, past native-pack.ts)', () => {
+      const raw = createRequire(import.meta.url)(b.details().binary) as NativeBinding;
+      const e = raw.createEngine('scalar', 1);
+      const f = new Float32Array(64);
+      const nulls = [null, null, null] as const; // weights, mask data, keyLengths
+      expectCode(() => e.attention(), 'ERR_ATTN_TYPE', TypeError);
+      expectCode(() => e.attention({ batch: 1 }), 'ERR_ATTN_TYPE', TypeError);
+      expectCode(() => e.attention(new Float64Array(26), f, f, f, f, ...nulls), 'ERR_ATTN_TYPE', TypeError);
+      expectCode(() => e.attention(new Float32Array(27), f, f, f, f, ...nulls), 'ERR_ATTN_TYPE', TypeError);
+      expectCode(() => e.attention(new Float64Array(27), f, f, f, f, null, null), 'ERR_ATTN_TYPE', TypeError); // one argument short
+      expectCode(() => e.attention(new Float64Array(27), f, f, f, f, ...nulls, null), 'ERR_ATTN_TYPE', TypeError); // one too many
+      // a header of zeros: numHeads 0 is out of range
+      expectCode(() => e.attention(new Float64Array(27), f, f, f, f, ...nulls), 'ERR_ATTN_VALUE', RangeError);
+      const ok = new Float64Array(27);
+      ok.set([1, 1, 1, 1, 1, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 1]);
+      e.attention(ok, f, f, f, f, ...nulls);
+      expectCode(() => e.attention(ok, f, f, 'v', f, ...nulls), 'ERR_ATTN_TYPE', TypeError);
+      ok[21] = 3; // no such mask kind
+      expectCode(() => e.attention(ok, f, f, f, f, ...nulls), 'ERR_ATTN_VALUE', RangeError);
+      ok[21] = 1; // additive, but no data
+      expectCode(() => e.attention(ok, f, f, f, f, ...nulls), 'ERR_ATTN_TYPE', TypeError);
+      ok[21] = Number.NaN;
+      expectCode(() => e.attention(ok, f, f, f, f, ...nulls), 'ERR_ATTN_VALUE', RangeError);
+      e.close();
+    });
+
     it('checks matmul, softmax, multi-head weights and the KV cache', () => {
       const mm = { a: rand(6, 1), b: rand(6, 2), out: new Float32Array(4), batch: 1, m: 2, n: 2, k: 3, strideA: 0, strideB: 0, transposeB: false };
       b.matmul(mm);

@@ -23,12 +23,14 @@ import type {
   SoftmaxArgs,
 } from '../backend.js';
 import { findPackageRoot, moduleDir } from '../package-root.js';
+import { packAttention, packForward } from './native-pack.js';
 import { usableCores } from './usable-cores.js';
 
 /** The raw multi-head object of the addon (native/binding.cc). */
 export interface NativeMultiHead {
-  forward(args: MultiHeadForwardArgs & { selfAttention: boolean }): void;
-  forwardAsync(args: MultiHeadForwardArgs & { selfAttention: boolean }): Promise<void>;
+  /** packed arguments (native-pack.ts): header, x, kv, out, cache k, cache v, mask data, keyLengths */
+  forward(...packed: unknown[]): void;
+  forwardAsync(...packed: unknown[]): Promise<void>;
   dispose(): void;
   readonly disposed: boolean;
 }
@@ -37,8 +39,9 @@ export interface NativeMultiHead {
 export interface NativeEngine {
   readonly isa: string;
   readonly threads: number;
-  attention(args: AttentionArgs): void;
-  attentionAsync(args: AttentionArgs): Promise<void>;
+  /** packed arguments (native-pack.ts): header, q, k, v, out, weights, mask data, keyLengths */
+  attention(...packed: unknown[]): void;
+  attentionAsync(...packed: unknown[]): Promise<void>;
   matmul(args: MatmulArgs): void;
   softmax(args: SoftmaxArgs): void;
   createMultiHead(params: MultiHeadParams): NativeMultiHead;
@@ -212,10 +215,10 @@ export function loadNativeBackend(opts: { threads?: number; isa?: string } = {})
       addonVersion: binding.version,
       isasAvailable: supported.join(','),
     }),
-    attention: (args: AttentionArgs) => engine.attention(args),
+    attention: (args: AttentionArgs) => engine.attention(...packAttention(args)),
     attentionAsync: (args: AttentionArgs) => {
       try {
-        return engine.attentionAsync(args);
+        return engine.attentionAsync(...packAttention(args));
       } catch (e) {
         return Promise.reject(e);
       }
@@ -224,12 +227,11 @@ export function loadNativeBackend(opts: { threads?: number; isa?: string } = {})
     softmax: (args: SoftmaxArgs) => engine.softmax(args),
     createMultiHead(params: MultiHeadParams): MultiHeadKernel {
       const mh = engine.createMultiHead(params);
-      const withFlag = (a: MultiHeadForwardArgs) => ({ ...a, selfAttention: a.kv === a.x });
       return {
-        forward: (a) => mh.forward(withFlag(a)),
+        forward: (a) => mh.forward(...packForward(a)),
         forwardAsync: (a) => {
           try {
-            return mh.forwardAsync(withFlag(a));
+            return mh.forwardAsync(...packForward(a));
           } catch (e) {
             return Promise.reject(e);
           }
