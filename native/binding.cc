@@ -194,8 +194,8 @@ void CheckLen(Napi::Env env, const std::string& name, size_t len, __int128 need)
           Kind::Range);
 }
 
-// ---- packed calls: attention and the multi-head forward ---------------------------------------
-// The calls that run per token take their numbers in one Float64Array (the header) and their
+// ---- packed calls: attention, the multi-head forward and matmul ---------------------------------
+// The calls that run per token (and matmul, which a small model calls as often) take their numbers in one Float64Array (the header) and their
 // arrays as positional arguments, not as an arguments object: every named property read makes
 // and internalizes a name string, and the ~35 of an attention call took ~7 us, most of a small
 // call's time. The slots are laid out in src/backends/native-pack.ts (kept in step with the
@@ -220,6 +220,12 @@ const char* const kNames[kCount] = {"args.batch", "args.seqQ", "args.seqKv", "ar
                                     "cache.maxLength", "cache.length", "mask.kind", "mask.strideB", "mask.strideH", "mask.strideQ", "mask.strideK"};
 enum : int { kX = 1, kKv, kOut, kCacheK, kCacheV, kMaskData, kKeyLengths, kArgs };
 }  // namespace forward_slot
+
+namespace matmul_slot {
+enum : int { kBatch, kM, kN, kK, kStrideA, kStrideB, kTransposeB, kThreads, kCount };
+const char* const kNames[kCount] = {"args.batch", "args.m", "args.n", "args.k", "args.strideA", "args.strideB", "args.transposeB", "args.threads"};
+enum : int { kA = 1, kB, kOut, kBias, kArgs };
+}  // namespace matmul_slot
 
 struct Header {
   Napi::Env env;
@@ -314,21 +320,23 @@ AttnParams ReadAttention(const Napi::CallbackInfo& info, const char* fn, std::ve
   return p;
 }
 
-MatmulParams ReadMatmul(Napi::Env env, Napi::Object o, int* threads) {
-  Reader r{env, o, "args", nullptr};
+MatmulParams ReadMatmul(const Napi::CallbackInfo& info, int* threads) {
+  namespace S = matmul_slot;
+  Napi::Env env = info.Env();
+  const Header hd = ReadHeader(info, "matmul", S::kCount, S::kArgs, S::kNames);
   MatmulParams p{};
   size_t la, lb, lc, lbias;
-  p.batch = r.Int("batch", 0, kMaxDim);
-  p.m = r.Int("m", 0, kMaxDim);
-  p.n = r.Int("n", 0, kMaxDim);
-  p.k = r.Int("k", 0, kMaxDim);
-  p.stride_a = r.Int("strideA", 0, kMaxStride);
-  p.stride_b = r.Int("strideB", 0, kMaxStride);
-  p.transpose_b = r.Bool("transposeB");
-  p.a = r.F32("a", &la);
-  p.b = r.F32("b", &lb);
-  p.c = r.F32("out", &lc);
-  p.bias = r.F32("bias", &lbias, true);
+  p.batch = hd.Int(S::kBatch, 0, kMaxDim);
+  p.m = hd.Int(S::kM, 0, kMaxDim);
+  p.n = hd.Int(S::kN, 0, kMaxDim);
+  p.k = hd.Int(S::kK, 0, kMaxDim);
+  p.stride_a = hd.Int(S::kStrideA, 0, kMaxStride);
+  p.stride_b = hd.Int(S::kStrideB, 0, kMaxStride);
+  p.transpose_b = hd.Bool(S::kTransposeB);
+  p.a = View<float>(env, info[S::kA], "args.a", napi_float32_array, "Float32Array", &la, false, nullptr);
+  p.b = View<float>(env, info[S::kB], "args.b", napi_float32_array, "Float32Array", &lb, false, nullptr);
+  p.c = View<float>(env, info[S::kOut], "args.out", napi_float32_array, "Float32Array", &lc, false, nullptr);
+  p.bias = View<float>(env, info[S::kBias], "args.bias", napi_float32_array, "Float32Array", &lbias, true, nullptr);
   p.lda = p.k;
   p.ldc = p.n;
   auto need = [](int64_t batch, int64_t stride, int64_t elems) -> __int128 {
@@ -338,7 +346,7 @@ MatmulParams ReadMatmul(Napi::Env env, Napi::Object o, int* threads) {
   CheckLen(env, "args.b", lb, need(p.batch, p.stride_b, p.k * p.n));
   CheckLen(env, "args.out", lc, (__int128)p.batch * p.m * p.n);
   if (p.bias) CheckLen(env, "args.bias", lbias, p.n);
-  *threads = (int)r.IntOr("threads", 0, 0, 1 << 20);
+  *threads = (int)hd.Int(S::kThreads, 0, 1 << 20);
   return p;
 }
 
@@ -541,7 +549,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return Guard(env, [&]() -> Napi::Value {
       auto c = core(env);
       int threads = 0;
-      MatmulParams p = ReadMatmul(env, ArgObject(info, "matmul"), &threads);
+      MatmulParams p = ReadMatmul(info, &threads);
       CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->matmul(p, par); }), "matmul");
       return env.Undefined();
     });

@@ -1,24 +1,26 @@
 /**
- * The native binding's packed calling convention for attention and the multi-head forward (the
- * calls made per token): their numbers go in one Float64Array header, their arrays as positional
- * arguments. Read as an arguments object, every named property cost the binding a name string
- * made and internalized (~0.2 us), ~7 us of a small attention call's ~15.
+ * The native binding's packed calling convention for attention, the multi-head forward (the
+ * calls made per token) and matmul: their numbers go in one Float64Array header, their arrays
+ * as positional arguments. Read as an arguments object, every named property cost the binding a
+ * name string made and internalized (~0.2 us), ~7 us of a small attention call's ~15.
  *
- * Slot layout: native/binding.cc, namespaces attn_slot and forward_slot (keep the two in step).
- * Here each slot is checked to be a number (or a boolean, or an object where one is expected),
+ * Slot layout: native/binding.cc, namespaces attn_slot, forward_slot and matmul_slot (keep the
+ * two sides in step). Here each slot is checked to be a number (or a boolean, or an object where one is expected),
  * so a wrong type is still a TypeError naming the field; the binding checks the values (integer,
  * range, sizes against the arrays) as before.
  */
-import type { AttentionArgs, MultiHeadForwardArgs, ResolvedMask } from '../backend.js';
+import type { AttentionArgs, MatmulArgs, MultiHeadForwardArgs, ResolvedMask } from '../backend.js';
 import { attnTypeError } from '../errors.js';
 
 const ATTN_SLOTS = 27;
 const FORWARD_SLOTS = 13;
+const MATMUL_SLOTS = 8;
 
 // One header per kind, reused: the binding copies every slot before the call returns (an async
 // call too, before it hands the work to a thread).
 const attnHeader = new Float64Array(ATTN_SLOTS);
 const forwardHeader = new Float64Array(FORWARD_SLOTS);
+const matmulHeader = new Float64Array(MATMUL_SLOTS);
 
 /** the binding's name for what a value is (as its own messages give it) */
 function typeName(v: unknown): string {
@@ -121,4 +123,19 @@ export function packForward(args: MultiHeadForwardArgs): unknown[] {
   }
   const maskData = packMask(h, 8, a.mask);
   return [h, a.x, a.kv, a.out, cacheK, cacheV, maskData, a.keyLengths ?? null];
+}
+
+/** the arguments of the binding's matmul(header, a, b, out, bias) */
+export function packMatmul(args: MatmulArgs): unknown[] {
+  const a = args;
+  const h = matmulHeader;
+  h[0] = int(a.batch, 'args.batch');
+  h[1] = int(a.m, 'args.m');
+  h[2] = int(a.n, 'args.n');
+  h[3] = int(a.k, 'args.k');
+  h[4] = int(a.strideA, 'args.strideA');
+  h[5] = int(a.strideB, 'args.strideB');
+  h[6] = flag(a.transposeB, 'args.transposeB');
+  h[7] = a.threads === undefined || a.threads === null ? 0 : int(a.threads, 'args.threads');
+  return [h, a.a, a.b, a.out, a.bias ?? null];
 }

@@ -23,7 +23,7 @@ import type {
   SoftmaxArgs,
 } from '../backend.js';
 import { findPackageRoot, moduleDir } from '../package-root.js';
-import { packAttention, packForward } from './native-pack.js';
+import { packAttention, packForward, packMatmul } from './native-pack.js';
 import { usableCores } from './usable-cores.js';
 
 /** The raw multi-head object of the addon (native/binding.cc). */
@@ -42,7 +42,8 @@ export interface NativeEngine {
   /** packed arguments (native-pack.ts): header, q, k, v, out, weights, mask data, keyLengths */
   attention(...packed: unknown[]): void;
   attentionAsync(...packed: unknown[]): Promise<void>;
-  matmul(args: MatmulArgs): void;
+  /** packed arguments (native-pack.ts): header, a, b, out, bias */
+  matmul(...packed: unknown[]): void;
   softmax(args: SoftmaxArgs): void;
   createMultiHead(params: MultiHeadParams): NativeMultiHead;
   close(): void;
@@ -223,7 +224,7 @@ export function loadNativeBackend(opts: { threads?: number; isa?: string } = {})
         return Promise.reject(e);
       }
     },
-    matmul: (args: MatmulArgs) => engine.matmul(args),
+    matmul: (args: MatmulArgs) => engine.matmul(...packMatmul(args)),
     softmax: (args: SoftmaxArgs) => engine.softmax(args),
     createMultiHead(params: MultiHeadParams): MultiHeadKernel {
       const mh = engine.createMultiHead(params);
