@@ -105,6 +105,11 @@ E* View(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typed
   return static_cast<E*>(const_cast<void*>(ViewData(env, ta)));
 }
 
+// a Float32Array argument (the common case of View)
+float* F32View(Napi::Env env, const Napi::Value& v, const char* name, size_t* len, std::vector<Napi::Object>* keep, bool optional = false) {
+  return View<float>(env, v, name, napi_float32_array, "Float32Array", len, optional, keep);
+}
+
 struct Reader {
   Napi::Env env;
   Napi::Object obj;
@@ -143,9 +148,7 @@ struct Reader {
   E* Array(const char* n, napi_typedarray_type type, const char* tname, size_t* len, bool optional) const {
     return View<E>(env, Get(n), Name(n), type, tname, len, optional, keep);
   }
-  float* F32(const char* n, size_t* len, bool optional = false) const {
-    return Array<float>(n, napi_float32_array, "Float32Array", len, optional);
-  }
+  float* F32(const char* n, size_t* len, bool optional = false) const { return F32View(env, Get(n), Name(n).c_str(), len, keep, optional); }
   Reader Sub(const char* n) const {
     Napi::Value v = Get(n);
     if (!v.IsObject()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected an object, got " + TypeName(v), Kind::Type);
@@ -260,7 +263,7 @@ void ReadMask(const Header& hd, int kind_slot, const Napi::Value& data_arg, std:
   if (k == 0) return;
   size_t len = 0;
   if (k == 1) {
-    *data = View<float>(hd.env, data_arg, "mask.data", napi_float32_array, "Float32Array", &len, false, keep);
+    *data = F32View(hd.env, data_arg, "mask.data", &len, keep);
     *kind = sa::kMaskAdditive;
   } else {
     *data = View<uint8_t>(hd.env, data_arg, "mask.data", napi_uint8_array, "Uint8Array", &len, false, keep);
@@ -297,11 +300,11 @@ AttnParams ReadAttention(const Napi::CallbackInfo& info, const char* fn, std::ve
   p.head_dim_v = hd.Int(S::kHeadDimV, 0, kMaxDim);
   if (p.heads % p.kv_heads != 0)
     Throw(env, "ERR_ATTN_SHAPE", "args.numHeads: expected a multiple of numKvHeads (" + std::to_string(p.kv_heads) + "), got " + std::to_string(p.heads), Kind::Range);
-  p.q = View<float>(env, info[S::kQ], "args.q", napi_float32_array, "Float32Array", &lq, false, keep);
-  p.k = View<float>(env, info[S::kK], "args.k", napi_float32_array, "Float32Array", &lk, false, keep);
-  p.v = View<float>(env, info[S::kV], "args.v", napi_float32_array, "Float32Array", &lv, false, keep);
-  p.out = View<float>(env, info[S::kOut], "args.out", napi_float32_array, "Float32Array", &lo, false, keep);
-  p.weights = View<float>(env, info[S::kWeights], "args.weights", napi_float32_array, "Float32Array", &lw, true, keep);
+  p.q = F32View(env, info[S::kQ], "args.q", &lq, keep);
+  p.k = F32View(env, info[S::kK], "args.k", &lk, keep);
+  p.v = F32View(env, info[S::kV], "args.v", &lv, keep);
+  p.out = F32View(env, info[S::kOut], "args.out", &lo, keep);
+  p.weights = F32View(env, info[S::kWeights], "args.weights", &lw, keep, true);
   int64_t* strides[4][3] = {{&p.q_sb, &p.q_sh, &p.q_ss}, {&p.k_sb, &p.k_sh, &p.k_ss}, {&p.v_sb, &p.v_sh, &p.v_ss}, {&p.o_sb, &p.o_sh, &p.o_ss}};
   for (int t = 0; t < 4; ++t)
     for (int i = 0; i < 3; ++i) *strides[t][i] = hd.Int(S::kQStrides + 3 * t + i, 0, kMaxStride);
@@ -333,10 +336,10 @@ MatmulParams ReadMatmul(const Napi::CallbackInfo& info, int* threads) {
   p.stride_a = hd.Int(S::kStrideA, 0, kMaxStride);
   p.stride_b = hd.Int(S::kStrideB, 0, kMaxStride);
   p.transpose_b = hd.Bool(S::kTransposeB);
-  p.a = View<float>(env, info[S::kA], "args.a", napi_float32_array, "Float32Array", &la, false, nullptr);
-  p.b = View<float>(env, info[S::kB], "args.b", napi_float32_array, "Float32Array", &lb, false, nullptr);
-  p.c = View<float>(env, info[S::kOut], "args.out", napi_float32_array, "Float32Array", &lc, false, nullptr);
-  p.bias = View<float>(env, info[S::kBias], "args.bias", napi_float32_array, "Float32Array", &lbias, true, nullptr);
+  p.a = F32View(env, info[S::kA], "args.a", &la, nullptr);
+  p.b = F32View(env, info[S::kB], "args.b", &lb, nullptr);
+  p.c = F32View(env, info[S::kOut], "args.out", &lc, nullptr);
+  p.bias = F32View(env, info[S::kBias], "args.bias", &lbias, nullptr, true);
   p.lda = p.k;
   p.ldc = p.n;
   auto need = [](int64_t batch, int64_t stride, int64_t elems) -> __int128 {
@@ -635,9 +638,9 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     f.batch = hd.Int(S::kBatch, 0, kMaxDim);
     f.seq_q = hd.Int(S::kSeqQ, 0, kMaxDim);
     f.seq_kv = hd.Int(S::kSeqKv, 0, kMaxDim);
-    f.x = View<float>(env, info[S::kX], "args.x", napi_float32_array, "Float32Array", &lx, false, kp);
-    f.kv = View<float>(env, info[S::kKv], "args.kv", napi_float32_array, "Float32Array", &lkv, false, kp);
-    f.out = View<float>(env, info[S::kOut], "args.out", napi_float32_array, "Float32Array", &lo, false, kp);
+    f.x = F32View(env, info[S::kX], "args.x", &lx, kp);
+    f.kv = F32View(env, info[S::kKv], "args.kv", &lkv, kp);
+    f.out = F32View(env, info[S::kOut], "args.out", &lo, kp);
     f.self_attention = hd.Bool(S::kSelfAttention) && f.x == f.kv && f.seq_q == f.seq_kv;
     f.causal = hd.Bool(S::kCausal);
     CheckLen(env, "args.x", lx, (__int128)f.batch * f.seq_q * E);
@@ -646,8 +649,8 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     int64_t seq_k = f.seq_kv;
     if (hd.Bool(S::kHasCache)) {
       size_t lk, lv;
-      f.cache_k = View<float>(env, info[S::kCacheK], "cache.k", napi_float32_array, "Float32Array", &lk, false, kp);
-      f.cache_v = View<float>(env, info[S::kCacheV], "cache.v", napi_float32_array, "Float32Array", &lv, false, kp);
+      f.cache_k = F32View(env, info[S::kCacheK], "cache.k", &lk, kp);
+      f.cache_v = F32View(env, info[S::kCacheV], "cache.v", &lv, kp);
       f.cache_max = hd.Int(S::kCacheMax, 0, kMaxDim);
       f.cache_len = hd.Int(S::kCacheLength, 0, f.cache_max);
       if (f.cache_len + f.seq_kv > f.cache_max)
