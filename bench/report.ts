@@ -315,7 +315,7 @@ export function markdown(report: BenchReport): string {
     out.push('');
     out.push(`## ${s.name}`);
     out.push('');
-    out.push(`${s.description} — ${(s.flops / 1e9).toFixed(3)} GFLOP${s.kvBytes ? `, K+V ${(s.kvBytes / 2 ** 20).toFixed(0)} MiB` : ''}`);
+    out.push(`${s.description} — ${workAndBytes(s.flops, s.kvBytes)}`);
     out.push('');
     out.push(
       mdTable(
@@ -404,4 +404,11 @@ export function writeReport(dir: string, report: BenchReport, svg: string): stri
   ] as const;
   for (const [f, text] of files) fs.writeFileSync(f, text);
   return files.map(([f]) => f);
+}
+
+/** "0.805 GFLOP, K+V 128 MiB"; a shape too small for those units (step) in MFLOP and KiB */
+function workAndBytes(flops: number, kvBytes: number): string {
+  const work = flops >= 1e6 ? `${(flops / 1e9).toFixed(3)} GFLOP` : `${(flops / 1e6).toFixed(3)} MFLOP`;
+  if (!kvBytes) return work;
+  return `${work}, K+V ${kvBytes >= 2 ** 20 ? `${(kvBytes / 2 ** 20).toFixed(0)} MiB` : `${(kvBytes / 2 ** 10).toFixed(0)} KiB`}`;
 }

@@ -50,6 +50,10 @@ export const GRID: Shape[] = [
   attn('gqa', 1, 32, 512, 512, 128, { kvHeads: 8 }),
   attn('decodeGqa', 1, 32, 1, 4096, 128, { kvHeads: 8 }),
   { kind: 'mha', name: 'mha768', batch: 1, seq: 256, embedDim: 768, numHeads: 12 },
+  // one decoding step of a small model's layer: so little arithmetic that the time is what a
+  // call costs to make (argument checks, crossing into the kernel, threads) — what a token loop
+  // pays per layer
+  attn('step', 1, 4, 1, 64, 64),
 ];
 
 /** `--quick`: small shapes that still show compute-bound, bandwidth-bound and projection-bound cases. */
