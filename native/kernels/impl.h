@@ -633,7 +633,36 @@ static inline void dec_scores(DecChunk& ch, int slot, int64_t jb, int kn, const 
   const int64_t D = p.head_dim;
   T acc[NACC];
   SA_UNROLL for (int a = 0; a < NACC; ++a) acc[a] = V::zero();
-  SA_UNROLL for (int k = 0; k < KB; ++k) {
+  if (RB == 1 && kn == KB) {
+    // A whole group of one row: the depth loop outermost, so that the RB x KB dot products run
+    // as independent chains side by side, each summed in the same order as below (the same
+    // bits), rather than one chain of D / W dependent FMAs per key and row at a time. The
+    // group's value rows follow its key rows.
+    const float* kr[KB];
+    SA_UNROLL for (int k = 0; k < KB; ++k) {
+      kr[k] = krow + k * p.k_ss;
+      if (SA_DEC_PF > 0) prefetch_row(kr[k], D);
+    }
+    int64_t d = 0;
+    for (; d + W <= D; d += W) {
+      T qv[RB];
+      SA_UNROLL for (int r = 0; r < RB; ++r) qv[r] = V::load(ch.rows[r].q + d);
+      SA_UNROLL for (int k = 0; k < KB; ++k) {
+        const T kv = V::load(kr[k] + d);
+        SA_UNROLL for (int r = 0; r < RB; ++r) acc[r * KB + k] = V::fmadd(qv[r], kv, acc[r * KB + k]);
+      }
+    }
+    if (d < D) {
+      const int dn = (int)(D - d);
+      T qv[RB];
+      SA_UNROLL for (int r = 0; r < RB; ++r) qv[r] = V::load_partial(ch.rows[r].q + d, dn);
+      SA_UNROLL for (int k = 0; k < KB; ++k) {
+        const T kv = V::load_partial(kr[k] + d, dn);
+        SA_UNROLL for (int r = 0; r < RB; ++r) acc[r * KB + k] = V::fmadd(qv[r], kv, acc[r * KB + k]);
+      }
+    }
+    SA_UNROLL for (int k = 0; k < KB; ++k) between(k);
+  } else SA_UNROLL for (int k = 0; k < KB; ++k) {
     if (k < kn) {
       const float* kr = krow + k * p.k_ss;
       if (SA_DEC_PF > 0) prefetch_row(kr, D);
