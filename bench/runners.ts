@@ -1,5 +1,5 @@
 /** Every backend and peer the bench knows, in table order. */
-import os from 'node:os';
+import { usableCores } from '../src/backends/usable-cores.js';
 import { ourRunners } from './ours.js';
 import { ortNodeRunner, ortWebRunner } from './peers/ort.js';
 import { tfjsRunner } from './peers/tfjs.js';
@@ -7,9 +7,9 @@ import type { Runner } from './types.js';
 
 export const FAMILIES = ['native', 'wasm', 'js', 'ort-node', 'ort-web', 'tfjs'] as const;
 
+/** the "all cores" count: the native backend's own default (CPU affinity, capped by a cgroup quota) */
 export function defaultThreads(): number {
-  const ap = (os as { availableParallelism?: () => number }).availableParallelism;
-  return Math.max(1, typeof ap === 'function' ? ap() : os.cpus().length || 1);
+  return usableCores();
 }
 
 export interface RunnerOptions {

@@ -105,16 +105,24 @@ E* View(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typed
   return static_cast<E*>(const_cast<void*>(ViewData(env, ta)));
 }
 
+// d as an integer in [lo, hi], or ERR_ATTN_VALUE naming `name` (object fields and header slots alike)
+int64_t CheckedInt(Napi::Env env, const std::string& name, double d, int64_t lo, int64_t hi) {
+  if (!std::isfinite(d) || d != std::floor(d) || d < (double)lo || d > (double)hi)
+    Throw(env, "ERR_ATTN_VALUE", name + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(d), Kind::Range);
+  return (int64_t)d;
+}
+
 // a Float32Array argument (the common case of View)
 float* F32View(Napi::Env env, const Napi::Value& v, const char* name, size_t* len, std::vector<Napi::Object>* keep, bool optional = false) {
   return View<float>(env, v, name, napi_float32_array, "Float32Array", len, optional, keep);
 }
 
+// Fields of an arguments object, for the calls that still take one (softmax, createMultiHead:
+// neither runs per token); `ctx` prefixes the field names in messages.
 struct Reader {
   Napi::Env env;
   Napi::Object obj;
   const char* ctx;
-  std::vector<Napi::Object>* keep;  // typed arrays to hold alive (async)
 
   std::string Name(const char* n) const { return std::string(ctx) + "." + n; }
 
@@ -123,10 +131,7 @@ struct Reader {
   int64_t Int(const char* n, int64_t lo, int64_t hi) const {
     Napi::Value v = Get(n);
     if (!v.IsNumber()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected an integer, got " + TypeName(v), Kind::Type);
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (!std::isfinite(d) || d != std::floor(d) || d < (double)lo || d > (double)hi)
-      Throw(env, "ERR_ATTN_VALUE", Name(n) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(d), Kind::Range);
-    return (int64_t)d;
+    return CheckedInt(env, Name(n), v.As<Napi::Number>().DoubleValue(), lo, hi);
   }
   int64_t IntOr(const char* n, int64_t dflt, int64_t lo, int64_t hi) const {
     Napi::Value v = Get(n);
@@ -138,22 +143,7 @@ struct Reader {
     if (!v.IsNumber()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected a number, got " + TypeName(v), Kind::Type);
     return v.As<Napi::Number>().DoubleValue();
   }
-  bool Bool(const char* n) const {
-    Napi::Value v = Get(n);
-    if (v.IsUndefined() || v.IsNull()) return false;
-    if (!v.IsBoolean()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected a boolean, got " + TypeName(v), Kind::Type);
-    return v.As<Napi::Boolean>().Value();
-  }
-  template <typename E>
-  E* Array(const char* n, napi_typedarray_type type, const char* tname, size_t* len, bool optional) const {
-    return View<E>(env, Get(n), Name(n), type, tname, len, optional, keep);
-  }
-  float* F32(const char* n, size_t* len, bool optional = false) const { return F32View(env, Get(n), Name(n).c_str(), len, keep, optional); }
-  Reader Sub(const char* n) const {
-    Napi::Value v = Get(n);
-    if (!v.IsObject()) Throw(env, "ERR_ATTN_TYPE", Name(n) + ": expected an object, got " + TypeName(v), Kind::Type);
-    return Reader{env, v.As<Napi::Object>(), ctx, keep};
-  }
+  float* F32(const char* n, size_t* len, bool optional = false) const { return F32View(env, Get(n), Name(n).c_str(), len, nullptr, optional); }
 };
 
 std::string TypeName(const Napi::Value& v) {
@@ -198,10 +188,10 @@ void CheckLen(Napi::Env env, const std::string& name, size_t len, __int128 need)
 }
 
 // ---- packed calls: attention, the multi-head forward and matmul ---------------------------------
-// The calls that run per token (and matmul, which a small model calls as often) take their numbers in one Float64Array (the header) and their
-// arrays as positional arguments, not as an arguments object: every named property read makes
-// and internalizes a name string, and the ~35 of an attention call took ~7 us, most of a small
-// call's time. The slots are laid out in src/backends/native-pack.ts (kept in step with the
+// The calls that run per token (and matmul, which a small model calls as often) take their
+// numbers in one Float64Array (the header) and their arrays as positional arguments, not as an
+// arguments object: every named property read makes and internalizes a name string, and the ~35
+// of an attention call took ~7 us, most of a small call's time. The slots are laid out in src/backends/native-pack.ts (kept in step with the
 // enums below), which has already checked that each is a number of the right kind; the values
 // are checked here, as everything else is.
 
@@ -236,12 +226,7 @@ struct Header {
   const char* const* names;
   double Num(int i) const { return h[i]; }
   bool Bool(int i) const { return h[i] != 0; }
-  int64_t Int(int i, int64_t lo, int64_t hi) const {
-    const double d = h[i];
-    if (!std::isfinite(d) || d != std::floor(d) || d < (double)lo || d > (double)hi)
-      Throw(env, "ERR_ATTN_VALUE", std::string(names[i]) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(d), Kind::Range);
-    return (int64_t)d;
-  }
+  int64_t Int(int i, int64_t lo, int64_t hi) const { return CheckedInt(env, names[i], h[i], lo, hi); }
 };
 
 Header ReadHeader(const Napi::CallbackInfo& info, const char* fn, int count, int args, const char* const* names) {
@@ -561,7 +546,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     Napi::Env env = info.Env();
     return Guard(env, [&]() -> Napi::Value {
       auto c = core(env);
-      Reader r{env, ArgObject(info, "softmax"), "args", nullptr};
+      Reader r{env, ArgObject(info, "softmax"), "args"};
       SoftmaxParams p{};
       size_t lx, lo;
       p.rows = r.Int("rows", 0, kMaxDim);
@@ -596,7 +581,7 @@ MultiHead::MultiHead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MultiHea
       Throw(env, "ERR_ATTN_TYPE", "NativeMultiHead is created by engine.createMultiHead(params)", Kind::Type);
     Engine* eng = Engine::Unwrap(info[1].As<Napi::Object>());
     core_ = eng->core(env);
-    Reader r{env, info[0].As<Napi::Object>(), "params", nullptr};
+    Reader r{env, info[0].As<Napi::Object>(), "params"};
     sa::MultiHeadConfig cfg{};
     cfg.embed_dim = r.Int("embedDim", 1, 1 << 20);
     cfg.num_heads = r.Int("numHeads", 1, 1 << 20);

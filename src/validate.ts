@@ -10,7 +10,6 @@ import { isFloat32Array, isInt32Array, isUint8Array } from './typed-arrays.js';
 
 export type Layout = 'bhsd' | 'bshd';
 
-/** Refuses option names the function does not know: a typo such as `casual` must not be ignored silently. */
 /**
  * A plain object of any realm: its prototype is null or an Object.prototype (whose own prototype
  * is null). A Map, a Date, a Promise (an options call missing its `await`) or a Response would
@@ -21,6 +20,7 @@ export function isPlainObject(x: object): boolean {
   return proto === null || Object.getPrototypeOf(proto) === null;
 }
 
+/** Refuses option names the function does not know: a typo such as `casual` must not be ignored silently. */
 export function checkOptions(fn: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {

@@ -109,6 +109,11 @@ const PAGE = 65536;
 const MAX_PAGES = 65536;
 const ALIGN = 64;
 
+/** the bytes a block of `bytes` takes: a whole number of ALIGN, at least one */
+function blockBytes(bytes: number): number {
+  return Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+}
+
 function allocError(bytes: number, why: string): Error {
   return attnError('ERR_ATTN_ALLOC', `wasm: could not allocate ${bytes} bytes of WebAssembly memory: ${why}`);
 }
@@ -197,7 +202,7 @@ export class WasmHeap {
   /** Reserves `bytes` (rounded up to 64) and returns the byte offset; throws ERR_ATTN_ALLOC. */
   alloc(bytes: number): number {
     if (!Number.isFinite(bytes) || bytes < 0) throw allocError(bytes, 'invalid size');
-    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    const size = blockBytes(bytes);
     if (size > this.maxBytes - this.base) {
       throw allocError(bytes, `more than the ${this.maxBytes - this.base} bytes this WebAssembly memory can address (4 GiB at most in wasm32)`);
     }
@@ -339,13 +344,13 @@ export class CallFrame {
   commit(): void {
     if (this.#pending.length > 0) {
       let total = 0;
-      for (const p of this.#pending) total += Math.max(ALIGN, Math.ceil(p.bytes / ALIGN) * ALIGN);
+      for (const p of this.#pending) total += blockBytes(p.bytes);
       const base = this.#heap.alloc(total);
       this.#temps.push(base);
       let off = base;
       for (const p of this.#pending) {
         p.assign(off);
-        off += Math.max(ALIGN, Math.ceil(p.bytes / ALIGN) * ALIGN);
+        off += blockBytes(p.bytes);
       }
     }
     for (const [off, view] of this.#copyIn) {
