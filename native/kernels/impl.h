@@ -964,44 +964,48 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
 
 static int64_t packed_b_floats_impl(int64_t k, int64_t n) { return ((n + MM_NB - 1) / MM_NB) * MM_NB * imax(k, 1); }
 
-static void pack_b_impl(const float* b, int64_t ldb, bool tb, int64_t k, int64_t n, float* dst, PackedB* out) {
-  const int64_t np = (n + MM_NB - 1) / MM_NB;
-  for (int64_t pn = 0; pn < np; ++pn) {
-    float* pd = dst + pn * k * MM_NB;
-    const int64_t c0 = pn * MM_NB, cw = imin(MM_NB, n - c0);
-    if (!tb) {
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const float* src = b + kk * ldb + c0;
-        float* d = pd + kk * MM_NB;
-        int64_t jj = 0;
-        for (; jj < cw; ++jj) d[jj] = src[jj];
-        for (; jj < MM_NB; ++jj) d[jj] = 0.0f;
+// dst[kk][j] = B[k0 + kk][c0 + j] for kk < kc, j < MM_NB: depth rows k0.. of panel pn (columns
+// c0 = pn * MM_NB..), zero past column n. The slice is contiguous in the packed layout, so packing
+// a whole B and packing one slice inside a matmul task make the same floats.
+static void pack_panel(const float* b, int64_t ldb, bool tb, int64_t k0, int64_t kc, int64_t n, int64_t pn, float* dst) {
+  const int64_t c0 = pn * MM_NB, cw = imin(MM_NB, n - c0);
+  if (!tb) {
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const float* src = b + (k0 + kk) * ldb + c0;
+      float* d = dst + kk * MM_NB;
+      if (cw == MM_NB) {
+        SA_UNROLL for (int v = 0; v < kMmNV; ++v) V::store(d + v * W, V::load(src + v * W));
+        continue;
       }
-    } else {
+      int64_t jj = 0;
+      for (; jj < cw; ++jj) d[jj] = src[jj];
+      for (; jj < MM_NB; ++jj) d[jj] = 0.0f;
+    }
+    return;
+  }
 #ifdef SA_HAVE_TRANSPOSE
-      // 16 x 16 blocks through registers: rows c0+jj.. of B (contiguous in kk) become packed rows
-      for (int64_t j0 = 0; j0 < MM_NB; j0 += W) {
-        const int64_t rows = iclamp(cw - j0, 0, W);
-        for (int64_t k0 = 0; k0 < k; k0 += W) {
-          const int kw = (int)imin(W, k - k0);
-          T r[W];
-          load_block(b + (c0 + j0) * ldb + k0, ldb, rows, kw, r);
-          V::transpose(r);
-          SA_UNROLL for (int i = 0; i < W; ++i) if (i < kw) V::store(pd + (k0 + i) * MM_NB + j0, r[i]);
-        }
-      }
-      continue;
-#endif
-      for (int64_t jj = 0; jj < MM_NB; ++jj) {
-        if (jj < cw) {
-          const float* src = b + (c0 + jj) * ldb;
-          for (int64_t kk = 0; kk < k; ++kk) pd[kk * MM_NB + jj] = src[kk];
-        } else {
-          for (int64_t kk = 0; kk < k; ++kk) pd[kk * MM_NB + jj] = 0.0f;
-        }
-      }
+  // W x W blocks through registers: rows c0 + j0.. of B (contiguous in depth) become packed rows
+  for (int64_t j0 = 0; j0 < MM_NB; j0 += W) {
+    const int64_t rows = iclamp(cw - j0, 0, W);
+    for (int64_t kk0 = 0; kk0 < kc; kk0 += W) {
+      const int kw = (int)imin(W, kc - kk0);
+      T r[W];
+      load_block(b + (c0 + j0) * ldb + k0 + kk0, ldb, rows, kw, r);
+      V::transpose(r);
+      SA_UNROLL for (int i = 0; i < W; ++i) if (i < kw) V::store(dst + (kk0 + i) * MM_NB + j0, r[i]);
     }
   }
+#else
+  for (int64_t jj = 0; jj < MM_NB; ++jj) {
+    const float* src = b + (c0 + jj) * ldb + k0;
+    for (int64_t kk = 0; kk < kc; ++kk) dst[kk * MM_NB + jj] = jj < cw ? src[kk] : 0.0f;
+  }
+#endif
+}
+
+static void pack_b_impl(const float* b, int64_t ldb, bool tb, int64_t k, int64_t n, float* dst, PackedB* out) {
+  const int64_t np = (n + MM_NB - 1) / MM_NB;
+  for (int64_t pn = 0; pn < np; ++pn) pack_panel(b, ldb, tb, 0, k, n, pn, dst + pn * k * MM_NB);
   if (out) {
     out->data = dst;
     out->k = k;
@@ -1067,9 +1071,11 @@ struct MmCtx {
   const float* packed;     // packed B of batch 0
   int64_t packed_stride;   // floats between packed B of consecutive batches (0 = shared)
   int64_t nmb, np;
-  // packing stage
+  // B as given (packing stage, or packed slice by slice inside the tasks)
   const float* bsrc;
   int64_t ldb;
+  int64_t strip;           // panels per task when the tasks pack B themselves
+  Scratch* scratch;        // per worker: a strip's slices of one depth block
 };
 
 // where column col of C's row 0 lives (MatmulParams::c_block: column blocks stored apart)
@@ -1082,44 +1088,92 @@ static inline bool c_blocks_ok(const MatmulParams& p) {
   return p.c_block == 0 || (p.c_block > 0 && p.c_block % MM_NB == 0 && p.batch == 1);
 }
 
+// Rows [r0, r1) of panel pn of matrix bi, depth block [k0, k0 + kc), against that block's packed
+// slice bs ([kc][MM_NB]). nx: the next slice, prefetched towards L2 a share per row tile (the
+// next depth block, or the next panel's first: panels lie one after another), or nullptr.
+static void mm_block(const MatmulParams& p, int64_t bi, int64_t pn, int64_t r0, int64_t r1, int64_t k0, int64_t kc,
+                     const float* bs, const float* nx) {
+  const float* a = p.a + bi * p.stride_a;
+  float* cc = c_column(p, p.c + bi * (p.m * p.ldc), pn * MM_NB);  // this panel's first column
+  const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
+  const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
+  const int init = k0 > 0 ? 2 : (bias ? 1 : 0);
+  const int64_t ntiles = (r1 - r0 + kMmMR - 1) / kMmMR;
+  const int64_t lines = nx ? (kc * MM_NB + 15) / 16 : 0, share = (lines + ntiles - 1) / ntiles;
+  for (int64_t r = r0; r < r1; r += kMmMR) {
+    int rr = (int)imin(kMmMR, r1 - r);
+    const int64_t i = (r - r0) / kMmMR, pfl = imin(share, lines - i * share);
+    mm_dispatch<kMmMR>(rr, a + r * p.lda + k0, p.lda, bs, kc, cc + r * p.ldc, p.ldc, cols, init, bias,
+                       nx ? nx + i * share * 16 : nullptr, pfl);
+  }
+}
+
+// C = bias (or 0) for rows [r0, r1) of panel pn of matrix bi: a product with k == 0
+static void mm_fill(const MatmulParams& p, int64_t bi, int64_t pn, int64_t r0, int64_t r1) {
+  float* cc = c_column(p, p.c + bi * (p.m * p.ldc), pn * MM_NB);
+  const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
+  const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int j = 0; j < cols; ++j) cc[r * p.ldc + j] = bias ? bias[j] : 0.0f;
+}
+
+// task = (matrix, block of MM_MC rows, panel) against a B packed beforehand
 static void mm_task(void* vctx, int64_t t, int) {
   MmCtx& c = *(MmCtx*)vctx;
   const MatmulParams& p = *c.p;
   const int64_t pn = t % c.np;
   const int64_t mb = (t / c.np) % c.nmb;
   const int64_t bi = t / (c.np * c.nmb);
-  const float* a = p.a + bi * p.stride_a;
-  float* cc = c_column(p, p.c + bi * (p.m * p.ldc), pn * MM_NB);  // this panel's first column
-  const float* bp = c.packed + bi * c.packed_stride + pn * p.k * MM_NB;
   const int64_t r0 = mb * MM_MC, r1 = imin(p.m, r0 + MM_MC);
-  const int cols = (int)imin(MM_NB, p.n - pn * MM_NB);
-  const float* bias = p.bias ? p.bias + pn * MM_NB : nullptr;
-  if (p.k == 0) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int j = 0; j < cols; ++j) cc[r * p.ldc + j] = bias ? bias[j] : 0.0f;
-    return;
-  }
+  if (p.k == 0) return mm_fill(p, bi, pn, r0, r1);
+  const float* bp = c.packed + bi * c.packed_stride + pn * p.k * MM_NB;
   for (int64_t k0 = 0; k0 < p.k; k0 += MM_KC) {
     const int64_t kc = imin(MM_KC, p.k - k0);
-    const int init = k0 > 0 ? 2 : (bias ? 1 : 0);
-    // the next kc x MM_NB slice of packed B (the next depth block, or the next panel's first one:
-    // panels are stored one after another) is prefetched towards L2, a share per row tile
-    const float* nx = bp + (k0 + kc) * MM_NB;
-    const int64_t ntiles = (r1 - r0 + kMmMR - 1) / kMmMR;
-    const int64_t lines = (kc * MM_NB + 15) / 16, share = (lines + ntiles - 1) / ntiles;
-    for (int64_t r = r0; r < r1; r += kMmMR) {
-      int rr = (int)imin(kMmMR, r1 - r);
-      const int64_t i = (r - r0) / kMmMR, pfl = imin(share, lines - i * share);
-      mm_dispatch<kMmMR>(rr, a + r * p.lda + k0, p.lda, bp + k0 * MM_NB, kc, cc + r * p.ldc, p.ldc, cols, init, bias,
-                         nx + i * share * 16, pfl);
+    mm_block(p, bi, pn, r0, r1, k0, kc, bp + k0 * MM_NB, bp + (k0 + kc) * MM_NB);
+  }
+}
+
+// task = (matrix, strip of c.strip panels), all of its <= MM_MC rows: for each depth block, the
+// strip's slices of packed B are made in the worker's scratch, then each panel's row tiles use
+// its slice (still in L1 or L2). The row tiles see the same packed floats in the same order as
+// mm_task's, so the results are the same bit for bit. B [k, n] is copied row by row across the
+// strip (one contiguous piece of each row, where slice after slice would walk down the rows
+// once per panel: 1 x 768 x 3072 read B at ~9 GB/s that way); B [n, k] slice by slice, whose
+// rows are contiguous in depth already.
+static void mm_strip_task(void* vctx, int64_t t, int worker) {
+  MmCtx& c = *(MmCtx*)vctx;
+  const MatmulParams& p = *c.p;
+  const int64_t ns = (c.np + c.strip - 1) / c.strip;
+  const int64_t bi = t / ns, pn0 = (t % ns) * c.strip, pn1 = imin(c.np, pn0 + c.strip);
+  if (p.k == 0) {
+    for (int64_t pn = pn0; pn < pn1; ++pn) mm_fill(p, bi, pn, 0, p.m);
+    return;
+  }
+  const float* b = c.bsrc + bi * p.stride_b;
+  float* slices = c.scratch->bufs[worker];
+  for (int64_t k0 = 0; k0 < p.k; k0 += MM_KC) {
+    const int64_t kc = imin(MM_KC, p.k - k0);
+    if (p.transpose_b || pn1 - pn0 == 1) {
+      for (int64_t pn = pn0; pn < pn1; ++pn) pack_panel(b, c.ldb, p.transpose_b, k0, kc, p.n, pn, slices + (pn - pn0) * kc * MM_NB);
+    } else {
+      // whole panels straight from the row; a partial last one through pack_panel's padding
+      const int64_t full = imin(pn1, p.n / MM_NB);
+      for (int64_t kk = 0; kk < kc; ++kk) {
+        const float* src = b + (k0 + kk) * c.ldb + pn0 * MM_NB;
+        float* dst = slices + kk * MM_NB;
+        for (int64_t pn = pn0; pn < full; ++pn, src += MM_NB, dst += kc * MM_NB)
+          SA_UNROLL for (int v = 0; v < kMmNV; ++v) V::store(dst + v * W, V::load(src + v * W));
+      }
+      if (full < pn1) pack_panel(b, c.ldb, false, k0, kc, p.n, full, slices + (full - pn0) * kc * MM_NB);
     }
+    for (int64_t pn = pn0; pn < pn1; ++pn) mm_block(p, bi, pn, 0, p.m, k0, kc, slices + (pn - pn0) * kc * MM_NB, nullptr);
   }
 }
 
 static int matmul_packed_impl(const MatmulParams& p, const PackedB& pb, Parallel& par) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return kOk;
   if (pb.panel != MM_NB || pb.k != p.k || pb.n != p.n || !c_blocks_ok(p)) return kErrArgs;
-  MmCtx c;
+  MmCtx c{};
   c.p = &p;
   c.packed = pb.data;
   c.packed_stride = 0;
@@ -1129,28 +1183,45 @@ static int matmul_packed_impl(const MatmulParams& p, const PackedB& pb, Parallel
   return kOk;
 }
 
-static void pack_task(void* vctx, int64_t bi, int) {
+// task = (matrix of B, panel): the packing stage runs on every worker
+static void pack_task(void* vctx, int64_t t, int) {
   MmCtx& c = *(MmCtx*)vctx;
   const MatmulParams& p = *c.p;
-  pack_b_impl(c.bsrc + bi * p.stride_b, c.ldb, p.transpose_b, p.k, p.n, (float*)c.packed + bi * c.packed_stride, nullptr);
+  const int64_t bi = t / c.np, pn = t % c.np;
+  pack_panel(c.bsrc + bi * p.stride_b, c.ldb, p.transpose_b, 0, p.k, p.n, pn,
+             (float*)c.packed + bi * c.packed_stride + pn * p.k * MM_NB);
 }
 
 static int matmul_impl(const MatmulParams& p, Parallel& par) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return kOk;
   if (!c_blocks_ok(p)) return kErrArgs;
-  MmCtx c;
+  MmCtx c{};
   c.p = &p;
+  c.bsrc = p.b;
+  c.ldb = p.transpose_b ? p.k : p.n;
+  c.nmb = (p.m + MM_MC - 1) / MM_MC;
+  c.np = (p.n + MM_NB - 1) / MM_NB;
+  // With one block of rows per matrix, each slice of packed B is used once: the tasks pack it
+  // themselves, a slice at a time into L1, instead of a whole packed copy of B being written to
+  // memory (by one thread per matrix), read back, and allocated and page-faulted on every call.
+  // A B shared by many small matrices is packed once, as below.
+  if (c.nmb == 1 && (p.stride_b != 0 || p.batch * p.m <= MM_MC)) {
+    // strips of panels: enough tasks to balance the workers, few enough that a task reads
+    // several 64-byte pieces of each row of B it visits
+    c.strip = iclamp(c.np / (4 * (int64_t)par.workers()), 1, 8);
+    Scratch scratch;
+    if (!scratch.alloc(par.workers(), c.strip * imin(MM_KC, imax(p.k, 1)) * MM_NB)) return kErrAlloc;
+    c.scratch = &scratch;
+    par.run(p.batch * ((c.np + c.strip - 1) / c.strip), mm_strip_task, &c);
+    return kOk;
+  }
   const int64_t per = packed_b_floats_impl(p.k, p.n);
   const int64_t nb = p.stride_b == 0 ? 1 : p.batch;
   float* packed = falloc(per * nb);
   if (!packed) return kErrAlloc;
   c.packed = packed;
   c.packed_stride = p.stride_b == 0 ? 0 : per;
-  c.bsrc = p.b;
-  c.ldb = p.transpose_b ? p.k : p.n;
-  par.run(nb, pack_task, &c);
-  c.nmb = (p.m + MM_MC - 1) / MM_MC;
-  c.np = (p.n + MM_NB - 1) / MM_NB;
+  if (p.k > 0) par.run(nb * c.np, pack_task, &c);
   par.run(p.batch * c.nmb * c.np, mm_task, &c);
   ffree(packed);
   return kOk;

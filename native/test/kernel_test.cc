@@ -229,6 +229,38 @@ static void test_matmul_column_blocks(const KernelTable* kt, Parallel& par) {
   }
 }
 
+// matmul packs B itself: a whole copy of it, or (with at most MM_MC rows per matrix) one slice at a
+// time inside the tasks; either way C must equal, bit for bit, matmul_packed against a B packed
+// beforehand, whose values test_matmul checks against the reference. Shapes: one row, a
+// partial last panel, depths past one depth block and not a multiple of the lanes, batched.
+static void test_matmul_self_packed(const KernelTable* kt, Parallel& par) {
+  const int64_t shapes[][4] = {{1, 1, 3072, 768}, {1, 5, 77, 300}, {2, 96, 40, 513}, {3, 1, 33, 9}, {1, 97, 50, 260}, {1, 4, 1, 0}};
+  for (auto& s : shapes)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int bias = 0; bias < 2; ++bias) {
+        const int64_t batch = s[0], m = s[1], n = s[2], kk = s[3];
+        std::vector<float> a(batch * m * kk + 1), b(batch * kk * n + 1), bi(n), c(batch * m * n, 99.f), want(batch * m * n, 7.f);
+        for (auto& x : a) x = urand();
+        for (auto& x : b) x = urand();
+        for (auto& x : bi) x = urand();
+        MatmulParams p{a.data(), b.data(), c.data(), bias ? bi.data() : nullptr, batch, m, n, kk, m * kk, kk * n, kk, n, tb == 1};
+        bool bad = kt->matmul(p, par) != kOk;
+        std::vector<float> packed(kt->packed_b_floats(kk, n));
+        for (int64_t z = 0; z < batch && !bad; ++z) {
+          PackedB pb{};
+          kt->pack_b(b.data() + z * kk * n, tb ? kk : n, tb == 1, kk, n, packed.data(), &pb);
+          MatmulParams one{a.data() + z * m * kk, nullptr, want.data() + z * m * n, p.bias, 1, m, n, kk, 0, 0, kk, n, tb == 1};
+          bad = kt->matmul_packed(one, pb, par) != kOk;
+        }
+        for (int64_t x = 0; x < batch * m * n && !bad; ++x) bad = c[x] != want[x];
+        if (bad) {
+          ++failures;
+          fprintf(stderr, "FAIL %s matmul %lld x %lld x %lld x %lld tb%d bias%d differs from matmul_packed\n", kt->name, (long long)batch,
+                  (long long)m, (long long)n, (long long)kk, tb, bias);
+        }
+      }
+}
+
 static void test_softmax(const KernelTable* kt, Parallel& par) {
   const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 16}, {2, 33}, {40, 1000}};
   for (auto& s : shapes) {
@@ -348,6 +380,8 @@ int main(int argc, char** argv) {
     run_case(kt, Case{1, 2, 2, 200, 100, 16, 16, true, false, false, 0, false}, pool2, "sq>sk");
     test_matmul(kt, pool2);
     test_matmul_column_blocks(kt, pool2);
+    test_matmul_self_packed(kt, pool2);
+    test_matmul_self_packed(kt, serial);
     test_softmax(kt, pool2);
     double e = test_exp2(kt);
     test_determinism(kt);
