@@ -205,6 +205,7 @@ const char* const kNames[kCount] = {"args.batch", "args.numHeads", "args.numKvHe
                                     "args.threads"};
 // positional arguments after the header
 enum : int { kQ = 1, kK, kV, kOut, kWeights, kMaskData, kKeyLengths, kArgs };
+const char* const kArgNames[kArgs] = {"header", "args.q", "args.k", "args.v", "args.out", "args.weights", "mask.data", "args.keyLengths"};
 }  // namespace attn_slot
 
 namespace forward_slot {
@@ -212,13 +213,27 @@ enum : int { kBatch, kSeqQ, kSeqKv, kSelfAttention, kCausal, kHasCache, kCacheMa
 const char* const kNames[kCount] = {"args.batch", "args.seqQ", "args.seqKv", "args.selfAttention", "args.causal", "args.cache",
                                     "cache.maxLength", "cache.length", "mask.kind", "mask.strideB", "mask.strideH", "mask.strideQ", "mask.strideK"};
 enum : int { kX = 1, kKv, kOut, kCacheK, kCacheV, kMaskData, kKeyLengths, kArgs };
+const char* const kArgNames[kArgs] = {"header", "args.x", "args.kv", "args.out", "cache.k", "cache.v", "mask.data", "args.keyLengths"};
 }  // namespace forward_slot
 
 namespace matmul_slot {
 enum : int { kBatch, kM, kN, kK, kStrideA, kStrideB, kTransposeB, kThreads, kCount };
 const char* const kNames[kCount] = {"args.batch", "args.m", "args.n", "args.k", "args.strideA", "args.strideB", "args.transposeB", "args.threads"};
 enum : int { kA = 1, kB, kOut, kBias, kArgs };
+const char* const kArgNames[kArgs] = {"header", "args.a", "args.b", "args.out", "args.bias"};
 }  // namespace matmul_slot
+
+// "header slot names;argument names" of one packed call: the loader refuses a binary whose
+// convention differs from the package's (native-pack.ts), e.g. a build/Release left by another
+// version, rather than read its slots in the wrong places
+std::string Convention(const char* const* names, int count, const char* const* args, int nargs) {
+  std::string s;
+  for (int i = 0; i < count; ++i) s += std::string(i ? "," : "") + names[i];
+  s += ";";
+  for (int i = 1; i < nargs; ++i) s += std::string(i > 1 ? "," : "") + args[i];
+  return s;
+}
+#define SA_CONVENTION(S) Convention(S::kNames, S::kCount, S::kArgNames, S::kArgs)
 
 struct Header {
   Napi::Env env;
@@ -285,11 +300,11 @@ AttnParams ReadAttention(const Napi::CallbackInfo& info, const char* fn, std::ve
   p.head_dim_v = hd.Int(S::kHeadDimV, 0, kMaxDim);
   if (p.heads % p.kv_heads != 0)
     Throw(env, "ERR_ATTN_SHAPE", "args.numHeads: expected a multiple of numKvHeads (" + std::to_string(p.kv_heads) + "), got " + std::to_string(p.heads), Kind::Range);
-  p.q = F32View(env, info[S::kQ], "args.q", &lq, keep);
-  p.k = F32View(env, info[S::kK], "args.k", &lk, keep);
-  p.v = F32View(env, info[S::kV], "args.v", &lv, keep);
-  p.out = F32View(env, info[S::kOut], "args.out", &lo, keep);
-  p.weights = F32View(env, info[S::kWeights], "args.weights", &lw, keep, true);
+  p.q = F32View(env, info[S::kQ], S::kArgNames[S::kQ], &lq, keep);
+  p.k = F32View(env, info[S::kK], S::kArgNames[S::kK], &lk, keep);
+  p.v = F32View(env, info[S::kV], S::kArgNames[S::kV], &lv, keep);
+  p.out = F32View(env, info[S::kOut], S::kArgNames[S::kOut], &lo, keep);
+  p.weights = F32View(env, info[S::kWeights], S::kArgNames[S::kWeights], &lw, keep, true);
   int64_t* strides[4][3] = {{&p.q_sb, &p.q_sh, &p.q_ss}, {&p.k_sb, &p.k_sh, &p.k_ss}, {&p.v_sb, &p.v_sh, &p.v_ss}, {&p.o_sb, &p.o_sh, &p.o_ss}};
   for (int t = 0; t < 4; ++t)
     for (int i = 0; i < 3; ++i) *strides[t][i] = hd.Int(S::kQStrides + 3 * t + i, 0, kMaxStride);
@@ -321,10 +336,10 @@ MatmulParams ReadMatmul(const Napi::CallbackInfo& info, int* threads) {
   p.stride_a = hd.Int(S::kStrideA, 0, kMaxStride);
   p.stride_b = hd.Int(S::kStrideB, 0, kMaxStride);
   p.transpose_b = hd.Bool(S::kTransposeB);
-  p.a = F32View(env, info[S::kA], "args.a", &la, nullptr);
-  p.b = F32View(env, info[S::kB], "args.b", &lb, nullptr);
-  p.c = F32View(env, info[S::kOut], "args.out", &lc, nullptr);
-  p.bias = F32View(env, info[S::kBias], "args.bias", &lbias, nullptr, true);
+  p.a = F32View(env, info[S::kA], S::kArgNames[S::kA], &la, nullptr);
+  p.b = F32View(env, info[S::kB], S::kArgNames[S::kB], &lb, nullptr);
+  p.c = F32View(env, info[S::kOut], S::kArgNames[S::kOut], &lc, nullptr);
+  p.bias = F32View(env, info[S::kBias], S::kArgNames[S::kBias], &lbias, nullptr, true);
   p.lda = p.k;
   p.ldc = p.n;
   auto need = [](int64_t batch, int64_t stride, int64_t elems) -> __int128 {
@@ -623,9 +638,9 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     f.batch = hd.Int(S::kBatch, 0, kMaxDim);
     f.seq_q = hd.Int(S::kSeqQ, 0, kMaxDim);
     f.seq_kv = hd.Int(S::kSeqKv, 0, kMaxDim);
-    f.x = F32View(env, info[S::kX], "args.x", &lx, kp);
-    f.kv = F32View(env, info[S::kKv], "args.kv", &lkv, kp);
-    f.out = F32View(env, info[S::kOut], "args.out", &lo, kp);
+    f.x = F32View(env, info[S::kX], S::kArgNames[S::kX], &lx, kp);
+    f.kv = F32View(env, info[S::kKv], S::kArgNames[S::kKv], &lkv, kp);
+    f.out = F32View(env, info[S::kOut], S::kArgNames[S::kOut], &lo, kp);
     f.self_attention = hd.Bool(S::kSelfAttention) && f.x == f.kv && f.seq_q == f.seq_kv;
     f.causal = hd.Bool(S::kCausal);
     CheckLen(env, "args.x", lx, (__int128)f.batch * f.seq_q * E);
@@ -634,8 +649,8 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     int64_t seq_k = f.seq_kv;
     if (hd.Bool(S::kHasCache)) {
       size_t lk, lv;
-      f.cache_k = F32View(env, info[S::kCacheK], "cache.k", &lk, kp);
-      f.cache_v = F32View(env, info[S::kCacheV], "cache.v", &lv, kp);
+      f.cache_k = F32View(env, info[S::kCacheK], S::kArgNames[S::kCacheK], &lk, kp);
+      f.cache_v = F32View(env, info[S::kCacheV], S::kArgNames[S::kCacheV], &lv, kp);
       f.cache_max = hd.Int(S::kCacheMax, 0, kMaxDim);
       f.cache_len = hd.Int(S::kCacheLength, 0, f.cache_max);
       if (f.cache_len + f.seq_kv > f.cache_max)
@@ -744,6 +759,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->multihead_ctor = Napi::Persistent(MultiHead::Init(env));
   env.SetInstanceData<AddonData>(data);
   exports.Set("version", Napi::String::New(env, SIMD_ATTENTION_VERSION));
+  Napi::Object convention = Napi::Object::New(env);
+  convention.Set("attention", SA_CONVENTION(attn_slot));
+  convention.Set("forward", SA_CONVENTION(forward_slot));
+  convention.Set("matmul", SA_CONVENTION(matmul_slot));
+  exports.Set("convention", convention);
   exports.Set("isas", Napi::Function::New<Isas>(env, "isas"));
   exports.Set("bestIsa", Napi::Function::New<BestIsa>(env, "bestIsa"));
   exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));

@@ -18,6 +18,7 @@ import vm from 'node:vm';
 import v8 from 'node:v8';
 import type { AttentionArgs, Backend, MultiHeadParams } from '../src/backend.js';
 import { loadNativeBackend, nativeCandidates, nativeIsas, nativeProbes, type NativeBinding } from '../src/backends/native.js';
+import { PACKED_CONVENTION } from '../src/backends/native-pack.js';
 import { sameBits } from './helpers/compare.js';
 import { attnArgs, mhParams, rand } from './helpers/native-args.js';
 
@@ -214,6 +215,27 @@ describe('native backend', function () {
       } finally {
         fs.rmSync(bogus, { force: true });
       }
+    });
+
+    it('refuses a binary whose packed calling convention differs, and says to rebuild it (child process)', () => {
+      // the real addon, its matmul convention altered as it loads: a build/Release left by a
+      // version that orders the header's slots differently must not be read in the wrong places
+      const r = child(
+        `const orig = process.dlopen;
+         process.dlopen = function (mod, file, ...rest) {
+           orig.call(this, mod, file, ...rest);
+           const c = mod.exports.convention;
+           mod.exports.convention = { ...c, matmul: c.matmul.replace('args.m,args.n', 'args.n,args.m') };
+         };
+         const m = await import(NATIVE_MODULE);
+         let reason = '';
+         try { m.loadNativeBackend(); } catch (e) { reason = e.message; }
+         console.log(JSON.stringify({ reason, isas: m.nativeIsas() }));`,
+        {},
+      ) as { reason: string; isas: string[] };
+      assert.match(r.reason, /built for another version of simd-attention \(addon [^)]+\): its matmul call/);
+      assert.match(r.reason, /npm run build:native/);
+      assert.deepEqual(r.isas, []);
     });
 
     it('honours a forced ISA from the environment in a fresh process', () => {
@@ -501,6 +523,11 @@ if (isMainThread) {
         assert.equal(e.threads, 2);
         e.close();
       }
+    });
+
+    it('exports the packed calling convention native-pack.ts writes (what the loader compares)', () => {
+      const raw = createRequire(import.meta.url)(b.details().binary) as NativeBinding;
+      assert.deepEqual({ ...raw.convention }, { ...PACKED_CONVENTION });
     });
 
     it('refuses a packed call whose header or argument count is wrong (the raw binding, past native-pack.ts)', () => {

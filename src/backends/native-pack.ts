@@ -4,17 +4,47 @@
  * as positional arguments. Read as an arguments object, every named property cost the binding a
  * name string made and internalized (~0.2 us), ~7 us of a small attention call's ~15.
  *
- * Slot layout: native/binding.cc, namespaces attn_slot, forward_slot and matmul_slot (keep the
- * two sides in step). Here each slot is checked to be a number (or a boolean, or an object where one is expected),
- * so a wrong type is still a TypeError naming the field; the binding checks the values (integer,
- * range, sizes against the arrays) as before.
+ * Slot layout: the name lists below, and native/binding.cc's namespaces attn_slot, forward_slot
+ * and matmul_slot (kept in step: the loader compares them). Here each slot is checked to be a
+ * number (or a boolean, or an object where one is expected), so a wrong type is still a TypeError
+ * naming the field; the binding checks the values (integer, range, sizes against the arrays).
  */
 import type { AttentionArgs, MatmulArgs, MultiHeadForwardArgs, ResolvedMask } from '../backend.js';
 import { attnTypeError } from '../errors.js';
 
-const ATTN_SLOTS = 27;
-const FORWARD_SLOTS = 13;
-const MATMUL_SLOTS = 8;
+// Each call's header slots, then its positional arrays, by the names the binding's messages use.
+// The pack functions below write slot i of a header at the i-th name; the binding exports the
+// same lists (`convention`), and the loader refuses a binary whose lists differ.
+const ATTN_HEADER = [
+  'args.batch', 'args.numHeads', 'args.numKvHeads', 'args.seqQ', 'args.seqK', 'args.headDim', 'args.headDimV',
+  'qStrides.b', 'qStrides.h', 'qStrides.s', 'kStrides.b', 'kStrides.h', 'kStrides.s',
+  'vStrides.b', 'vStrides.h', 'vStrides.s', 'oStrides.b', 'oStrides.h', 'oStrides.s',
+  'args.scale', 'args.causal', 'mask.kind', 'mask.strideB', 'mask.strideH', 'mask.strideQ', 'mask.strideK', 'args.threads',
+]; // prettier-ignore
+const ATTN_ARGS = ['args.q', 'args.k', 'args.v', 'args.out', 'args.weights', 'mask.data', 'args.keyLengths'];
+const FORWARD_HEADER = [
+  'args.batch', 'args.seqQ', 'args.seqKv', 'args.selfAttention', 'args.causal', 'args.cache',
+  'cache.maxLength', 'cache.length', 'mask.kind', 'mask.strideB', 'mask.strideH', 'mask.strideQ', 'mask.strideK',
+]; // prettier-ignore
+const FORWARD_ARGS = ['args.x', 'args.kv', 'args.out', 'cache.k', 'cache.v', 'mask.data', 'args.keyLengths'];
+const MATMUL_HEADER = ['args.batch', 'args.m', 'args.n', 'args.k', 'args.strideA', 'args.strideB', 'args.transposeB', 'args.threads'];
+const MATMUL_ARGS = ['args.a', 'args.b', 'args.out', 'args.bias'];
+
+const convention = (header: string[], args: string[]) => `${header.join(',')};${args.join(',')}`;
+
+/** The packed calling convention as the binding's `convention` export spells it. */
+export const PACKED_CONVENTION: Readonly<Record<'attention' | 'forward' | 'matmul', string>> = Object.freeze({
+  attention: convention(ATTN_HEADER, ATTN_ARGS),
+  forward: convention(FORWARD_HEADER, FORWARD_ARGS),
+  matmul: convention(MATMUL_HEADER, MATMUL_ARGS),
+});
+
+/** Slot names of each header, for the tests that check the pack functions against them. */
+export const HEADER_SLOTS = { attention: ATTN_HEADER, forward: FORWARD_HEADER, matmul: MATMUL_HEADER } as const;
+
+const ATTN_SLOTS = ATTN_HEADER.length;
+const FORWARD_SLOTS = FORWARD_HEADER.length;
+const MATMUL_SLOTS = MATMUL_HEADER.length;
 
 // One header per kind, reused: the binding copies every slot before the call returns (an async
 // call too, before it hands the work to a thread).

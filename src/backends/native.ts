@@ -23,7 +23,7 @@ import type {
   SoftmaxArgs,
 } from '../backend.js';
 import { findPackageRoot, moduleDir } from '../package-root.js';
-import { packAttention, packForward, packMatmul } from './native-pack.js';
+import { PACKED_CONVENTION, packAttention, packForward, packMatmul } from './native-pack.js';
 import { usableCores } from './usable-cores.js';
 
 /** The raw multi-head object of the addon (native/binding.cc). */
@@ -52,6 +52,8 @@ export interface NativeEngine {
 /** The raw exports of simd_attention.node. */
 export interface NativeBinding {
   readonly version: string;
+  /** each packed call's "header slot names;argument names" (native-pack.ts PACKED_CONVENTION) */
+  readonly convention?: Record<string, string>;
   /** ISAs this CPU and OS can run, best first */
   isas(): string[];
   /** the ISA SIMD_ATTENTION_ISA-free dispatch would pick */
@@ -125,6 +127,13 @@ export function nativeCandidates(root: string | undefined, tried: string[] = [])
   return [...fresh, ...prebuilt, ...local.filter((c) => !fresh.includes(c))];
 }
 
+/** the first call whose packed convention the binary does not share with native-pack.ts, or '' */
+function conventionMismatch(convention: unknown): string {
+  const c = (typeof convention === 'object' && convention !== null ? convention : {}) as Record<string, unknown>;
+  for (const [call, want] of Object.entries(PACKED_CONVENTION)) if (c[call] !== want) return call;
+  return '';
+}
+
 function loadBinding(): Loaded {
   if (cached) return cached;
   const tried: string[] = [];
@@ -138,6 +147,13 @@ function loadBinding(): Loaded {
     try {
       const b = req(c.file) as NativeBinding;
       if (typeof b?.createEngine !== 'function') throw new Error('not a simd-attention addon (no createEngine export)');
+      const mismatch = conventionMismatch(b.convention);
+      if (mismatch) {
+        throw new Error(
+          `built for another version of simd-attention (addon ${String(b.version)}): its ${mismatch} call takes its ` +
+            'arguments in another order than this package passes them; rebuild it with `npm run build:native`',
+        );
+      }
       cached = { binding: b, file: c.file, source: c.source };
       return cached;
     } catch (e) {
