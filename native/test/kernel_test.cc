@@ -375,6 +375,9 @@ int main(int argc, char** argv) {
       run_case(kt, Case{2, 4, 1, 2, sk, 128, 32, true, true, false, 1, true}, pool2, "split");
       run_case(kt, Case{1, 4, 4, 3, sk, 64, 64, true, false, false, 0, false}, pool2, "split");
     }
+    // few query blocks against long K and V rows: the flash path prefetches them (flash_streams_kv)
+    run_case(kt, Case{1, 4, 2, 40, 2100, 64, 64, true, false, false, 0, true}, pool2, "stream");
+    run_case(kt, Case{2, 2, 1, 9, 1100, 128, 96, false, true, false, 2, false}, pool2, "stream");
     run_case(kt, Case{1, 2, 2, 300, 300, 64, 64, true, false, true, 0, false}, pool2, "weights");
     run_case(kt, Case{1, 2, 1, 40, 129, 48, 80, true, true, false, 2, true}, pool2, "mixed");
     run_case(kt, Case{1, 2, 2, 200, 100, 16, 16, true, false, false, 0, false}, pool2, "sq>sk");
@@ -385,7 +388,7 @@ int main(int argc, char** argv) {
     test_softmax(kt, pool2);
     double e = test_exp2(kt);
     test_determinism(kt);
-    printf("%-7s %d attention cases, matmul, softmax, determinism; exp2 max rel err %.3g\n", kt->name, cases + 12, e);
+    printf("%-7s %d attention cases, matmul, softmax, determinism; exp2 max rel err %.3g\n", kt->name, cases + 14, e);
   }
   if (failures) {
     printf("%d FAILURES\n", failures);
