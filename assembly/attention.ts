@@ -19,6 +19,7 @@
 // Fewer than 4 query rows (decoding) go to attention-decode.ts instead.
 
 import { kernel4x8 } from './simd/gemm';
+import { packRows8 } from './simd/pack';
 import { decodeRow, decodeRows, ROW_BYTES, ROW_MASK, ROW_OUT, ROW_Q, ROW_W } from './attention-decode';
 import { exp2x4, exp2s, hsum, hpmax, LOG2E, toLog2s, toLog2x4 } from './simd/math';
 
@@ -96,53 +97,6 @@ export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): u
     }
   }
   return tw8;
-}
-
-/**
- * Packs keys [0, n) (n a multiple of 8; keys at or past Sk become zeros) into panels of 8 keys:
- * panel p holds K[8p + c][d] at Kp + (p * D + d) * 32 + c * 4. Full groups of 8 keys go through
- * two 4x4 transposes per 4 columns (8 loads, 8 shuffles, 8 stores per 32 floats).
- */
-function packK(Kp: usize, kbase: usize, ldk: usize, Sk: i32, n: i32, D: i32): void {
-  const D4 = D & ~3;
-  for (let j0 = 0; j0 < n; j0 += 8) {
-    const panel = Kp + (<usize>(j0 >> 3)) * (<usize>D) * 32;
-    if (j0 + 8 <= Sk) {
-      const r0 = kbase + (<usize>j0) * ldk;
-      for (let d = 0; d < D4; d += 4) {
-        const o = (<usize>d) * 4;
-        const dst = panel + (<usize>d) * 32;
-        for (let h: usize = 0; h < 2; h++) {
-          const r = r0 + h * 4 * ldk;
-          const a = v128.load(r + o), b = v128.load(r + ldk + o), c = v128.load(r + 2 * ldk + o), e = v128.load(r + 3 * ldk + o);
-          const ab0 = i32x4.shuffle(a, b, 0, 4, 1, 5); // a0 b0 a1 b1
-          const ab1 = i32x4.shuffle(a, b, 2, 6, 3, 7); // a2 b2 a3 b3
-          const ce0 = i32x4.shuffle(c, e, 0, 4, 1, 5);
-          const ce1 = i32x4.shuffle(c, e, 2, 6, 3, 7);
-          v128.store(dst + h * 16, i32x4.shuffle(ab0, ce0, 0, 1, 4, 5)); // a0 b0 c0 e0
-          v128.store(dst + h * 16, i32x4.shuffle(ab0, ce0, 2, 3, 6, 7), 32); // column d + 1
-          v128.store(dst + h * 16, i32x4.shuffle(ab1, ce1, 0, 1, 4, 5), 64);
-          v128.store(dst + h * 16, i32x4.shuffle(ab1, ce1, 2, 3, 6, 7), 96);
-        }
-      }
-      for (let d = D4; d < D; d++) {
-        for (let c = 0; c < 8; c++) {
-          store<f32>(panel + (<usize>d) * 32 + (<usize>c) * 4, load<f32>(kbase + (<usize>(j0 + c)) * ldk + (<usize>d) * 4));
-        }
-      }
-    } else {
-      for (let c = 0; c < 8; c++) {
-        const j = j0 + c;
-        const dst = panel + (<usize>c) * 4;
-        if (j < Sk) {
-          const src = kbase + (<usize>j) * ldk;
-          for (let d = 0; d < D; d++) store<f32>(dst + (<usize>d) * 32, load<f32>(src + (<usize>d) * 4));
-        } else {
-          for (let d = 0; d < D; d++) store<f32>(dst + (<usize>d) * 32, 0);
-        }
-      }
-    }
-  }
 }
 
 /** true when rows [0, n) x [0, cols) (cols a multiple of 4) hold a NaN or an Infinity */
@@ -304,7 +258,7 @@ export function attention(
       // ---- pack K [kl rounded up to 8 keys] into panels, zero beyond Sk
       const kbase = k + ((<usize>b) * ksb + (<usize>hk) * ksh) * 4;
       const kpack = min<i32>(sk8, (kl + 7) & ~7);
-      packK(Kp, kbase, kss * 4, Sk, kpack, D);
+      packRows8(Kp, kbase, kss * 4, Sk, kpack, D);
       // ---- V in place, or packed with Dv padded to 8
       const vbase0 = v + ((<usize>b) * vsb + (<usize>hk) * vsh) * 4;
       let vbase = vbase0;

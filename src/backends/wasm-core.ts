@@ -46,7 +46,7 @@ export interface WasmExports {
     msb: number, msh: number, msq: number, msk: number,
     maskKind: number, causal: number, scale: number,
   ): void;
-  matmulScratchBytes(n: number, k: number): number;
+  matmulScratchBytes(n: number, k: number, packAll: number): number;
   matmulPackedBytes(n: number, k: number): number;
   matmulPrepack(dst: number, b: number, bias: number, n: number, k: number, transB: number): void;
   matmulPacked(out: number, a: number, packed: number, m: number, n: number, k: number, tmp: number): void;
@@ -660,7 +660,7 @@ export function runMatmul(inst: WasmInstance, a: MatmulArgs): void {
   f.input(a.b, (p) => (pb = p));
   f.input(a.bias, (p) => (bias = p));
   f.output(a.out, (p) => (out = p));
-  f.scratch(x.matmulScratchBytes(a.n, a.k), (p) => (scratch = p));
+  f.scratch(x.matmulScratchBytes(a.n, a.k, a.strideB === 0 && a.batch > 1 ? 1 : 0), (p) => (scratch = p));
   f.commit();
   try {
     x.matmul(out, pa, pb, bias, a.batch, a.m, a.n, a.k, a.strideA, a.strideB, a.transposeB ? 1 : 0, scratch);
