@@ -87,11 +87,18 @@ const void* ViewData(Napi::Env env, const Napi::TypedArray& ta) {
 
 std::string TypeName(const Napi::Value& v);
 
+// The typed arrays an async call reads and writes, by the names its messages give them.
+struct HeldArray {
+  Napi::Object array;
+  std::string name;
+};
+using HeldArrays = std::vector<HeldArray>;
+
 // A typed array argument of element type E (`type`): its address and element count, held alive
 // through `keep` (async calls). Optional: undefined or null gives nullptr and 0.
 template <typename E>
 E* View(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type, const char* tname, size_t* len, bool optional,
-        std::vector<Napi::Object>* keep) {
+        HeldArrays* keep) {
   if (optional && (v.IsUndefined() || v.IsNull())) {
     *len = 0;
     return nullptr;
@@ -100,7 +107,7 @@ E* View(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typed
     Throw(env, "ERR_ATTN_TYPE", name + ": expected a " + tname + ", got " + TypeName(v), Kind::Type);
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   *len = ta.ElementLength();
-  if (keep) keep->push_back(ta);
+  if (keep) keep->push_back({ta, name});
   if (*len == 0) return reinterpret_cast<E*>(alignof(E));  // never dereferenced
   return static_cast<E*>(const_cast<void*>(ViewData(env, ta)));
 }
@@ -113,7 +120,7 @@ int64_t CheckedInt(Napi::Env env, const std::string& name, double d, int64_t lo,
 }
 
 // a Float32Array argument (the common case of View)
-float* F32View(Napi::Env env, const Napi::Value& v, const char* name, size_t* len, std::vector<Napi::Object>* keep, bool optional = false) {
+float* F32View(Napi::Env env, const Napi::Value& v, const char* name, size_t* len, HeldArrays* keep, bool optional = false) {
   return View<float>(env, v, name, napi_float32_array, "Float32Array", len, optional, keep);
 }
 
@@ -254,7 +261,7 @@ Header ReadHeader(const Napi::CallbackInfo& info, const char* fn, int count, int
 }
 
 // kind slot: 0 none, 1 additive (Float32Array data), 2 boolean (Uint8Array); the 4 stride slots follow it
-void ReadMask(const Header& hd, int kind_slot, const Napi::Value& data_arg, std::vector<Napi::Object>* keep, int64_t B, int64_t H, int64_t Sq,
+void ReadMask(const Header& hd, int kind_slot, const Napi::Value& data_arg, HeldArrays* keep, int64_t B, int64_t H, int64_t Sq,
               int64_t Sk, int* kind, const void** data, int64_t* s) {
   *kind = sa::kMaskNone;
   *data = nullptr;
@@ -273,7 +280,7 @@ void ReadMask(const Header& hd, int kind_slot, const Napi::Value& data_arg, std:
   CheckLen(hd.env, "mask.data", len, Needed({{B, s[0]}, {H, s[1]}, {Sq, s[2]}, {Sk, s[3]}}));
 }
 
-const int32_t* ReadKeyLengths(Napi::Env env, const Napi::Value& arg, std::vector<Napi::Object>* keep, int64_t B, int64_t Sk) {
+const int32_t* ReadKeyLengths(Napi::Env env, const Napi::Value& arg, HeldArrays* keep, int64_t B, int64_t Sk) {
   size_t len = 0;
   const int32_t* kl = View<int32_t>(env, arg, "args.keyLengths", napi_int32_array, "Int32Array", &len, true, keep);
   if (!kl) return nullptr;
@@ -285,7 +292,7 @@ const int32_t* ReadKeyLengths(Napi::Env env, const Napi::Value& arg, std::vector
   return kl;
 }
 
-AttnParams ReadAttention(const Napi::CallbackInfo& info, const char* fn, std::vector<Napi::Object>* keep, int* threads) {
+AttnParams ReadAttention(const Napi::CallbackInfo& info, const char* fn, HeldArrays* keep, int* threads) {
   namespace S = attn_slot;
   Napi::Env env = info.Env();
   const Header hd = ReadHeader(info, fn, S::kCount, S::kArgs, S::kNames);
@@ -375,9 +382,9 @@ int WithPool(Core& core, int threads, F&& fn) {
 class KernelWorker : public Napi::AsyncWorker {
  public:
   using Job = std::function<int()>;
-  KernelWorker(Napi::Env env, std::shared_ptr<void> keep_native, std::vector<Napi::Object>& arrays, Job job)
+  KernelWorker(Napi::Env env, std::shared_ptr<void> keep_native, HeldArrays& arrays, Job job)
       : Napi::AsyncWorker(env, "simd-attention"), deferred_(Napi::Promise::Deferred::New(env)), keep_native_(std::move(keep_native)), job_(std::move(job)) {
-    for (auto& a : arrays) refs_.push_back(Napi::Persistent(a));
+    for (auto& a : arrays) refs_.push_back({Napi::Persistent(a.array), a.name});
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -395,9 +402,25 @@ class KernelWorker : public Napi::AsyncWorker {
       Fail("ERR_ATTN_NATIVE", "unknown failure");
     }
   }
+  // A buffer transferred away (postMessage / structuredClone with `transfer`) during the call
+  // was read and written through its old address all the same: the promise rejects, naming it,
+  // rather than resolving as if the caller's arrays held the result.
   void OnOK() override {
+    std::string detached;
+    for (auto& r : refs_) {
+      const Napi::Value v = r.first.Value();
+      if (v.IsTypedArray() && v.As<Napi::TypedArray>().ArrayBuffer().IsDetached()) {
+        detached = r.second;
+        break;
+      }
+    }
     Release();
-    deferred_.Resolve(Env().Undefined());
+    if (detached.empty()) return deferred_.Resolve(Env().Undefined());
+    deferred_.Reject(MakeError(Env(), "ERR_ATTN_SIZE", "simd-attention native: " + detached +
+                                          ": its buffer was detached (transferred) during the async call, which read and wrote it in place; "
+                                          "keep the buffers of an async call attached until its promise settles",
+                               Kind::Range)
+                         .Value());
   }
   void OnError(const Napi::Error&) override {
     Release();
@@ -412,12 +435,12 @@ class KernelWorker : public Napi::AsyncWorker {
     SetError(msg);
   }
   void Release() {
-    for (auto& r : refs_) r.Reset();
+    for (auto& r : refs_) r.first.Reset();
     refs_.clear();
     keep_native_.reset();
   }
   Napi::Promise::Deferred deferred_;
-  std::vector<Napi::ObjectReference> refs_;
+  std::vector<std::pair<Napi::ObjectReference, std::string>> refs_;
   std::shared_ptr<void> keep_native_;
   Job job_;
   std::string code_ = "ERR_ATTN_NATIVE", msg_;
@@ -537,7 +560,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return Guard(env, [&]() -> Napi::Value {
       auto c = core(env);
       int threads = 0;
-      std::vector<Napi::Object> keep;
+      HeldArrays keep;
       AttnParams p = ReadAttention(info, "attentionAsync", &keep, &threads);
       auto* w = new KernelWorker(env, c, keep, [c, p, threads]() {
         return WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); });
@@ -628,8 +651,8 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
   return Guard(env, [&]() -> Napi::Value {
     if (!weights_) Throw(env, "ERR_ATTN_DISPOSED", "multiHeadAttention: this block was disposed");
     namespace S = forward_slot;
-    std::vector<Napi::Object> keep;
-    std::vector<Napi::Object>* kp = async ? &keep : nullptr;
+    HeldArrays keep;
+    HeldArrays* kp = async ? &keep : nullptr;
     const Header hd = ReadHeader(info, async ? "forwardAsync" : "forward", S::kCount, S::kArgs, S::kNames);
     const sa::MultiHeadConfig& cfg = weights_->config();
     const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;

@@ -36,6 +36,24 @@ export function attnError(code: AttentionErrorCode, message: string): Error & At
   return err;
 }
 
+/**
+ * The results of an async call went to arrays whose buffer was transferred away (postMessage,
+ * structuredClone with `transfer`) while the call ran: refused, naming the array, rather than
+ * reported as done.
+ */
+export function detachedDuringCall(name: string): RangeError & AttentionError {
+  return attnRangeError(
+    'ERR_ATTN_SIZE',
+    `${name}: its buffer was detached (transferred) during the async call; keep the buffers of an async call attached until its promise settles`,
+  );
+}
+
+/** dst.set(src), or detachedDuringCall(name) when dst's buffer has been detached since the call began */
+export function copyResult(dst: Float32Array, src: Float32Array, name: string): void {
+  if (dst.length !== src.length) throw detachedDuringCall(name);
+  dst.set(src);
+}
+
 /** A short, readable description of a given value for error messages. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';

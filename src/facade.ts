@@ -79,8 +79,10 @@ export class Attention {
   /**
    * attention() computed off the calling thread where the backend can (native, wasm). The native
    * backend reads and writes the arrays in place until the promise settles: keep their buffers
-   * attached meanwhile (transferring one to another thread during the call is undefined
-   * behaviour; a buffer already detached when the call starts is refused with ERR_ATTN_SIZE).
+   * attached meanwhile. One transferred away during the call makes the promise reject with
+   * ERR_ATTN_SIZE naming it (the memory it took along was still written; freed meanwhile, the
+   * behaviour is undefined); a buffer already detached when the call starts is refused with
+   * ERR_ATTN_SIZE.
    */
   async attentionAsync(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);

@@ -298,6 +298,38 @@ describe('native backend', function () {
       bad.q = new Float32Array(3);
       await assert.rejects(b.attentionAsync(bad), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_SIZE');
     });
+
+    it('rejects, naming the array, when a buffer is transferred away during an async call', async () => {
+      const b = load({ isa: 'scalar', threads: 1 });
+      // the transfer comes before the promise can settle (that needs this thread), whether the
+      // kernel is still running or has just finished
+      for (const victim of ['out', 'q'] as const) {
+        const args = attnArgs(1, 4, 4, 256, 256, 64, {}, 21);
+        const p = b.attentionAsync(args);
+        // the clone owns the moved memory: kept referenced until the call settles, so what the
+        // kernel still writes lands in live memory
+        const clone = structuredClone(args[victim].buffer, { transfer: [args[victim].buffer] });
+        await assert.rejects(p, (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'ERR_ATTN_SIZE');
+          assert.ok(e instanceof RangeError);
+          assert.match(e.message, new RegExp(`args\\.${victim}: its buffer was detached \\(transferred\\) during the async call`));
+          return true;
+        });
+        assert.ok(clone.byteLength > 0 && args[victim].length === 0, 'the memory moved to the clone');
+      }
+      // the multi-head forward too, and an untouched call still resolves afterwards
+      const mh = b.createMultiHead!(mhParams(64, 4, 4, 3));
+      const x = rand(2 * 300 * 64, 4);
+      const out = new Float32Array(x.length);
+      const fp = mh.forwardAsync({ x, kv: x, out, batch: 2, seqQ: 300, seqKv: 300, causal: false });
+      const moved = structuredClone(x.buffer, { transfer: [x.buffer] });
+      await assert.rejects(fp, /args\.x: its buffer was detached/);
+      assert.ok(moved.byteLength > 0);
+      const ok = attnArgs(1, 2, 2, 16, 16, 8);
+      await b.attentionAsync(ok);
+      assert.ok(ok.out.every(Number.isFinite));
+      mh.dispose();
+    });
   });
 
   describe('worker threads', () => {

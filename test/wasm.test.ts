@@ -572,6 +572,41 @@ describe('wasm backend: attentionAsync in a worker', () => {
     cb.close?.();
   });
 
+  it('rejects, naming it, an out array whose buffer is transferred away during the call (inputs were copied at the call)', async () => {
+    const inst = instantiateSync(readFileSync(wasmPath('simd128', true)));
+    const cb = createWasmBackend(inst, { runner: nodeRunner(inst, { shareMemory: false }) });
+    const rand = rng(35);
+    const q = randomTensor(rand, [1, 2, 40, 16]);
+    const want = reference.attention(q, q, q).output.data;
+    for (const a of [attn, new Attention(cb)]) {
+      const out = new Float32Array(q.data.length);
+      const p = a.attentionAsync(q, q, q, { out });
+      const moved = structuredClone(out.buffer, { transfer: [out.buffer] });
+      await assert.rejects(p, (e: Error & { code?: string }) => {
+        assert.ok(e instanceof RangeError);
+        assert.equal(e.code, 'ERR_ATTN_SIZE');
+        assert.match(e.message, /^args\.out: its buffer was detached \(transferred\) during the async call/);
+        return true;
+      });
+      assert.equal(moved.byteLength, q.data.byteLength);
+      const qc = { data: q.data.slice(), shape: q.shape };
+      const p2 = a.attentionAsync(qc, q, q);
+      structuredClone(qc.data.buffer, { transfer: [qc.data.buffer] });
+      assertClose((await p2).output.data, want, 'input transferred after the call began');
+    }
+    // the multi-head block's forwardAsync (run in the worker) as well
+    const E = 16;
+    const w = () => randomTensor(rand, [E, E]).data.map((x) => x * 0.3);
+    const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+    const x = randomTensor(rand, [1, 5, E]);
+    const out = new Float32Array(5 * E);
+    const fp = mha.forwardAsync(x, { out });
+    structuredClone(out.buffer, { transfer: [out.buffer] });
+    await assert.rejects(fp, /^RangeError: args\.out: its buffer was detached/);
+    mha.dispose();
+    cb.close?.();
+  });
+
   it('writes into an out array that lives in WASM memory', async () => {
     const rand = rng(32);
     const q = randomTensor(rand, [1, 2, 30, 16]);

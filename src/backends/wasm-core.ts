@@ -6,7 +6,7 @@
  * browser entry (browser.ts) both build on it, and so does the worker (wasm-worker.ts).
  */
 import type { AttentionArgs, Backend, KvCacheState, MatmulArgs, MultiHeadKernel, MultiHeadParams, SoftmaxArgs } from '../backend.js';
-import { attnError } from '../errors.js';
+import { attnError, copyResult, detachedDuringCall } from '../errors.js';
 import { isFloat32Array, isInt32Array, isWasmModule } from '../typed-arrays.js';
 import { WasmMhaCore, appendRows, recordRows, type MhaCall, type MhaResult } from './wasm-multihead.js';
 import { STAGE_KV_FROM_BYTES, canStage, runAttentionStaged } from './wasm-staged.js';
@@ -299,7 +299,7 @@ export class CallFrame {
   readonly #heap: WasmHeap;
   readonly #temps: number[] = [];
   readonly #copyIn: Array<[number, Typed]> = [];
-  readonly #copyOut: Array<[number, Float32Array]> = [];
+  readonly #copyOut: Array<[number, Float32Array, number, string]> = [];
   readonly #pending: Array<{ bytes: number; assign: (off: number) => void }> = [];
 
   constructor(heap: WasmHeap) {
@@ -319,13 +319,14 @@ export class CallFrame {
     });
   }
 
-  output(view: Float32Array | undefined, set: (ptr: number) => void): void {
+  /** an output array (`name` for the error if its buffer is detached before finish()) */
+  output(view: Float32Array | undefined, set: (ptr: number) => void, name: string): void {
     if (!view) return set(0);
     if (this.#heap.owns(view)) return set(view.byteOffset);
     this.#pending.push({
       bytes: view.byteLength,
       assign: (off) => {
-        this.#copyOut.push([off, view]);
+        this.#copyOut.push([off, view, view.length, name]);
         set(off);
       },
     });
@@ -361,10 +362,13 @@ export class CallFrame {
     }
   }
 
-  /** copies outputs back (after the kernel ran) */
+  /** copies outputs back (after the kernel ran; an async call's may have been detached meanwhile) */
   finish(): void {
     const f32 = this.#heap.f32;
-    for (const [off, view] of this.#copyOut) view.set(f32.subarray(off >>> 2, (off >>> 2) + view.length));
+    for (const [off, view, length, name] of this.#copyOut) {
+      if (view.length !== length) throw detachedDuringCall(name);
+      view.set(f32.subarray(off >>> 2, (off >>> 2) + length));
+    }
   }
 
   release(): void {
@@ -584,8 +588,8 @@ export function attentionFrame(
   else f.input(a.v, (p) => (ptrs.v = p));
   f.input(a.mask?.data, (p) => (ptrs.mask = p));
   f.input(a.keyLengths, (p) => (ptrs.keyLengths = p));
-  f.output(a.out, (p) => (ptrs.out = p));
-  f.output(a.weights, (p) => (ptrs.weights = p));
+  f.output(a.out, (p) => (ptrs.out = p), 'args.out');
+  f.output(a.weights, (p) => (ptrs.weights = p), 'args.weights');
   f.scratch(inst.exports.attentionScratchBytes(a.seqK, a.headDim, a.headDimV), (p) => (ptrs.scratch = p));
   f.commit();
   return { frame: f, ptrs };
@@ -659,7 +663,7 @@ export function runMatmul(inst: WasmInstance, a: MatmulArgs): void {
   f.input(a.a, (p) => (pa = p));
   f.input(a.b, (p) => (pb = p));
   f.input(a.bias, (p) => (bias = p));
-  f.output(a.out, (p) => (out = p));
+  f.output(a.out, (p) => (out = p), 'args.out');
   f.scratch(x.matmulScratchBytes(a.n, a.k, a.strideB === 0 && a.batch > 1 ? 1 : 0), (p) => (scratch = p));
   f.commit();
   try {
@@ -675,7 +679,7 @@ export function runSoftmax(inst: WasmInstance, a: SoftmaxArgs): void {
   const f = new CallFrame(heap);
   let px = 0, out = 0;
   f.input(a.x, (p) => (px = p));
-  f.output(a.out, (p) => (out = p));
+  f.output(a.out, (p) => (out = p), 'args.out');
   f.commit();
   try {
     x.softmax(out, px, a.rows, a.cols, a.scale);
@@ -886,7 +890,7 @@ function createMultiHead(
         try {
           const r = await w.mhaForward(remote.id, wc);
           live();
-          a.out.set(r.out);
+          copyResult(a.out, r.out, 'args.out');
           record(a, r);
           if (a.cache && cache) workerSynced.set(cache.id, a.cache.length + a.seqQ);
           return;

@@ -179,7 +179,7 @@ export class WasmMhaCore {
     if (c.kv && c.kv !== c.x) f.input(c.kv, (ptr) => (pkv = ptr));
     f.input(c.mask?.data, (ptr) => (mask = ptr));
     f.input(c.keyLengths, (ptr) => (kl = ptr));
-    f.output(c.out, (ptr) => (out = ptr));
+    f.output(c.out, (ptr) => (out = ptr), 'args.out');
     f.scratch(B * Sq * E * 4, (ptr) => (q = ptr));
     if (!mirror) f.scratch(B * Skv * 2 * KV * 4, (ptr) => (kvBuf = ptr));
     f.scratch(B * Sq * E * 4, (ptr) => (ctx = ptr));

@@ -8,7 +8,7 @@
  * result is copied into the caller's `out` / `weights`. Calls queue in order in the worker.
  */
 import type { AttentionArgs } from '../backend.js';
-import { attnError, type AttentionErrorCode } from '../errors.js';
+import { attnError, copyResult, type AttentionErrorCode } from '../errors.js';
 import type { AsyncRunner, KernelCall } from './wasm-core.js';
 import type { MhaCall, MhaWeights } from './wasm-multihead.js';
 
@@ -168,8 +168,8 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
       const transfer: Transferable[] = [];
       const req = toRequest(0, args, transfer);
       const reply = await call(req as unknown as { type: string } & Record<string, unknown>, transfer);
-      args.out.set(reply.out!);
-      if (args.weights && reply.weights) args.weights.set(reply.weights);
+      copyResult(args.out, reply.out!, 'args.out');
+      if (args.weights && reply.weights) copyResult(args.weights, reply.weights, 'args.weights');
     },
     mhaCreate(weights) {
       const mhaId = nextMha++;
