@@ -49,6 +49,9 @@ export const GRID: Shape[] = [
   attn('decode4k', 1, 32, 1, 4096, 128),
   attn('gqa', 1, 32, 512, 512, 128, { kvHeads: 8 }),
   attn('decodeGqa', 1, 32, 1, 4096, 128, { kvHeads: 8 }),
+  // a few new rows against a long KV cache (16 draft tokens, or a prompt's chunk, of a GQA model):
+  // each head's K and V are read by one query block, so they come from memory on every call
+  attn('chunk', 1, 32, 16, 4096, 128, { kvHeads: 8 }),
   { kind: 'mha', name: 'mha768', batch: 1, seq: 256, embedDim: 768, numHeads: 12 },
   // one decoding step of a small model's layer: so little arithmetic that the time is what a
   // call costs to make (argument checks, crossing into the kernel, threads) — what a token loop

@@ -280,20 +280,22 @@ static inline void prefetch_lines(const float* r, int64_t n) {
   for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(r + x, 0, 2);
 }
 
-// The query block flash task t covers: batch b, head h, queries [i0, i0 + nq). Blocks of a head
-// go last to first, so the heaviest (causal) blocks come first.
+// The query block flash task t covers: batch b, heads [h, h + gs), queries [i0, i0 + nq). Blocks
+// of a head go last to first, so the heaviest (causal) blocks come first.
 struct FlashBlock {
   int64_t b, h, i0, nq;
 };
-static inline FlashBlock flash_block(const AttnParams& p, int64_t nqb, int64_t t) {
+static inline FlashBlock flash_block(const AttnParams& p, int64_t nqb, int64_t gs, int64_t t) {
+  const int64_t hg = p.heads / gs;
   const int64_t bh = t / nqb, i0 = (nqb - 1 - t % nqb) * BQ;
-  return {bh / p.heads, bh % p.heads, i0, imin(BQ, p.seq_q - i0)};
+  return {bh / hg, (bh % hg) * gs, i0, imin(BQ, p.seq_q - i0)};
 }
 
 struct AttnPlan {
   bool direct;
   int64_t nqb;       // flash: query blocks per head
   bool stream_kv;    // flash: K and V come from memory (see flash_streams_kv)
+  int64_t gs;        // flash: query heads per task (of one kv head; see flash_task)
   int64_t bk;        // flash: keys per block
   int64_t group;     // Hq / Hkv
   int64_t chunk;     // direct: keys per chunk
@@ -312,6 +314,17 @@ struct AttnPlan {
 // of 64-256 keys), so they are left out there.
 static inline bool flash_streams_kv(const AttnParams& p, int64_t nqb) {
   return nqb <= 4 && p.seq_k * (p.head_dim + p.head_dim_v) * (int64_t)sizeof(float) >= ((int64_t)512 << 10);
+}
+
+// Query heads per flash task: a kv head's whole group where that still leaves 4 tasks per
+// worker (else the largest divisor of the group that does), at most SA_MAX_GROUP_TASK; one with
+// weights (their tile is the whole row of one head). Which heads share a task changes no result.
+#define SA_MAX_GROUP_TASK 8
+static inline int64_t flash_heads_per_task(const AttnParams& p, const AttnPlan& pl, int workers) {
+  if (p.weights) return 1;
+  for (int64_t gs = imin(pl.group, SA_MAX_GROUP_TASK); gs > 1; --gs)
+    if (pl.group % gs == 0 && p.batch * (p.heads / gs) * pl.nqb >= 4 * (int64_t)workers) return gs;
+  return 1;
 }
 
 struct AttnCtx {
@@ -338,14 +351,196 @@ static inline float mask_value(const AttnParams& p, int64_t b, int64_t h, int64_
   return ((const uint8_t*)p.mask)[idx] ? 0.0f : kNegInf;
 }
 
+// One query block's running state in a flash task: head h's rows [i0, i0 + nq), packed Qᵀ, the
+// output sums Oᵀ and the online softmax's max, sum and rescale factors (all in scratch).
+struct FlashRows {
+  int64_t h;
+  float *qt, *ot, *mo, *lo, *alpha, *inv, *tmax, *negm;
+  bool ref_moderate;  // every lane's reference max is finite and below 2^40 in magnitude
+};
+
+static inline int64_t flash_rows_floats(int64_t D, int64_t Dv) { return (D + Dv + 6) * BQ; }
+
+static inline FlashRows flash_rows(int64_t h, float* buf, int64_t D, int64_t Dv) {
+  FlashRows r;
+  r.h = h;
+  r.qt = buf;
+  r.ot = buf + D * BQ;
+  float* ml = r.ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], inv[BQ], tmax[BQ], -m[BQ]
+  r.mo = ml;
+  r.lo = ml + BQ;
+  r.alpha = ml + 2 * BQ;
+  r.inv = ml + 3 * BQ;
+  r.tmax = ml + 4 * BQ;
+  r.negm = ml + 5 * BQ;
+  r.ref_moderate = false;
+  return r;
+}
+
+// One key block [kb, kb + nk) of one query block: S = Q·Kᵀ into the tile st, masks, the online
+// softmax, O += P·V. prefetch_kv: the K rows of the next block and this block's V rows are
+// prefetched during the Q·Kᵀ tiles (flash_streams_kv; done by a task's first query block only).
+static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows& r, int64_t b, int64_t i0, int64_t nq,
+                              int64_t kb, int64_t nk, int64_t kend, const float* kbase, const float* vbase, float* st,
+                              bool prefetch_kv) {
+  const int64_t D = p.head_dim, Dv = p.head_dim_v;
+  const int64_t off = p.seq_k - p.seq_q;
+  const T slack = V::set1(kRescaleSlack);
+  // Offset mode (after the first block, once every reference is moderate): the Q·Kᵀ
+  // accumulators start at -m, so the tile holds t = s - m directly and, while the block's max
+  // stays within the slack, P = exp2(t) needs no subtraction and the reference stays put.
+  const bool offs = kb > 0 && r.ref_moderate;
+  // S = Q·Kᵀ (or S - m)
+  for (int q = 0; q < BQ; ++q) r.tmax[q] = kNegInf;
+  for (int64_t j = 0; j < nk;) {
+    const int64_t rem = nk - j;
+    int n = (int)imin(kAttNR, rem);
+    // a short last tile runs at a fraction of the FMA rate: split e.g. 6 + 2 as 4 + 4
+    if (kAttNR >= 4 && rem > kAttNR && rem < kAttNR + 3) n = (int)((rem + 1) / 2);
+    if (prefetch_kv)
+      for (int jj = 0; jj < n; ++jj) {
+        if (kb + pl.bk + j + jj < kend) prefetch_lines(kbase + (kb + pl.bk + j + jj) * p.k_ss, D);
+        prefetch_lines(vbase + (kb + j + jj) * p.v_ss, Dv);
+      }
+    qk_dispatch<kAttNR>(n, r.qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, r.tmax, offs ? r.negm : nullptr);
+    j += n;
+  }
+  bool masked = false;
+  // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
+  if (p.causal && kb + nk - 1 > i0 + off) {
+    masked = true;
+    for (int64_t j = 0; j < nk; ++j) {
+      int64_t hid = kb + j - off - i0;
+      if (hid <= 0) continue;
+      SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+        int64_t cnt = iclamp(hid - m * W, 0, W);
+        if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
+      }
+    }
+  }
+  if (p.mask_kind != kMaskNone) {
+    masked = true;
+    for (int64_t j = 0; j < nk; ++j)
+      for (int64_t q = 0; q < nq; ++q) {
+        const float mv = mask_value(p, b, r.h, i0 + q, kb + j);
+        if (p.mask_kind == kMaskBoolean) {
+          if (mv == kNegInf) st[j * BQ + q] = kNegInf;  // hidden, even where the score is NaN
+        } else {
+          st[j * BQ + q] += mv;
+        }
+      }
+  }
+  // online softmax (all vertical: lanes are queries). The reference max only moves when the
+  // block's max exceeds it by more than kRescaleSlack (base-2 units), so P <= 2^slack and
+  // the rescale of O (alpha != 1) is skipped in most blocks; the first block sets it exactly.
+  bool rescale = false, moved = false;
+  SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+    T bm = V::set1(kNegInf);
+    if (masked)
+      for (int64_t j = 0; j < nk; ++j) bm = V::max(bm, V::load(st + j * BQ + m * W));
+    else
+      bm = V::load(r.tmax + m * W);
+    if (offs && V::hmax(bm) <= kRescaleSlack) {
+      // reference unchanged (alpha = 1): P = exp2(t); a NaN score gives a NaN row either way
+      T s0 = V::zero(), s1 = V::zero();
+      int64_t j = 0;
+      for (; j + 1 < nk; j += 2) {
+        T e0 = V::exp2(V::load(st + j * BQ + m * W));
+        T e1 = V::exp2(V::load(st + (j + 1) * BQ + m * W));
+        V::store(st + j * BQ + m * W, e0);
+        V::store(st + (j + 1) * BQ + m * W, e1);
+        s0 = V::add(s0, e0);
+        s1 = V::add(s1, e1);
+      }
+      if (j < nk) {
+        T e0 = V::exp2(V::load(st + j * BQ + m * W));
+        V::store(st + j * BQ + m * W, e0);
+        s0 = V::add(s0, e0);
+      }
+      V::store(r.lo + m * W, V::add(V::load(r.lo + m * W), V::add(s0, s1)));
+      V::store(r.alpha + m * W, V::set1(1.0f));
+      continue;
+    }
+    const T mold = V::load(r.mo + m * W);
+    if (offs) bm = V::add(bm, mold);  // back to absolute units (mold is finite here)
+    const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
+    const T mref = V::ninf_to_zero(mx);
+    const T shift = offs ? V::sub(mref, mold) : mref;  // P = exp2(tile - shift)
+    T al = V::exp2(V::sub(mold, mref));
+    T s0 = V::zero(), s1 = V::zero();
+    int64_t j = 0;
+    for (; j + 1 < nk; j += 2) {
+      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
+      T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), shift));
+      V::store(st + j * BQ + m * W, e0);
+      V::store(st + (j + 1) * BQ + m * W, e1);
+      s0 = V::add(s0, e0);
+      s1 = V::add(s1, e1);
+    }
+    if (j < nk) {
+      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
+      V::store(st + j * BQ + m * W, e0);
+      s0 = V::add(s0, e0);
+    }
+    V::store(r.lo + m * W, V::fmadd(V::load(r.lo + m * W), al, V::add(s0, s1)));
+    V::store(r.alpha + m * W, al);
+    V::store(r.mo + m * W, mx);
+    moved = true;
+    // alpha is in [0, 1] (or NaN): the sum of 1 - alpha is 0 exactly when every lane is 1
+    if (kb > 0 && !(V::hsum(V::sub(V::set1(1.0f), al)) == 0.0f)) rescale = true;
+  }
+  if (moved) {  // the references changed: refresh -m and whether every lane's is moderate
+    T acc = V::zero(), big = V::zero();
+    SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+      const T mv = V::load(r.mo + m * W);
+      const T neg = V::sub(V::zero(), mv);
+      V::store(r.negm + m * W, neg);
+      acc = V::fmadd(mv, V::zero(), acc);  // NaN when some lane is infinite or NaN
+      big = V::max(big, V::max(mv, neg));
+    }
+    const float chk = V::hsum(acc);
+    r.ref_moderate = chk == chk && V::hmax(big) < 1099511627776.0f;  // 2^40
+  }
+  if (rescale) {  // O *= alpha (multiplying by 1 changes nothing, so only when some lane moved)
+    for (int64_t x = 0; x < Dv; ++x)
+      SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(r.ot + x * BQ + m * W, V::mul(V::load(r.ot + x * BQ + m * W), V::load(r.alpha + m * W)));
+  }
+  // O += P·V. A hidden key's value is never read (the reference's rule; it matters when
+  // that value is NaN or infinite, since 0 * NaN = NaN): in tiles where some keys are hidden
+  // from some queries, keys whose value row is not finite are taken out of the micro-kernel
+  // and added only to the queries that see them.
+  const bool tile_masked = (p.causal && kb + nk - 1 > i0 + off) || p.mask_kind == kMaskBoolean;
+  int64_t seg = 0;
+  if (tile_masked) {
+    for (int64_t j = 0; j < nk; ++j) {
+      const float* vr = vbase + (kb + j) * p.v_ss;
+      if (!row_nonfinite(vr, Dv)) continue;
+      pv_all(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, r.ot);
+      for (int64_t q = 0; q < nq; ++q) {
+        const int64_t kj = kb + j, i = i0 + q;
+        if (p.causal && kj > i + off) continue;
+        if (p.mask_kind == kMaskBoolean && mask_value(p, b, r.h, i, kj) == kNegInf) continue;
+        const float pj = st[j * BQ + q];
+        for (int64_t x = 0; x < Dv; ++x) r.ot[x * BQ + q] += pj * vr[x];
+      }
+      seg = j + 1;
+    }
+  }
+  pv_all(st + seg * BQ, nk - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, r.ot);
+}
+
+// Task: batch b, the pl.gs query heads h0.. (of one kv head: they read the same K and V) and
+// queries [i0, i0 + nq). Each key block of K and V is read once for all of the task's heads, so a
+// grouped-query model's few query rows against a long cache read K and V once per kv head, not
+// once per query head. The heads' rows are computed exactly as they would be one head per task.
 static void flash_task(void* vctx, int64_t t, int worker) {
   AttnCtx& c = *(AttnCtx*)vctx;
   const AttnParams& p = *c.p;
   const AttnPlan& pl = c.plan;
-  const int64_t nqb = pl.nqb;
-  const FlashBlock blk = flash_block(p, nqb, t);
-  const int64_t b = blk.b, h = blk.h, i0 = blk.i0, nq = blk.nq;
-  const int64_t kvh = h / pl.group;
+  const int64_t nqb = pl.nqb, gs = pl.gs;
+  const FlashBlock blk = flash_block(p, nqb, gs, t);
+  const int64_t b = blk.b, h0 = blk.h, i0 = blk.i0, nq = blk.nq;
+  const int64_t kvh = h0 / pl.group;
   const int64_t D = p.head_dim, Dv = p.head_dim_v, Sq = p.seq_q, Sk = p.seq_k;
   const int64_t off = Sk - Sq;
 
@@ -354,199 +549,58 @@ static void flash_task(void* vctx, int64_t t, int worker) {
   if (p.causal) kend = imin(kend, i0 + nq - 1 + off + 1);
   if (kend < 0) kend = 0;
 
-  float* qt = c.scratch->bufs[worker];
-  float* ot = qt + D * BQ;
-  float* ml = ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], inv[BQ], tmax[BQ], -m[BQ], then the S/P tile
-  float* mo = ml;
-  float* lo = ml + BQ;
-  float* alpha = ml + 2 * BQ;
-  float* inv = ml + 3 * BQ;
-  float* tmax = ml + 4 * BQ;
-  float* negm = ml + 5 * BQ;
-  float* st = ml + 6 * BQ;
+  float* buf = c.scratch->bufs[worker];
+  float* st = buf + gs * flash_rows_floats(D, Dv);  // the S / P tile, shared by the task's heads in turn
+  FlashRows rows[SA_MAX_GROUP_TASK];
+  for (int64_t g = 0; g < gs; ++g) rows[g] = flash_rows(h0 + g, buf + g * flash_rows_floats(D, Dv), D, Dv);
 
-  const float* qbase = p.q + b * p.q_sb + h * p.q_sh;
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
   const float* vbase = p.v + b * p.v_sb + kvh * p.v_sh;
-  float* obase = p.out + b * p.o_sb + h * p.o_sh;
-  float* wbase = p.weights ? p.weights + ((b * p.heads + h) * Sq) * Sk : nullptr;
 
   // The next task's query rows (the task counter usually hands this worker t + 1) and this
   // task's output rows are fetched while this block computes: with few key blocks per task the
   // packing of Qᵀ waited on cache misses (~10% of a 256 x 256 head here) and the write-back on
   // its stores. Paired runs (AVX2): 256 x 256 heads +4-5%, enc128 +4-16%, long2k ±0.
-  if (t + 1 < p.batch * p.heads * nqb) {
-    const FlashBlock nx = flash_block(p, nqb, t + 1);
-    const float* qn = p.q + nx.b * p.q_sb + nx.h * p.q_sh + nx.i0 * p.q_ss;
-    for (int64_t q = 0; q < nx.nq; ++q) prefetch_span<0>(qn + q * p.q_ss, D);
+  if (t + 1 < p.batch * (p.heads / gs) * nqb) {
+    const FlashBlock nx = flash_block(p, nqb, gs, t + 1);
+    for (int64_t g = 0; g < gs; ++g) {
+      const float* qn = p.q + nx.b * p.q_sb + (nx.h + g) * p.q_sh + nx.i0 * p.q_ss;
+      for (int64_t q = 0; q < nx.nq; ++q) prefetch_span<0>(qn + q * p.q_ss, D);
+    }
   }
-  for (int64_t q = 0; q < nq; ++q) prefetch_span<1>(obase + (i0 + q) * p.o_ss, Dv);
+  for (int64_t g = 0; g < gs; ++g) {
+    float* obase = p.out + b * p.o_sb + (h0 + g) * p.o_sh;
+    for (int64_t q = 0; q < nq; ++q) prefetch_span<1>(obase + (i0 + q) * p.o_ss, Dv);
+  }
   if (kend > 0) {
-    // pack Qᵀ (scaled into base-2 units); padded lanes are zero
-    pack_qt(qbase + i0 * p.q_ss, p.q_ss, nq, D, pl.qscale, qt);
-    for (int64_t x = 0; x < Dv * BQ; ++x) ot[x] = 0.0f;
-    for (int q = 0; q < BQ; ++q) { mo[q] = kNegInf; lo[q] = 0.0f; }
-    const T slack = V::set1(kRescaleSlack);
-    // every lane's reference max is finite and below 2^40 in magnitude (then S is computed minus
-    // it: a reference of -FLT_MAX, from keys hidden by a huge finite mask, would swallow the
-    // scores that follow it in s - m)
-    bool ref_moderate = false;
-
+    for (int64_t g = 0; g < gs; ++g) {
+      FlashRows& r = rows[g];
+      // pack Qᵀ (scaled into base-2 units); padded lanes are zero
+      pack_qt(p.q + b * p.q_sb + r.h * p.q_sh + i0 * p.q_ss, p.q_ss, nq, D, pl.qscale, r.qt);
+      for (int64_t x = 0; x < Dv * BQ; ++x) r.ot[x] = 0.0f;
+      for (int q = 0; q < BQ; ++q) { r.mo[q] = kNegInf; r.lo[q] = 0.0f; }
+    }
     for (int64_t kb = 0; kb < kend; kb += pl.bk) {
       const int64_t nk = imin(pl.bk, kend - kb);
-      // Offset mode (after the first block, once every reference is moderate): the Q·Kᵀ
-      // accumulators start at -m, so the tile holds t = s - m directly and, while the block's max
-      // stays within the slack, P = exp2(t) needs no subtraction and the reference stays put.
-      const bool offs = kb > 0 && ref_moderate;
-      // S = Q·Kᵀ (or S - m)
-      for (int q = 0; q < BQ; ++q) tmax[q] = kNegInf;
-      for (int64_t j = 0; j < nk;) {
-        const int64_t rem = nk - j;
-        int n = (int)imin(kAttNR, rem);
-        // a short last tile runs at a fraction of the FMA rate: split e.g. 6 + 2 as 4 + 4
-        if (kAttNR >= 4 && rem > kAttNR && rem < kAttNR + 3) n = (int)((rem + 1) / 2);
-        if (pl.stream_kv)
-          for (int jj = 0; jj < n; ++jj) {
-            if (kb + pl.bk + j + jj < kend) prefetch_lines(kbase + (kb + pl.bk + j + jj) * p.k_ss, D);
-            prefetch_lines(vbase + (kb + j + jj) * p.v_ss, Dv);
-          }
-        qk_dispatch<kAttNR>(n, qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, tmax, offs ? negm : nullptr);
-        j += n;
-      }
-      bool masked = false;
-      // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
-      if (p.causal && kb + nk - 1 > i0 + off) {
-        masked = true;
-        for (int64_t j = 0; j < nk; ++j) {
-          int64_t hid = kb + j - off - i0;
-          if (hid <= 0) continue;
-          SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-            int64_t cnt = iclamp(hid - m * W, 0, W);
-            if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
-          }
-        }
-      }
-      if (p.mask_kind != kMaskNone) {
-        masked = true;
-        for (int64_t j = 0; j < nk; ++j)
-          for (int64_t q = 0; q < nq; ++q) {
-            const float mv = mask_value(p, b, h, i0 + q, kb + j);
-            if (p.mask_kind == kMaskBoolean) {
-              if (mv == kNegInf) st[j * BQ + q] = kNegInf;  // hidden, even where the score is NaN
-            } else {
-              st[j * BQ + q] += mv;
-            }
-          }
-      }
-      // online softmax (all vertical: lanes are queries). The reference max only moves when the
-      // block's max exceeds it by more than kRescaleSlack (base-2 units), so P <= 2^slack and
-      // the rescale of O (alpha != 1) is skipped in most blocks; the first block sets it exactly.
-      bool rescale = false, moved = false;
-      SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-        T bm = V::set1(kNegInf);
-        if (masked)
-          for (int64_t j = 0; j < nk; ++j) bm = V::max(bm, V::load(st + j * BQ + m * W));
-        else
-          bm = V::load(tmax + m * W);
-        if (offs && V::hmax(bm) <= kRescaleSlack) {
-          // reference unchanged (alpha = 1): P = exp2(t); a NaN score gives a NaN row either way
-          T s0 = V::zero(), s1 = V::zero();
-          int64_t j = 0;
-          for (; j + 1 < nk; j += 2) {
-            T e0 = V::exp2(V::load(st + j * BQ + m * W));
-            T e1 = V::exp2(V::load(st + (j + 1) * BQ + m * W));
-            V::store(st + j * BQ + m * W, e0);
-            V::store(st + (j + 1) * BQ + m * W, e1);
-            s0 = V::add(s0, e0);
-            s1 = V::add(s1, e1);
-          }
-          if (j < nk) {
-            T e0 = V::exp2(V::load(st + j * BQ + m * W));
-            V::store(st + j * BQ + m * W, e0);
-            s0 = V::add(s0, e0);
-          }
-          V::store(lo + m * W, V::add(V::load(lo + m * W), V::add(s0, s1)));
-          V::store(alpha + m * W, V::set1(1.0f));
-          continue;
-        }
-        const T mold = V::load(mo + m * W);
-        if (offs) bm = V::add(bm, mold);  // back to absolute units (mold is finite here)
-        const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
-        const T mref = V::ninf_to_zero(mx);
-        const T shift = offs ? V::sub(mref, mold) : mref;  // P = exp2(tile - shift)
-        T al = V::exp2(V::sub(mold, mref));
-        T s0 = V::zero(), s1 = V::zero();
-        int64_t j = 0;
-        for (; j + 1 < nk; j += 2) {
-          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
-          T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), shift));
-          V::store(st + j * BQ + m * W, e0);
-          V::store(st + (j + 1) * BQ + m * W, e1);
-          s0 = V::add(s0, e0);
-          s1 = V::add(s1, e1);
-        }
-        if (j < nk) {
-          T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
-          V::store(st + j * BQ + m * W, e0);
-          s0 = V::add(s0, e0);
-        }
-        V::store(lo + m * W, V::fmadd(V::load(lo + m * W), al, V::add(s0, s1)));
-        V::store(alpha + m * W, al);
-        V::store(mo + m * W, mx);
-        moved = true;
-        // alpha is in [0, 1] (or NaN): the sum of 1 - alpha is 0 exactly when every lane is 1
-        if (kb > 0 && !(V::hsum(V::sub(V::set1(1.0f), al)) == 0.0f)) rescale = true;
-      }
-      if (moved) {  // the references changed: refresh -m and whether every lane's is moderate
-        T acc = V::zero(), big = V::zero();
-        SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-          const T mv = V::load(mo + m * W);
-          const T neg = V::sub(V::zero(), mv);
-          V::store(negm + m * W, neg);
-          acc = V::fmadd(mv, V::zero(), acc);  // NaN when some lane is infinite or NaN
-          big = V::max(big, V::max(mv, neg));
-        }
-        const float chk = V::hsum(acc);
-        ref_moderate = chk == chk && V::hmax(big) < 1099511627776.0f;  // 2^40
-      }
-      if (rescale) {  // O *= alpha (multiplying by 1 changes nothing, so only when some lane moved)
-        for (int64_t x = 0; x < Dv; ++x)
-          SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(ot + x * BQ + m * W, V::mul(V::load(ot + x * BQ + m * W), V::load(alpha + m * W)));
-      }
-      // O += P·V. A hidden key's value is never read (the reference's rule; it matters when
-      // that value is NaN or infinite, since 0 * NaN = NaN): in tiles where some keys are hidden
-      // from some queries, keys whose value row is not finite are taken out of the micro-kernel
-      // and added only to the queries that see them.
-      const bool tile_masked = (p.causal && kb + nk - 1 > i0 + off) || p.mask_kind == kMaskBoolean;
-      int64_t seg = 0;
-      if (tile_masked) {
-        for (int64_t j = 0; j < nk; ++j) {
-          const float* vr = vbase + (kb + j) * p.v_ss;
-          if (!row_nonfinite(vr, Dv)) continue;
-          pv_all(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot);
-          for (int64_t q = 0; q < nq; ++q) {
-            const int64_t kj = kb + j, i = i0 + q;
-            if (p.causal && kj > i + off) continue;
-            if (p.mask_kind == kMaskBoolean && mask_value(p, b, h, i, kj) == kNegInf) continue;
-            const float pj = st[j * BQ + q];
-            for (int64_t x = 0; x < Dv; ++x) ot[x * BQ + q] += pj * vr[x];
-          }
-          seg = j + 1;
-        }
-      }
-      pv_all(st + seg * BQ, nk - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, ot);
+      for (int64_t g = 0; g < gs; ++g) flash_step(p, pl, rows[g], b, i0, nq, kb, nk, kend, kbase, vbase, st, pl.stream_kv && g == 0);
     }
   }
   // normalise and write out (a row with no visible key gives zeros)
-  if (kend > 0) {
-    write_out(ot, lo, nq, Dv, obase + i0 * p.o_ss, p.o_ss, inv);
-  } else {
-    for (int64_t q = 0; q < nq; ++q)
-      for (int64_t c0 = 0; c0 < Dv; ++c0) obase[(i0 + q) * p.o_ss + c0] = 0.0f;
+  for (int64_t g = 0; g < gs; ++g) {
+    float* obase = p.out + b * p.o_sb + (h0 + g) * p.o_sh;
+    if (kend > 0) {
+      write_out(rows[g].ot, rows[g].lo, nq, Dv, obase + i0 * p.o_ss, p.o_ss, rows[g].inv);
+    } else {
+      for (int64_t q = 0; q < nq; ++q)
+        for (int64_t c0 = 0; c0 < Dv; ++c0) obase[(i0 + q) * p.o_ss + c0] = 0.0f;
+    }
   }
-  if (wbase) {
+  // with weights the key block is the whole row, so st holds every P of this (single) head
+  if (p.weights) {
+    const FlashRows& r = rows[0];
+    float* wbase = p.weights + ((b * p.heads + r.h) * Sq) * Sk;
     for (int64_t q = 0; q < nq; ++q) {
-      float l = kend > 0 ? lo[q] : 0.0f;
+      float l = kend > 0 ? r.lo[q] : 0.0f;
       float* wrow = wbase + (i0 + q) * Sk;
       if (l != l) {  // a NaN row is NaN everywhere, as the reference's softmax makes it
         for (int64_t j = 0; j < Sk; ++j) wrow[j] = l;
@@ -975,9 +1029,10 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
   pl.nqb = (p.seq_q + BQ - 1) / BQ;
   pl.stream_kv = flash_streams_kv(p, pl.nqb);
   pl.bk = p.weights ? imax(p.seq_k, 1) : ATT_BK;
-  pl.scratch_floats = (p.head_dim + p.head_dim_v + 6 + pl.bk) * BQ;
+  pl.gs = flash_heads_per_task(p, pl, workers);
+  pl.scratch_floats = pl.gs * flash_rows_floats(p.head_dim, p.head_dim_v) + pl.bk * BQ;
   if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
-  par.run(p.batch * p.heads * pl.nqb, flash_task, &c);
+  par.run(p.batch * (p.heads / pl.gs) * pl.nqb, flash_task, &c);
   return kOk;
 }
 
