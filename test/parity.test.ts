@@ -12,7 +12,7 @@ import type { AttentionOptions } from '../src/facade.js';
 import * as ref from '../src/reference/index.js';
 import type { Tensor } from '../src/tensor.js';
 import { facadeOf, reportMissing, variants } from './helpers/backends.js';
-import { assertClose } from './helpers/compare.js';
+import { assertClose, sameBits } from './helpers/compare.js';
 import { randomInt, randomTensor, rng } from './helpers/random.js';
 
 interface Case {
@@ -189,6 +189,20 @@ describe('parity: every backend against the reference', () => {
           assert.deepEqual(got.shape, want.shape);
           // k terms of magnitude <= 1: the float32 accumulation error grows with k
           assertClose(got.data, want.data, `${variant.label} matmul ${m}x${k}x${n} t=${transposeB} lead=${lead}/${bLead}`, 1e-5 * k, 1e-5);
+        }
+      });
+
+      it('matmul with one B for a batch of A: the batch as one taller matrix gives each product bit for bit', () => {
+        // the facade hands such a product to the backend as one [batch·M, K] matrix
+        const rand = rng(7);
+        for (const [batch, m, k, n, transposeB] of [[5, 3, 70, 40, false], [8, 1, 300, 33, true], [3, 40, 17, 130, false]] as const) {
+          const a = randomTensor(rand, [batch, m, k]);
+          const b = randomTensor(rand, transposeB ? [n, k] : [k, n]);
+          const got = attn.matmul(a, b, { transposeB });
+          for (let i = 0; i < batch; i++) {
+            const one = attn.matmul({ data: a.data.slice(i * m * k, (i + 1) * m * k), shape: [m, k] }, b, { transposeB });
+            assert.ok(sameBits(got.data.subarray(i * m * n, (i + 1) * m * n), one.data), `${variant.label} matrix ${i} of ${batch}x${m}x${k}x${n}`);
+          }
         }
       });
 
