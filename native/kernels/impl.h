@@ -1333,32 +1333,49 @@ static void softmax_task(void* vctx, int64_t t, int) {
     float mx = kNegInf;  // max of sg * x
     bool nan = false;
     {
-      T m = V::set1(kNegInf);
+      // the row's max, and x * 0 summed alongside: NaN only when the row holds a NaN or an
+      // infinity, so the scalar look for a NaN runs only then (it took more time than the rest)
+      T m = V::set1(kNegInf), odd = V::zero();
+      const T z = V::zero();
       int64_t j = 0;
-      for (; j + W <= n; j += W) m = V::max(m, V::mul(V::load(x + j), sgv));
+      for (; j + W <= n; j += W) {
+        const T v = V::load(x + j);
+        m = V::max(m, V::mul(v, sgv));
+        odd = V::fmadd(v, z, odd);
+      }
       mx = V::hmax(m);
-      for (; j < n; ++j) mx = x[j] * sg > mx ? x[j] * sg : mx;
-      for (j = 0; j < n; ++j)
-        if (x[j] != x[j]) nan = true;
+      float odds = V::hsum(odd);
+      for (; j < n; ++j) {
+        mx = x[j] * sg > mx ? x[j] * sg : mx;
+        odds += x[j] * 0.0f;
+      }
+      if (odds != odds)
+        for (j = 0; j < n && !nan; ++j) nan = x[j] != x[j];
     }
     if (!nan && mx == kNegInf && sc != 0.0f) {  // scale * x is -Infinity everywhere
       for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
       continue;
     }
-    {
-      // with scale 0, (x - 0) * 0 is x * 0 itself
-      const float mref = sc == 0.0f ? 0.0f : sg * mx;
-      const T mv = V::set1(mref);
-      int64_t j = 0;
-      for (; j + W <= n; j += W) V::store(y + j, V::mul(V::sub(V::load(x + j), mv), scv));
-      for (; j < n; ++j) y[j] = (x[j] - mref) * sc;
+    // y = exp2((x - mref) * scale * log2e) and its sum, in one pass; with scale 0, (x - 0) * 0 is
+    // x * 0 itself
+    const float mref = sc == 0.0f ? 0.0f : sg * mx;
+    const T mv = V::set1(mref);
+    T acc = V::zero();
+    int64_t j = 0;
+    for (; j + W <= n; j += W) {
+      const T e = V::exp2(V::mul(V::sub(V::load(x + j), mv), scv));
+      V::store(y + j, e);
+      acc = V::add(acc, e);
     }
-    float s = 0.0f;
-    exp2_sum_inplace(y, n, 0.0f, &s);
+    if (j < n) {
+      const int rem = (int)(n - j);
+      V::store_partial(y + j, V::exp2(V::mul(V::sub(V::load_partial(x + j, rem), mv), scv)), rem);
+      acc = V::add(acc, V::load_partial(y + j, rem));
+    }
+    const float s = V::hsum(acc);
     const float inv = 1.0f / s;
     const T iv = V::set1(inv);
-    int64_t j = 0;
-    for (; j + W <= n; j += W) V::store(y + j, V::mul(V::load(y + j), iv));
+    for (j = 0; j + W <= n; j += W) V::store(y + j, V::mul(V::load(y + j), iv));
     for (; j < n; ++j) y[j] *= inv;
   }
 }
