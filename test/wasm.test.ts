@@ -607,6 +607,36 @@ describe('wasm backend: attentionAsync in a worker', () => {
     cb.close?.();
   });
 
+  it('without a worker, an array transferred away before the call computes is refused, not read or written in place', async () => {
+    // no runner: attentionAsync / forwardAsync compute on this thread after an await, and copy
+    // their arrays in only then; a detached one would have copied in nothing
+    const inst = instantiateSync(readFileSync(wasmPath('simd128')));
+    const local = new Attention(createWasmBackend(inst));
+    const rand = rng(36);
+    const q = randomTensor(rand, [1, 2, 24, 16]);
+    const guard = local.alloc([64]);
+    guard.data.fill(7);
+    for (const victim of ['q', 'out'] as const) {
+      const qc = { data: q.data.slice(), shape: q.shape };
+      const out = new Float32Array(q.data.length);
+      const p = local.attentionAsync(qc, q, q, { out });
+      const buf = victim === 'q' ? qc.data.buffer : out.buffer;
+      structuredClone(buf, { transfer: [buf] });
+      await assert.rejects(p, new RegExp(`^RangeError: args\\.${victim}: its buffer was detached`));
+    }
+    const E = 16;
+    const w = () => randomTensor(rand, [E, E]).data.map((x) => x * 0.3);
+    const mha = local.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+    const x = randomTensor(rand, [1, 5, E]);
+    const fp = mha.forwardAsync(x, { causal: true });
+    structuredClone(x.data.buffer, { transfer: [x.data.buffer] });
+    await assert.rejects(fp, /^RangeError: args\.x: its buffer was detached/);
+    mha.dispose();
+    assert.ok(guard.data.every((v) => v === 7), 'the heap around the call is untouched');
+    const ok = await local.attentionAsync(q, q, q);
+    assertClose(ok.output.data, reference.attention(q, q, q).output.data, 'a later call');
+  });
+
   it('writes into an out array that lives in WASM memory', async () => {
     const rand = rng(32);
     const q = randomTensor(rand, [1, 2, 30, 16]);

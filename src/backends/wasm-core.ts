@@ -698,6 +698,20 @@ export interface WasmBackendOptions {
   stageKvFromBytes?: number;
 }
 
+/**
+ * The arrays of a call and their byte lengths now; the returned check throws detachedDuringCall
+ * for one whose buffer has been detached since. A call computed here after an await copies its
+ * arrays in only then: a detached one would copy in nothing, and the kernel would read, and for
+ * the output write, the heap past its empty block.
+ */
+function attachedNow(named: ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>): () => void {
+  const kept: Array<readonly [string, ArrayBufferView, number]> = [];
+  for (const [name, view] of named) if (view) kept.push([name, view, view.byteLength]);
+  return () => {
+    for (const [name, view, bytes] of kept) if (view.byteLength !== bytes) throw detachedDuringCall(name);
+  };
+}
+
 /** Wraps an instance as the wasm Backend. */
 export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions = {}): WasmBackend {
   let runner: WorkerRunner | undefined;
@@ -738,6 +752,10 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
     },
     async attentionAsync(args) {
       check();
+      const stillAttached = attachedNow([
+        ['args.q', args.q], ['args.k', args.k], ['args.v', args.v], ['args.out', args.out], ['args.weights', args.weights],
+        ['mask.data', args.mask?.data], ['args.keyLengths', args.keyLengths],
+      ]); // prettier-ignore
       const w = worker();
       if (w && w.mode === 'exec') return execAsync(inst, w, prepareAttention(inst, args), isWorkerFailure);
       if (w) {
@@ -750,6 +768,7 @@ export function createWasmBackend(inst: WasmInstance, opts: WasmBackendOptions =
       }
       await Promise.resolve();
       check();
+      stillAttached();
       runAttention(inst, args, opts.stageKvFromBytes);
     },
     matmul(args) {
@@ -866,6 +885,10 @@ function createMultiHead(
     },
     async forwardAsync(a) {
       live();
+      const stillAttached = attachedNow([
+        ['args.x', a.x], ['args.kv', a.kv], ['args.out', a.out], ['mask.data', a.mask?.data], ['args.keyLengths', a.keyLengths],
+        ['cache.k', a.cache?.k], ['cache.v', a.cache?.v],
+      ]); // prettier-ignore
       const w = worker();
       if (w && w.mode === 'exec') {
         const call = core.prepare(toCall(a));
@@ -900,6 +923,7 @@ function createMultiHead(
       }
       await Promise.resolve();
       live();
+      stillAttached();
       here(a);
     },
     dispose() {
