@@ -268,16 +268,12 @@ static inline void write_out(const float* ot, const float* lo, int64_t nq, int64
 #endif
 }
 
-// every cache line of r[0..n) towards L1 (RW 1: to be written)
-template <int RW>
+// every cache line of r[0..n) (RW 1: to be written) towards L1 (LOC 3) or L2 (LOC 2); the last
+// float's too, since a row need not start on a line
+template <int RW, int LOC = 3>
 static inline void prefetch_span(const float* r, int64_t n) {
-  for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(r + x, RW, 3);
-  __builtin_prefetch(r + n - 1, RW, 3);
-}
-
-// every cache line of r[0..n) towards L2
-static inline void prefetch_lines(const float* r, int64_t n) {
-  for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(r + x, 0, 2);
+  for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(r + x, RW, LOC);
+  __builtin_prefetch(r + n - 1, RW, LOC);
 }
 
 // The query block flash task t covers: batch b, heads [h, h + gs), queries [i0, i0 + nq). Blocks
@@ -399,8 +395,8 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     if (kAttNR >= 4 && rem > kAttNR && rem < kAttNR + 3) n = (int)((rem + 1) / 2);
     if (prefetch_kv)
       for (int jj = 0; jj < n; ++jj) {
-        if (kb + pl.bk + j + jj < kend) prefetch_lines(kbase + (kb + pl.bk + j + jj) * p.k_ss, D);
-        prefetch_lines(vbase + (kb + j + jj) * p.v_ss, Dv);
+        if (kb + pl.bk + j + jj < kend) prefetch_span<0, 2>(kbase + (kb + pl.bk + j + jj) * p.k_ss, D);
+        prefetch_span<0, 2>(vbase + (kb + j + jj) * p.v_ss, Dv);
       }
     qk_dispatch<kAttNR>(n, r.qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, r.tmax, offs ? r.negm : nullptr);
     j += n;

@@ -365,10 +365,7 @@ export class CallFrame {
   /** copies outputs back (after the kernel ran; an async call's may have been detached meanwhile) */
   finish(): void {
     const f32 = this.#heap.f32;
-    for (const [off, view, length, name] of this.#copyOut) {
-      if (view.length !== length) throw detachedDuringCall(name);
-      view.set(f32.subarray(off >>> 2, (off >>> 2) + length));
-    }
+    for (const [off, view, length, name] of this.#copyOut) copyResult(view, f32.subarray(off >>> 2, (off >>> 2) + length), name);
   }
 
   release(): void {
