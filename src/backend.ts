@@ -158,6 +158,8 @@ export interface KvCacheState {
   v: Float32Array;
   maxLength: number;
   length: number;
+  /** bumped by reset(): rows a backend copied before it may have been rewritten since */
+  epoch: number;
 }
 
 export interface MultiHeadForwardArgs {

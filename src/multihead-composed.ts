@@ -6,7 +6,20 @@
  */
 import type { AttentionArgs, Backend, MultiHeadForwardArgs, MultiHeadKernel, MultiHeadParams } from './backend.js';
 
-export function composeMultiHead(backend: Backend, p: MultiHeadParams): MultiHeadKernel {
+export function composeMultiHead(backend: Backend, params: MultiHeadParams): MultiHeadKernel {
+  // copied once, as the packing backends do: later changes to the caller's arrays (or their
+  // buffers being transferred away) do not reach the block
+  const p: MultiHeadParams = {
+    ...params,
+    wq: params.wq.slice(),
+    wk: params.wk.slice(),
+    wv: params.wv.slice(),
+    wo: params.wo.slice(),
+    bq: params.bq?.slice(),
+    bk: params.bk?.slice(),
+    bv: params.bv?.slice(),
+    bo: params.bo?.slice(),
+  };
   const linear = (x: Float32Array, rows: number, w: Float32Array, outDim: number, bias?: Float32Array, out?: Float32Array) => {
     const result = out ?? new Float32Array(rows * outDim);
     backend.matmul({ a: x, b: w, out: result, batch: 1, m: rows, n: outDim, k: p.embedDim, strideA: 0, strideB: 0, transposeB: true, bias });

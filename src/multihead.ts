@@ -33,7 +33,7 @@ export class KvCache {
     this.owner = owner;
     this.batch = batch;
     const n = numel([batch, maxLength, kvDim], 'createCache: cache');
-    this.state = { k: new Float32Array(n), v: new Float32Array(n), maxLength, length: 0 };
+    this.state = { k: new Float32Array(n), v: new Float32Array(n), maxLength, length: 0, epoch: 0 };
   }
   /** positions filled so far */
   get length(): number {
@@ -46,6 +46,7 @@ export class KvCache {
   reset(): void {
     if (this.busy) throw attnRangeError('ERR_ATTN_VALUE', 'KvCache.reset: the cache is in use by a pending forwardAsync');
     this.state.length = 0;
+    this.state.epoch++;
   }
 }
 
@@ -54,11 +55,12 @@ export class MultiHeadAttention {
   readonly numHeads: number;
   readonly numKvHeads: number;
   #kernel: MultiHeadKernel | undefined;
-  readonly #params: MultiHeadParams;
+  /** only the sizes are kept: the backends copy or pack the weights, so the caller's arrays are not held */
+  readonly #kvDim: number;
 
   /** @internal */
   constructor(backend: Backend, params: MultiHeadParams) {
-    this.#params = params;
+    this.#kvDim = params.kvDim;
     this.embedDim = params.embedDim;
     this.numHeads = params.numHeads;
     this.numKvHeads = params.numKvHeads;
@@ -77,7 +79,7 @@ export class MultiHeadAttention {
     const opts = checkOptions(fn, options, ['batch', 'maxLength']);
     const batch = checkPositiveInt(fn, 'batch', opts.batch);
     const maxLength = checkPositiveInt(fn, 'maxLength', opts.maxLength);
-    return new KvCache(this, batch, maxLength, this.#params.kvDim);
+    return new KvCache(this, batch, maxLength, this.#kvDim);
   }
 
   #resolve(fn: string, x: unknown, options: unknown): { args: MultiHeadForwardArgs; outShape: number[]; cache?: KvCache } {

@@ -6,7 +6,7 @@
  */
 import type { AttentionArgs } from './backend.js';
 import { execCalls, instantiateOnMemory, instantiateSync, runAttention, type KernelCall, type WasmExports, type WasmInstance } from './backends/wasm-core.js';
-import { WasmMhaCore, type MhaWeights } from './backends/wasm-multihead.js';
+import { WasmMhaCore, type PackedMha } from './backends/wasm-multihead.js';
 import type { WorkerAttentionRequest, WorkerMhaCall, WorkerReply } from './backends/wasm-runner.js';
 
 interface Port {
@@ -54,6 +54,7 @@ function mhaForward(id: number, mhaId: number, c: WorkerMhaCall): { reply: Worke
       id: cache.id,
       maxLength: cache.maxLength,
       length: cache.length,
+      epoch: cache.epoch,
       rows: (from, to) => {
         if (from !== cache.from || to !== cache.length) throw new Error(`wasm-worker: cache rows ${from}..${to} were not sent (${cache.from}..${cache.length})`);
         return { k: cache.k, v: cache.v };
@@ -85,12 +86,17 @@ function handle(p: Port, msg: unknown): void {
     return;
   }
   if (m.type === 'mha-create') {
-    const c = msg as { mhaId: number; weights: MhaWeights };
+    const c = msg as { mhaId: number; weights: PackedMha };
     try {
-      blocks.set(c.mhaId, new WasmMhaCore(inst!, c.weights));
+      blocks.set(c.mhaId, new WasmMhaCore(inst!, c.weights, false));
     } catch {
       // reported when a forward asks for it
     }
+    return;
+  }
+  if (m.type === 'mha-free-cache') {
+    const c = msg as { mhaId: number; cacheId: number };
+    blocks.get(c.mhaId)?.freeCache(c.cacheId);
     return;
   }
   if (m.type === 'mha-dispose') {

@@ -435,7 +435,7 @@ if (isMainThread) {
       mh.forward({ x, kv: x.slice(), batch: 1, seqQ: S, seqKv: S, causal: true, out: cross });
       for (let i = 0; i < full.length; i++) assert.ok(Math.abs(full[i] - cross[i]) < 1e-5);
       // token by token through the cache
-      const cache = { k: new Float32Array(S * 2 * (E / H)), v: new Float32Array(S * 2 * (E / H)), maxLength: S, length: 0 };
+      const cache = { k: new Float32Array(S * 2 * (E / H)), v: new Float32Array(S * 2 * (E / H)), maxLength: S, length: 0, epoch: 0 };
       for (let t = 0; t < S; t++) {
         const xt = x.slice(t * E, (t + 1) * E);
         const ot = new Float32Array(E);
@@ -601,7 +601,7 @@ if (isMainThread) {
       const mh = b.createMultiHead!(p);
       const x = rand(3 * 32, 82);
       expectCode(() => mh.forward({ x, kv: x, batch: 1, seqQ: 4, seqKv: 4, causal: false, out: new Float32Array(128) }), 'ERR_ATTN_SIZE', RangeError);
-      const cache = { k: new Float32Array(2 * 16), v: new Float32Array(2 * 16), maxLength: 2, length: 0 };
+      const cache = { k: new Float32Array(2 * 16), v: new Float32Array(2 * 16), maxLength: 2, length: 0, epoch: 0 };
       expectCode(() => mh.forward({ x, kv: x, batch: 1, seqQ: 3, seqKv: 3, causal: true, cache, out: new Float32Array(96) }), 'ERR_ATTN_SIZE', RangeError);
       expectCode(
         () => mh.forward({ x, kv: x, batch: 1, seqQ: 1, seqKv: 1, causal: true, cache: { ...cache, k: new Float32Array(31) }, out: new Float32Array(32) }),

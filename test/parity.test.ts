@@ -258,6 +258,23 @@ describe('parity: every backend against the reference', () => {
         }
       });
 
+      it('multi-head block: the weights are read once, at creation (changed or transferred arrays later change nothing)', async () => {
+        const rand = rng(29);
+        const E = 24;
+        const w = (rows: number) => randomTensor(rand, [rows, E]).data;
+        const params = { embedDim: E, numHeads: 3, wq: w(E), wk: w(E), wv: w(E), wo: w(E), bo: w(1) };
+        const asBuilt = { ...params, wq: params.wq.slice(), wk: params.wk.slice(), bo: params.bo.slice() };
+        const mha = attn.multiHeadAttention(params);
+        params.wq.fill(2);
+        params.bo.fill(-3);
+        structuredClone(params.wk.buffer, { transfer: [params.wk.buffer] });
+        const x = randomTensor(rand, [1, 5, E]);
+        const want = ref.multiHeadAttention(x, asBuilt, { causal: true }).data;
+        assertClose(mha.forward(x, { causal: true }).data, want, `${variant.label} mha forward after the weights changed`, 1e-4 * E);
+        assertClose((await mha.forwardAsync(x, { causal: true })).data, want, `${variant.label} mha forwardAsync after the weights changed`, 1e-4 * E);
+        mha.dispose();
+      });
+
       it('multi-head KV cache: a prompt then token-by-token decoding equals one causal pass', async () => {
         const rand = rng(23);
         const [E, Hq, Hkv, B, S] = [32, 4, 2, 2, 9];

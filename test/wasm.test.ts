@@ -11,14 +11,20 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import type { Backend } from '../src/backend.js';
 import { createWasmBackend, instantiateSync, type WasmBackend, type WasmBuild } from '../src/backends/wasm-core.js';
 import { loadWasmBackend, loadWasmBackendSync, nodeRunner, packageRoot, wasmBuilds, wasmPath } from '../src/backends/wasm.js';
+import { MIRROR_BUDGET_BYTES } from '../src/backends/wasm-multihead.js';
 import { Attention } from '../src/facade.js';
 import * as reference from '../src/reference/index.js';
 import type { Tensor } from '../src/tensor.js';
 import { assertClose } from './helpers/compare.js';
 import { randomTensor, rng } from './helpers/random.js';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -570,6 +576,110 @@ describe('wasm backend: attentionAsync in a worker', () => {
     assertClose(got2, full, 'copy-mode decode', 1e-3, 1e-3);
     mha.dispose();
     cb.close?.();
+  });
+
+  it('copying protocol: a reset cache refilled by the other thread, weights changed after creation, dispose() with a call pending', async () => {
+    const inst = instantiateSync(readFileSync(wasmPath('simd128', true)));
+    const cb = createWasmBackend(inst, { runner: nodeRunner(inst, { shareMemory: false }) });
+    const cattn = new Attention(cb);
+    const rand = rng(36);
+    const E = 32;
+    const w = (r: number, c: number) => randomTensor(rand, [r, c]).data.map((x) => x * 0.3);
+    const params = { embedDim: E, numHeads: 4, wq: w(E, E), wk: w(E, E), wv: w(E, E), wo: w(E, E), bq: w(1, E) };
+    const asBuilt = { ...params, wq: params.wq.slice(), wo: params.wo.slice(), bq: params.bq.slice() };
+    const mha = cattn.multiHeadAttention(params);
+    // the caller's arrays change after creation: neither thread sees it (the worker's twin is
+    // built, at its first call, from the weights as packed then)
+    params.wq.fill(0.5);
+    params.bq.fill(-1);
+    structuredClone(params.wo.buffer, { transfer: [params.wo.buffer] });
+    const a = randomTensor(rand, [1, 4, E]);
+    const b = randomTensor(rand, [1, 4, E]);
+    const t = randomTensor(rand, [1, 1, E]);
+    const wantAfter = (prompt: Tensor) => {
+      const xs = new Float32Array(5 * E);
+      xs.set(prompt.data);
+      xs.set(t.data, 4 * E);
+      return reference.multiHeadAttention({ data: xs, shape: [1, 5, E] }, asBuilt, { causal: true }).data.subarray(4 * E);
+    };
+    for (const firstOnWorker of [false, true]) {
+      const cache = mha.createCache({ batch: 1, maxLength: 8 });
+      const run = (onWorker: boolean, x: Tensor) => (onWorker ? mha.forwardAsync(x, { causal: true, cache }) : Promise.resolve(mha.forward(x, { causal: true, cache })));
+      await run(firstOnWorker, a); // prompt A, mirrored on one side
+      cache.reset();
+      await run(!firstOnWorker, b); // prompt B at the same positions, written by the other side
+      const y = await run(firstOnWorker, t); // that first side must not read its mirror of A
+      assertClose(y.data, wantAfter(b), `after a reset, first on the ${firstOnWorker ? 'worker' : 'calling thread'}`, 1e-4, 1e-4);
+    }
+    // dispose() while forwardAsync is pending: the call was accepted, so it completes
+    const base = inst.heap.inUse;
+    const x = randomTensor(rand, [1, 6, E]);
+    const pending = mha.forwardAsync(x, { causal: true });
+    mha.dispose();
+    assertClose((await pending).data, reference.multiHeadAttention(x, asBuilt, { causal: true }).data, 'disposed while pending', 1e-4, 1e-4);
+    assert.ok(inst.heap.inUse < base, 'the weights were freed once the call settled');
+    await assert.rejects(mha.forwardAsync(x), { code: 'ERR_ATTN_DISPOSED' });
+    cb.close?.();
+  });
+
+  it('without a shared memory: alloc() tensors in a forward whose new cache mirror grows the memory', () => {
+    const inst = instantiateSync(readFileSync(wasmPath('simd128')), { shared: false });
+    const cattn = new Attention(createWasmBackend(inst));
+    const rand = rng(38);
+    const E = 64;
+    const w = () => randomTensor(rand, [E, E]).data.map((x) => x * 0.3);
+    const params = { embedDim: E, numHeads: 4, wq: w(), wk: w(), wv: w(), wo: w() };
+    const mha = cattn.multiHeadAttention(params);
+    const x = cattn.alloc([1, 3, E]);
+    x.data.set(randomTensor(rand, [1, 3, E]).data);
+    const plain = { data: x.data.slice(), shape: x.shape };
+    const before = inst.heap.memory.buffer.byteLength;
+    // the mirror (64 MiB) is allocated within the call, after x's offset was taken (the grow
+    // detaches x.data, as the README says of alloc() tensors without a shared memory)
+    const cache = mha.createCache({ batch: 1, maxLength: 2 ** 17 });
+    const got = mha.forward(x, { causal: true, cache });
+    assert.ok(inst.heap.memory.buffer.byteLength > before, 'the memory grew during the call');
+    assert.equal(cache.length, 3);
+    assertClose(got.data, reference.multiHeadAttention(plain, params, { causal: true }).data, 'alloc() input', 1e-4, 1e-4);
+    mha.dispose();
+  });
+
+  it('cache mirrors: freed when their cache is collected, and kept within a budget when caches come faster than collection', async () => {
+    const be = wasmBackend('simd128');
+    const attn = new Attention(be);
+    const heap = be.instance.heap;
+    const rand = rng(37);
+    const E = 64;
+    const w = () => randomTensor(rand, [E, E]).data.map((x) => x * 0.3);
+    const params = { embedDim: E, numHeads: 4, wq: w(), wk: w(), wv: w(), wo: w() };
+    const mha = attn.multiHeadAttention(params);
+    const base = heap.inUse;
+    const maxLength = 2048; // a mirror of 2048 x 2 x 64 floats: 1 MiB
+    const x = randomTensor(rand, [1, 2, E]);
+    const first = mha.createCache({ batch: 1, maxLength });
+    mha.forward(x, { causal: true, cache: first });
+    // a loop of single-use caches that never lets the event loop turn (so no finalizer runs)
+    let most = 0;
+    for (let i = 0; i < 300; i++) {
+      mha.forward(x, { causal: true, cache: mha.createCache({ batch: 1, maxLength }) });
+      most = Math.max(most, heap.inUse - base);
+    }
+    assert.ok(most <= MIRROR_BUDGET_BYTES + 2 ** 21, `mirrors took ${most} bytes`);
+    // the first cache's mirror was evicted (least recently used): it is rebuilt from the record
+    const t = randomTensor(rand, [1, 1, E]);
+    const xs = new Float32Array(3 * E);
+    xs.set(x.data);
+    xs.set(t.data, 2 * E);
+    const want = reference.multiHeadAttention({ data: xs, shape: [1, 3, E] }, params, { causal: true }).data.subarray(2 * E);
+    assertClose(mha.forward(t, { causal: true, cache: first }).data, want, 'an evicted cache used again', 1e-4, 1e-4);
+    // dropped caches' mirrors go when they are collected
+    for (let i = 0; i < 5 && heap.inUse - base > 2 ** 21; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(heap.inUse - base <= 2 ** 21, `${heap.inUse - base} bytes of mirrors left after collection`);
+    mha.dispose();
+    be.close?.();
   });
 
   it('rejects, naming it, an out array whose buffer is transferred away during the call (inputs were copied at the call)', async () => {

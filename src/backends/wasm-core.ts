@@ -834,15 +834,28 @@ function createMultiHead(
   worker: () => WorkerRunner | undefined,
   isWorkerFailure: (err: unknown) => boolean,
 ): MultiHeadKernel {
+  // nothing below holds `p`: the caller's weight arrays are read once, here
   const core = new WasmMhaCore(inst, p);
   const KV = p.kvDim;
   const cacheIds = new WeakMap<KvCacheState, number>();
   let nextCache = 1;
   let remote: { runner: WorkerRunner; id: number } | undefined;
-  /** rows of each cache the worker's mirror holds */
-  const workerSynced = new Map<number, number>();
+  /** rows of each cache the worker's mirror holds, and for which epoch of the cache */
+  const workerSynced = new Map<number, { epoch: number; rows: number }>();
   let disposed = false;
+  /** calls accepted before a dispose() finish with the weights they started with */
   let inFlight = 0;
+  // A cache's mirrors (here and in a copy-mode worker) live as long as the cache: one cache per
+  // request must not keep every request's mirror until dispose().
+  const caches =
+    typeof FinalizationRegistry === 'function'
+      ? new FinalizationRegistry<number>((id) => {
+          workerSynced.delete(id);
+          if (disposed) return;
+          core.freeCache(id);
+          if (remote) remote.runner.mhaFreeCache(remote.id, id);
+        })
+      : undefined;
   const live = () => {
     if (disposed) throw attnError('ERR_ATTN_DISPOSED', 'wasm: the multi-head block was disposed');
   };
@@ -851,6 +864,7 @@ function createMultiHead(
     if (id === undefined) {
       id = nextCache++;
       cacheIds.set(s, id);
+      caches?.register(s, id);
     }
     return id;
   };
@@ -868,6 +882,7 @@ function createMultiHead(
       id: idOf(a.cache),
       maxLength: a.cache.maxLength,
       length: a.cache.length,
+      epoch: a.cache.epoch,
       rows: (from, to) => recordRows(a.cache!.k, a.cache!.v, a.batch, a.cache!.maxLength, KV, from, to),
     },
   });
@@ -875,6 +890,29 @@ function createMultiHead(
     if (a.cache && r.kNew && r.vNew) appendRows(a.cache.k, a.cache.v, a.batch, a.cache.maxLength, KV, a.cache.length, r.kNew, r.vNew);
   };
   const here = (a: Parameters<MultiHeadKernel['forward']>[0]) => record(a, core.forward(toCall(a)));
+  /** the copy-mode worker's twin, built from the weights as packed here */
+  const twin = (w: WorkerRunner) => {
+    if (!remote || remote.runner !== w) {
+      remote = { runner: w, id: w.mhaCreate(core.packed()) };
+      workerSynced.clear();
+    }
+    return remote.id;
+  };
+  const inWorker = async (w: WorkerRunner, a: Parameters<MultiHeadKernel['forward']>[0]) => {
+    const id = twin(w);
+    const { cache, out, ...rest } = toCall(a);
+    const wc: WorkerMhaCall = { ...rest, outLength: out.length };
+    if (a.cache && cache) {
+      const known = workerSynced.get(cache.id);
+      const from = known && known.epoch === cache.epoch ? Math.min(known.rows, a.cache.length) : 0;
+      const rows = recordRows(a.cache.k, a.cache.v, a.batch, a.cache.maxLength, KV, from, a.cache.length);
+      wc.cache = { id: cache.id, maxLength: cache.maxLength, length: cache.length, epoch: cache.epoch, from, k: rows.k, v: rows.v };
+    }
+    const r = await w.mhaForward(id, wc);
+    copyResult(a.out, r.out, 'args.out');
+    record(a, r);
+    if (a.cache && cache) workerSynced.set(cache.id, { epoch: cache.epoch, rows: a.cache.length + a.seqQ });
+  };
   return {
     forward(a) {
       live();
@@ -887,46 +925,33 @@ function createMultiHead(
         ['cache.k', a.cache?.k], ['cache.v', a.cache?.v],
       ]); // prettier-ignore
       const w = worker();
-      if (w && w.mode === 'exec') {
-        const call = core.prepare(toCall(a));
-        inFlight++;
-        try {
-          record(a, await execAsync(inst, w, call, isWorkerFailure));
-        } finally {
-          // the packed weights are freed only once no planned call can still read them
-          if (--inFlight === 0 && disposed) core.dispose();
-        }
-        return;
-      }
-      if (w) {
-        if (!remote || remote.runner !== w) remote = { runner: w, id: w.mhaCreate(p) };
-        const { cache, out, ...rest } = toCall(a);
-        const wc: WorkerMhaCall = { ...rest, outLength: out.length };
-        if (a.cache && cache) {
-          const from = Math.min(workerSynced.get(cache.id) ?? 0, a.cache.length);
-          const rows = recordRows(a.cache.k, a.cache.v, a.batch, a.cache.maxLength, KV, from, a.cache.length);
-          wc.cache = { id: cache.id, maxLength: cache.maxLength, length: cache.length, from, k: rows.k, v: rows.v };
-        }
-        try {
-          const r = await w.mhaForward(remote.id, wc);
-          live();
-          copyResult(a.out, r.out, 'args.out');
-          record(a, r);
-          if (a.cache && cache) workerSynced.set(cache.id, a.cache.length + a.seqQ);
+      inFlight++;
+      try {
+        if (w && w.mode === 'exec') {
+          record(a, await execAsync(inst, w, core.prepare(toCall(a)), isWorkerFailure));
           return;
-        } catch (err) {
-          if (!isWorkerFailure(err)) throw err;
         }
+        if (w) {
+          try {
+            await inWorker(w, a);
+            return;
+          } catch (err) {
+            if (!isWorkerFailure(err)) throw err;
+          }
+        }
+        await Promise.resolve();
+        stillAttached();
+        here(a);
+      } finally {
+        // the packed weights are freed only once no accepted call can still read them
+        if (--inFlight === 0 && disposed) core.dispose();
       }
-      await Promise.resolve();
-      live();
-      stillAttached();
-      here(a);
     },
     dispose() {
       if (disposed) return;
       disposed = true;
       if (inFlight === 0) core.dispose();
+      // posted after every forward already sent, so the worker runs those first
       if (remote) remote.runner.mhaDispose(remote.id);
     },
   };

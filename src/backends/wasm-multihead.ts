@@ -8,13 +8,29 @@
  * attention kernel reads through strides; the K/V projection of new tokens is written straight
  * into the mirror. The facade's cache arrays stay the record: each forward returns the new
  * rows for them, and a mirror catches up from them (rows it has not seen, e.g. computed by the
- * other thread) before it is used.
+ * other thread) before it is used. A reset cache (its epoch changed) is caught up from row 0:
+ * the rows at the same positions may now hold another sequence's keys and values.
  */
 import type { AttentionArgs, MultiHeadParams, ResolvedMask } from '../backend.js';
 import { CallFrame, attentionCall, execCalls, type KernelCall, type PreparedCall, type WasmInstance } from './wasm-core.js';
 
-/** The weights part of MultiHeadParams (what crosses to the worker). */
+/** The weights part of MultiHeadParams. */
 export type MhaWeights = Omit<MultiHeadParams, 'threads'>;
+
+/** A block's sizes. */
+export type MhaDims = Pick<MultiHeadParams, 'embedDim' | 'numHeads' | 'numKvHeads' | 'headDim' | 'kvDim'>;
+
+/**
+ * A block's weights as packed in WASM memory (the panels hold no addresses, so the bytes can
+ * be copied to any 16-aligned block): what a worker's twin is built from, so that it computes
+ * with the weights as they were packed, not with whatever the caller's arrays hold later.
+ */
+export interface PackedMha {
+  dims: MhaDims;
+  wq: Uint8Array;
+  wkv: Uint8Array;
+  wo: Uint8Array;
+}
 
 /** One forward, independent of where the cache's earlier rows live. */
 export interface MhaCall {
@@ -33,6 +49,8 @@ export interface MhaCall {
     maxLength: number;
     /** positions filled before this call */
     length: number;
+    /** KvCacheState.epoch: changes when the cache is reset */
+    epoch: number;
     /** rows [from, to) of every batch, [B, to - from, kvDim] each */
     rows(from: number, to: number): { k: Float32Array; v: Float32Array };
   };
@@ -48,22 +66,60 @@ interface Mirror {
   off: number;
   batch: number;
   maxLength: number;
-  /** rows [0, synced) are current */
+  /** rows [0, synced) are current, for the cache's epoch `epoch` */
   synced: number;
+  epoch: number;
+  bytes: number;
+  /** planned calls that read or write it (it is not evicted while any is pending) */
+  pins: number;
+  /** when it was last used (this core's call count) */
+  used: number;
 }
+
+/**
+ * Bytes of cache mirrors a block keeps on the calling thread before it frees the least recently
+ * used ones (a freed mirror is rebuilt from the cache's record when its cache comes back). A
+ * garbage-collected cache's mirror is freed too, but only when the event loop turns: a loop of
+ * single-use caches on one thread would otherwise fill the memory first.
+ */
+export const MIRROR_BUDGET_BYTES = 256 * 2 ** 20;
 
 export class WasmMhaCore {
   readonly #inst: WasmInstance;
-  readonly #p: MhaWeights;
+  readonly #p: MhaDims;
   #wq = 0;
   #wkv = 0;
   #wo = 0;
   readonly #mirrors = new Map<number, Mirror>();
+  readonly #evicts: boolean;
+  #mirrorBytes = 0;
+  #calls = 0;
   #disposed = false;
 
-  constructor(inst: WasmInstance, p: MhaWeights) {
+  /**
+   * Packs the weights, or copies a block packed elsewhere (packed()). evictMirrors false: mirrors
+   * are freed only by freeCache() (a worker's twin, whose caller tracks which rows it holds).
+   */
+  constructor(inst: WasmInstance, src: MhaWeights | PackedMha, evictMirrors = true) {
     this.#inst = inst;
-    this.#p = p;
+    this.#evicts = evictMirrors;
+    const p: MhaDims = 'dims' in src ? src.dims : src;
+    this.#p = { embedDim: p.embedDim, numHeads: p.numHeads, numKvHeads: p.numKvHeads, headDim: p.headDim, kvDim: p.kvDim };
+    try {
+      if ('dims' in src) {
+        this.#wq = this.#copyIn(src.wq);
+        this.#wkv = this.#copyIn(src.wkv);
+        this.#wo = this.#copyIn(src.wo);
+      } else {
+        this.#packWeights(src);
+      }
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+  }
+
+  #packWeights(p: MhaWeights): void {
     const E = p.embedDim;
     const KV = p.kvDim;
     const wkv = new Float32Array(2 * KV * E);
@@ -75,14 +131,26 @@ export class WasmMhaCore {
       if (p.bk) bkv.set(p.bk, 0);
       if (p.bv) bkv.set(p.bv, KV);
     }
-    try {
-      this.#wq = this.#pack(p.wq, p.bq, E, E);
-      this.#wkv = this.#pack(wkv, bkv, 2 * KV, E);
-      this.#wo = this.#pack(p.wo, p.bo, E, E);
-    } catch (err) {
-      this.dispose();
-      throw err;
-    }
+    this.#wq = this.#pack(p.wq, p.bq, E, E);
+    this.#wkv = this.#pack(wkv, bkv, 2 * KV, E);
+    this.#wo = this.#pack(p.wo, p.bo, E, E);
+  }
+
+  #copyIn(bytes: Uint8Array): number {
+    const heap = this.#inst.heap;
+    const dst = heap.alloc(bytes.byteLength);
+    heap.u8.set(bytes, dst);
+    return dst;
+  }
+
+  /** copies of the packed weights (see PackedMha) */
+  packed(): PackedMha {
+    if (this.#disposed) throw new Error('wasm: multi-head block used after dispose');
+    const { exports: x, heap } = this.#inst;
+    const E = this.#p.embedDim;
+    const KV = this.#p.kvDim;
+    const bytes = (off: number, n: number, k: number) => heap.u8.slice(off, off + x.matmulPackedBytes(n, k));
+    return { dims: { ...this.#p }, wq: bytes(this.#wq, E, E), wkv: bytes(this.#wkv, 2 * KV, E), wo: bytes(this.#wo, E, E) };
   }
 
   /** packs an nn.Linear weight [n, k] (+ bias [n]) into a persistent block */
@@ -112,10 +180,18 @@ export class WasmMhaCore {
     let m = this.#mirrors.get(c.id);
     if (!m) {
       const bytes = batch * c.maxLength * 2 * this.#p.kvDim * 4;
-      m = { off: this.#inst.heap.alloc(bytes), batch, maxLength: c.maxLength, synced: 0 };
+      if (this.#evicts) this.#evict(bytes);
+      m = { off: this.#inst.heap.alloc(bytes), batch, maxLength: c.maxLength, synced: 0, epoch: c.epoch, bytes, pins: 0, used: 0 };
       this.#mirrors.set(c.id, m);
+      this.#mirrorBytes += bytes;
     }
-    if (c.length < m.synced) m.synced = c.length; // the cache was reset
+    m.used = ++this.#calls;
+    if (m.epoch !== c.epoch) {
+      // the cache was reset: every row may have been rewritten since (by the other thread)
+      m.synced = 0;
+      m.epoch = c.epoch;
+    }
+    if (c.length < m.synced) m.synced = c.length;
     if (m.synced < c.length) {
       // catch up from the record: rows written by the other thread
       const KV = this.#p.kvDim;
@@ -135,11 +211,22 @@ export class WasmMhaCore {
     return m;
   }
 
+  /** frees least recently used mirrors no pending call holds until `bytes` more fit the budget */
+  #evict(bytes: number): void {
+    while (this.#mirrorBytes + bytes > MIRROR_BUDGET_BYTES) {
+      let lru: [number, Mirror] | undefined;
+      for (const e of this.#mirrors) if (e[1].pins === 0 && (!lru || e[1].used < lru[1].used)) lru = e;
+      if (!lru) return;
+      this.freeCache(lru[0]);
+    }
+  }
+
   freeCache(id: number): void {
     const m = this.#mirrors.get(id);
-    if (m) {
+    if (m && m.pins === 0) {
       this.#inst.heap.free(m.off);
       this.#mirrors.delete(id);
+      this.#mirrorBytes -= m.bytes;
     }
   }
 
@@ -169,10 +256,11 @@ export class WasmMhaCore {
     const B = c.batch;
     const Sq = c.seqQ;
     const Skv = c.seqKv;
-    const mirror = c.cache ? this.#mirror(c.cache, B) : undefined;
     const len = c.cache ? c.cache.length : 0;
     const seqK = len + Skv;
 
+    // The caller's arrays first: an alloc() view's offset is taken while it is attached, since
+    // a mirror allocated for a cache's first use may grow (without a shared memory: detach) it.
     const f = new CallFrame(heap);
     let px = 0, pkv = 0, mask = 0, kl = 0, out = 0, q = 0, kvBuf = 0, ctx = 0, scratch = 0, tmp = 0;
     f.input(c.x, (ptr) => (px = ptr));
@@ -180,6 +268,7 @@ export class WasmMhaCore {
     f.input(c.mask?.data, (ptr) => (mask = ptr));
     f.input(c.keyLengths, (ptr) => (kl = ptr));
     f.output(c.out, (ptr) => (out = ptr), 'args.out');
+    const mirror = c.cache ? this.#mirror(c.cache, B) : undefined;
     f.scratch(B * Sq * E * 4, (ptr) => (q = ptr));
     if (!mirror) f.scratch(B * Skv * 2 * KV * 4, (ptr) => (kvBuf = ptr));
     f.scratch(B * Sq * E * 4, (ptr) => (ctx = ptr));
@@ -232,14 +321,19 @@ export class WasmMhaCore {
     // y = ctx Woᵀ + bo
     calls.push(['matmulPacked', out, ctx, this.#wo, B * Sq, E, E, tmp]);
 
+    if (mirror) mirror.pins++;
     return {
       calls,
-      abort: () => f.release(),
+      abort: () => {
+        f.release();
+        if (mirror) mirror.pins--;
+      },
       complete: (): MhaResult => {
         try {
           f.finish();
         } finally {
           f.release();
+          if (mirror) mirror.pins--;
         }
         if (!mirror) return {};
         mirror.synced = len + Skv;

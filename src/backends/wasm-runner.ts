@@ -10,7 +10,7 @@
 import type { AttentionArgs } from '../backend.js';
 import { attnError, copyResult, type AttentionErrorCode } from '../errors.js';
 import type { AsyncRunner, KernelCall } from './wasm-core.js';
-import type { MhaCall, MhaWeights } from './wasm-multihead.js';
+import type { MhaCall, PackedMha } from './wasm-multihead.js';
 
 export interface WorkerLike {
   post(message: unknown, transfer?: Transferable[]): void;
@@ -82,17 +82,19 @@ export interface WorkerRunner extends AsyncRunner {
   readonly mode: 'exec' | 'copy';
   /** exec mode: runs a plan of kernel calls in the worker */
   exec(calls: KernelCall[]): Promise<void>;
-  /** registers a multi-head block's weights with the worker; returns its id there */
-  mhaCreate(weights: MhaWeights): number;
+  /** registers a multi-head block's packed weights with the worker; returns its id there */
+  mhaCreate(weights: PackedMha): number;
   /** one forward in the worker: the result's out, and the cache's new rows when there is a cache */
   mhaForward(id: number, call: WorkerMhaCall): Promise<{ out: Float32Array; kNew?: Float32Array; vNew?: Float32Array }>;
   mhaDispose(id: number): void;
+  /** frees the worker's mirror of a cache that was garbage collected */
+  mhaFreeCache(id: number, cacheId: number): void;
 }
 
 /** An MhaCall as it crosses to the worker: the cache's rows the worker has not seen travel with it. */
 export type WorkerMhaCall = Omit<MhaCall, 'out' | 'cache'> & {
   outLength: number;
-  cache?: { id: number; maxLength: number; length: number; from: number; k: Float32Array; v: Float32Array };
+  cache?: { id: number; maxLength: number; length: number; epoch: number; from: number; k: Float32Array; v: Float32Array };
 };
 
 type Pending = { resolve: (reply: WorkerReply) => void; reject: (e: Error) => void };
@@ -174,11 +176,7 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
     mhaCreate(weights) {
       const mhaId = nextMha++;
       const transfer: Transferable[] = [];
-      const w: Record<string, unknown> = { ...weights };
-      for (const key of ['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo'] as const) {
-        const a = weights[key];
-        if (a) w[key] = compact(a, transfer);
-      }
+      const w: PackedMha = { dims: weights.dims, wq: compact(weights.wq, transfer), wkv: compact(weights.wkv, transfer), wo: compact(weights.wo, transfer) };
       if (alive) worker.post({ type: 'mha-create', mhaId, weights: w }, transfer);
       return mhaId;
     },
@@ -201,6 +199,9 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
     },
     mhaDispose(mhaId) {
       if (alive) worker.post({ type: 'mha-dispose', mhaId });
+    },
+    mhaFreeCache(mhaId, cacheId) {
+      if (alive) worker.post({ type: 'mha-free-cache', mhaId, cacheId });
     },
     close() {
       alive = false;
