@@ -55,10 +55,16 @@ export function copyResult(dst: Float32Array, src: Float32Array, name: string): 
 }
 
 /** A short, readable description of a given value for error messages. */
-export function describe(value: unknown): string {
+export function describe(value: unknown, depth = 0): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
-  if (Array.isArray(value)) return `[${value.map((v) => describe(v)).join(', ')}]`;
+  if (Array.isArray(value)) {
+    // a few items, not the whole array (a 100k-element number[] passed as data), and no
+    // endless recursion into an array that contains itself
+    if (depth >= 2) return `Array(${value.length})`;
+    const head = value.slice(0, 8).map((v) => describe(v, depth + 1));
+    return value.length > 8 ? `[${head.join(', ')}, ... (${value.length} items)]` : `[${head.join(', ')}]`;
+  }
   if (ArrayBuffer.isView(value)) {
     return `${value.constructor.name}(${(value as unknown as { length?: number }).length ?? value.byteLength})`;
   }

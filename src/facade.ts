@@ -5,7 +5,7 @@
 import type { Backend, BackendInfo, BackendName } from './backend.js';
 import { MultiHeadAttention } from './multihead.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
-import { resolveAttention, resolveMatmul, resolveMultiHeadParams, resolveSoftmax, type Layout } from './validate.js';
+import { checkFixedLength, resolveAttention, resolveMatmul, resolveMultiHeadParams, resolveSoftmax, type Layout } from './validate.js';
 import { VERSION } from './version.js';
 
 export interface AttentionOptions {
@@ -86,6 +86,7 @@ export class Attention {
    */
   async attentionAsync(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
+    checkFixedLength('attentionAsync', [['q', args.q], ['k', args.k], ['v', args.v], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
     await this.#backend.attentionAsync(args);
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
@@ -111,6 +112,8 @@ export class Attention {
   /**
    * A zero-filled tensor in the memory the backend computes in (WASM linear memory on the wasm
    * backend), so inputs written into it are used without a copy. Elsewhere a plain Float32Array.
+   * The WASM block is freed when the returned data array is garbage-collected (a subarray of it
+   * does not keep the block): keep that array for as long as its memory is used.
    */
   alloc(shape: readonly number[]): Tensor {
     const dims = checkShape(shape, 'alloc');

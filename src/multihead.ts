@@ -6,7 +6,7 @@ import type { Backend, KvCacheState, MultiHeadForwardArgs, MultiHeadKernel, Mult
 import { attnError, attnRangeError, attnTypeError, describe } from './errors.js';
 import { composeMultiHead } from './multihead-composed.js';
 import { numel, type Tensor } from './tensor.js';
-import { checkOptions, checkPositiveInt, checkTensor, outputArray, resolveKeyLengths, resolveMask } from './validate.js';
+import { checkFixedLength, checkOptions, checkPositiveInt, checkTensor, outputArray, resolveKeyLengths, resolveMask } from './validate.js';
 
 export interface MultiHeadForwardOptions {
   causal?: boolean;
@@ -123,6 +123,8 @@ export class MultiHeadAttention {
     const causal = opts.causal === undefined ? false : opts.causal;
     if (typeof causal !== 'boolean') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: causal must be a boolean, got ${describe(causal)}`);
     const outShape = [B, Sq, E];
+    const mask = opts.mask === undefined ? undefined : resolveMask(fn, opts.mask, B, this.numHeads, Sq, seqK);
+    const keyLengths = opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, seqK);
     const args: MultiHeadForwardArgs = {
       x: xt.data,
       kv: kvData,
@@ -130,10 +132,10 @@ export class MultiHeadAttention {
       seqQ: Sq,
       seqKv: Skv,
       causal,
-      mask: opts.mask === undefined ? undefined : resolveMask(fn, opts.mask, B, this.numHeads, Sq, seqK),
-      keyLengths: opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, seqK),
+      mask,
+      keyLengths,
       cache: cache?.state,
-      out: outputArray(fn, opts.out, numel(outShape, `${fn}: output`), [xt.data, kvData]),
+      out: outputArray(fn, opts.out, numel(outShape, `${fn}: output`), [xt.data, kvData, mask?.data, keyLengths]),
     };
     return { args, outShape, cache };
   }
@@ -151,6 +153,7 @@ export class MultiHeadAttention {
   async forwardAsync(x: Tensor, options?: MultiHeadForwardOptions): Promise<Tensor> {
     const kernel = this.#live('forwardAsync');
     const { args, outShape, cache } = this.#resolve('forwardAsync', x, options);
+    checkFixedLength('forwardAsync', [['x', args.x], ['key', args.kv], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
     if (cache) cache.busy = true;
     try {
       await kernel.forwardAsync(args);

@@ -82,7 +82,10 @@ function checkBoolean(fn: string, name: string, value: unknown): boolean {
 function checkScale(fn: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: scale must be a number, got ${describe(value)}`);
-  if (!Number.isFinite(value)) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: scale must be finite, got ${value}`);
+  // the kernels compute in float32: a scale past its range would become Infinity there
+  if (!Number.isFinite(Math.fround(value))) {
+    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: scale must be finite as a float32 (|scale| <= 3.4028234663852886e38), got ${value}`);
+  }
   return value;
 }
 
@@ -108,15 +111,27 @@ function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
-/** The caller's `out` (checked for type, length and aliasing), or a fresh array. */
-export function outputArray(fn: string, out: unknown, length: number, inputs: ArrayBufferView[]): Float32Array {
+/**
+ * An async call's arrays are used after it returns (the native backend reads and writes them in
+ * place until its promise settles): one on a resizable ArrayBuffer could shrink under the kernel.
+ */
+export function checkFixedLength(fn: string, named: ReadonlyArray<readonly [string, ArrayBufferView | undefined]>): void {
+  for (const [name, a] of named) {
+    if (a && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) {
+      throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} is on a resizable ArrayBuffer, which could shrink while the call runs; pass an array on a fixed-length buffer`);
+    }
+  }
+}
+
+/** The caller's `out` (checked for type, length and aliasing with every array the call reads), or a fresh array. */
+export function outputArray(fn: string, out: unknown, length: number, inputs: Array<ArrayBufferView | undefined>): Float32Array {
   if (out === undefined) return new Float32Array(length);
   if (!isFloat32Array(out)) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: out must be a Float32Array, got ${describe(out)}`);
   if (out.length !== length) {
     throw attnRangeError('ERR_ATTN_SIZE', `${fn}: out must have exactly ${length} elements, got ${out.length}`);
   }
   for (const input of inputs) {
-    if (overlaps(out, input)) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: out must not share memory with an input`);
+    if (input && overlaps(out, input)) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: out must not share memory with an input`);
   }
   return out;
 }
@@ -157,15 +172,18 @@ export function resolveMask(fn: string, value: unknown, B: number, Hq: number, S
 }
 
 export function resolveKeyLengths(fn: string, value: unknown, B: number, Sk: number): Int32Array {
-  let arr: Int32Array;
-  if (isInt32Array(value)) arr = value;
-  else if (Array.isArray(value) && value.every((x) => typeof x === 'number' && Number.isInteger(x))) arr = Int32Array.from(value);
-  else throw attnTypeError('ERR_ATTN_TYPE', `${fn}: keyLengths must be an Int32Array (or integer[]) of length ${B}, got ${describe(value)}`);
-  if (arr.length !== B) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: keyLengths must have ${B} entries (one per batch), got ${arr.length}`);
-  arr.forEach((len, b) => {
+  const isList = Array.isArray(value) && value.every((x) => typeof x === 'number' && Number.isInteger(x));
+  if (!isInt32Array(value) && !isList) {
+    throw attnTypeError('ERR_ATTN_TYPE', `${fn}: keyLengths must be an Int32Array (or integer[]) of length ${B}, got ${describe(value)}`);
+  }
+  const given = value as ArrayLike<number>;
+  if (given.length !== B) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: keyLengths must have ${B} entries (one per batch), got ${given.length}`);
+  // checked as given, before any conversion (Int32Array.from would wrap 2 ** 32 + 1 to 1)
+  for (let b = 0; b < B; b++) {
+    const len = given[b];
     if (len < 0 || len > Sk) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: keyLengths[${b}] must be in [0, ${Sk}], got ${len}`);
-  });
-  return arr;
+  }
+  return isInt32Array(value) ? value : Int32Array.from(given);
 }
 
 export const ATTENTION_OPTIONS = ['scale', 'causal', 'mask', 'keyLengths', 'layout', 'returnWeights', 'out'] as const;
@@ -226,7 +244,7 @@ export function resolveAttention(fn: string, q: unknown, k: unknown, v: unknown,
     keyLengths: opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, Sk),
     out: new Float32Array(0),
   };
-  args.out = outputArray(fn, opts.out, outLength, [qt.data, kt.data, vt.data]);
+  args.out = outputArray(fn, opts.out, outLength, [qt.data, kt.data, vt.data, args.mask?.data, args.keyLengths]);
   if (returnWeights) args.weights = new Float32Array(weightsLength);
   return { args, outShape, returnWeights };
 }

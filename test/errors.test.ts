@@ -84,6 +84,36 @@ for (const variant of variants()) {
       expectError(() => attn.attention(qs, k, v, { out: shared.subarray(20, 56) }), RangeError, 'ERR_ATTN_VALUE', /share memory/);
     });
 
+    it('attention: edges found in review (values checked as given, every array out may alias, short messages)', async () => {
+      // keyLengths are range-checked before conversion: 2 ** 32 + 1 would wrap to 1 in an Int32Array
+      expectError(() => attn.attention(q, k, v, { keyLengths: [2 ** 32 + 1] }), RangeError, 'ERR_ATTN_VALUE', /keyLengths\[0\] must be in \[0, 5\], got 4294967297$/);
+      expectError(() => attn.attention(q, k, v, { keyLengths: [-(2 ** 32) + 1] }), RangeError, 'ERR_ATTN_VALUE', /got -4294967295$/);
+      expectError(() => attn.attention(q, k, v, { keyLengths: [2 ** 31] }), RangeError, 'ERR_ATTN_VALUE', /got 2147483648$/);
+      // a scale finite as a double but not as a float32, which the kernels compute in
+      expectError(() => attn.attention(q, k, v, { scale: 1e39 }), RangeError, 'ERR_ATTN_VALUE', /float32/);
+      expectError(() => attn.softmax(f([2, 3]), { scale: -1e39 }), RangeError, 'ERR_ATTN_VALUE', /float32/);
+      // out sharing memory with the mask or keyLengths (read while out is written)
+      const buf = new ArrayBuffer(4 * 64);
+      const additive = { data: new Float32Array(buf, 0, 15), shape: [3, 5] };
+      expectError(() => attn.attention(q, k, v, { mask: additive, out: new Float32Array(buf, 4 * 10, 36) }), RangeError, 'ERR_ATTN_VALUE', /share memory/);
+      const boolean = { data: new Uint8Array(buf, 0, 15), shape: [3, 5] };
+      expectError(() => attn.attention(q, k, v, { mask: boolean, out: new Float32Array(buf, 0, 36) }), RangeError, 'ERR_ATTN_VALUE', /share memory/);
+      expectError(() => attn.attention(q, k, v, { keyLengths: new Int32Array(buf, 4 * 40, 1), out: new Float32Array(buf, 4 * 8, 36) }), RangeError, 'ERR_ATTN_VALUE', /share memory/);
+      // a plain number[] as data (a common slip) is named in a few items, not printed whole;
+      // an array holding itself does not recurse without end
+      const big = Array.from({ length: 100000 }, (_, i) => i);
+      expectError(() => attn.attention({ data: big, shape: [1, 2, 3, 4] } as never, k, v), TypeError, 'ERR_ATTN_TYPE', /, 7, \.\.\. \(100000 items\)\]$/);
+      const loop: unknown[] = [1];
+      loop.push(loop);
+      expectError(() => attn.attention(q, k, v, { keyLengths: loop as never }), TypeError, 'ERR_ATTN_TYPE', /keyLengths/);
+      // an async call's arrays are used after it returns: none may be on a resizable buffer
+      const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer)(4 * 36, { maxByteLength: 4 * 36 });
+      const rq = tensor(new Float32Array(rab, 0, 24), [1, 2, 3, 4]);
+      await assert.rejects(attn.attentionAsync(rq, k, v), (e: Error & { code?: string }) => e instanceof TypeError && e.code === 'ERR_ATTN_TYPE' && /q is on a resizable ArrayBuffer/.test(e.message));
+      await assert.rejects(attn.attentionAsync(q, k, v, { out: new Float32Array(rab) }), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_TYPE' && /out is on a resizable/.test(e.message));
+      attn.attention(rq, k, v); // a sync call has nothing running when it returns
+    });
+
     it('attention: returnWeights refuses an overflowing weights size before allocating', () => {
       const big = { data: new Float32Array(1 * 1 * 50000 * 1), shape: [1, 1, 50000, 1] };
       expectError(() => attn.attention(big, big, big, { returnWeights: true }), RangeError, 'ERR_ATTN_SIZE', /weights/);
@@ -136,6 +166,10 @@ for (const variant of variants()) {
       expectError(() => mha.forward(x, { key: x }), TypeError, 'ERR_ATTN_OPTION', /both key and value/);
       expectError(() => mha.forward(x, { key: x, value: f([1, 3, E]) }), RangeError, 'ERR_ATTN_VALUE', /same tensor/);
       expectError(() => mha.forward(x, { key: f([2, 3, E]), value: undefined as never }), TypeError, 'ERR_ATTN_OPTION');
+      const mbuf = new ArrayBuffer(4 * 32);
+      expectError(() => mha.forward(x, { mask: { data: new Float32Array(mbuf, 0, 9), shape: [3, 3] }, out: new Float32Array(mbuf, 0, 24) }), RangeError, 'ERR_ATTN_VALUE', /share memory/);
+      const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer)(4 * 24, { maxByteLength: 4 * 24 });
+      await assert.rejects(mha.forwardAsync(x, { out: new Float32Array(rab) }), (e: Error & { code?: string }) => e instanceof TypeError && e.code === 'ERR_ATTN_TYPE' && /out is on a resizable/.test(e.message));
       const cache = mha.createCache({ batch: 1, maxLength: 4 });
       mha.forward(x, { cache, causal: true });
       expectError(() => mha.forward(f([1, 2, E]), { cache }), RangeError, 'ERR_ATTN_SIZE', /3 of 4 positions; 2 more do not fit/);
