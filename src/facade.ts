@@ -91,11 +91,11 @@ export class Attention {
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
 
-  /** [.., M, K] x [.., K, N] (or [.., N, K] with transposeB), batched over equal leading dims or broadcast from one side. */
+  /** [.., M, K] x [.., K, N] (or [.., N, K] with transposeB), the leading (batch) dims broadcast as in NumPy's matmul. */
   matmul(a: Tensor, b: Tensor, options?: { transposeB?: boolean; out?: Float32Array }): Tensor {
-    const { args, outShape } = resolveMatmul('matmul', a, b, options);
-    this.#backend.matmul(args);
-    return { data: args.out, shape: outShape };
+    const { calls, out, outShape } = resolveMatmul('matmul', a, b, options);
+    for (const args of calls) this.#backend.matmul(args);
+    return { data: out, shape: outShape };
   }
 
   /** softmax(scale·x) over the last axis, max subtracted first. */

@@ -252,13 +252,17 @@ export function resolveAttention(fn: string, q: unknown, k: unknown, v: unknown,
 export const MATMUL_OPTIONS = ['transposeB', 'out'] as const;
 
 export interface ResolvedMatmul {
-  args: MatmulArgs;
+  /** the backend calls that fill `out`, in order (one unless the batch dims broadcast in a way one call's strides cannot express) */
+  calls: MatmulArgs[];
+  out: Float32Array;
   outShape: number[];
 }
 
 /**
- * Leading (batch) dims must be equal, or one side must have none (or only 1s), which is then
- * broadcast: every broadcast the kernels support is a single stride of 0.
+ * Leading (batch) dims broadcast as in NumPy's matmul: right-aligned, each pair equal or one of
+ * them 1. A backend call takes a run of matrices with one stride per side (consecutive
+ * matrices, or 0: the same matrix for all), so the trailing batch dims where each side is
+ * either whole or all 1s go to one call, and the dims before them are looped here.
  */
 export function resolveMatmul(fn: string, a: unknown, b: unknown, options: unknown): ResolvedMatmul {
   const opts = checkOptions(fn, options, MATMUL_OPTIONS);
@@ -275,39 +279,67 @@ export function resolveMatmul(fn: string, a: unknown, b: unknown, options: unkno
   }
   const aLead = at.shape.slice(0, -2);
   const bLead = bt.shape.slice(0, -2);
-  const count = (dims: number[]) => dims.reduce((x, y) => x * y, 1);
-  let lead: number[];
-  if (aLead.length === bLead.length && aLead.every((d, i) => d === bLead[i])) lead = aLead;
-  else if (count(bLead) === 1 && aLead.length >= bLead.length) lead = aLead;
-  else if (count(aLead) === 1 && bLead.length >= aLead.length) lead = bLead;
-  else {
+  const rank = Math.max(aLead.length, bLead.length);
+  const padded = (d: number[]) => [...new Array<number>(rank - d.length).fill(1), ...d];
+  const A = padded(aLead);
+  const B = padded(bLead);
+  const lead = A.map((x, i) => {
+    if (x === B[i] || B[i] === 1) return x;
+    if (x === 1) return B[i];
     throw attnRangeError(
       'ERR_ATTN_SHAPE',
-      `${fn}: batch dims of a [${aLead}] and b [${bLead}] must be equal, or one of them empty (broadcast)`,
+      `${fn}: batch dims of a [${aLead}] and b [${bLead}] do not broadcast (right-aligned, each pair equal or one of them 1)`,
     );
-  }
-  const batch = count(lead);
+  });
+  const count = (dims: number[]) => dims.reduce((x, y) => x * y, 1);
   const outShape = [...lead, m, n];
   const out = outputArray(fn, opts.out, numel(outShape, `${fn}: output`), [at.data, bt.data]);
-  // One B for every matrix of a: the matrices' rows are one [batch·M, K] matrix (a and the output
+
+  const ones = (side: number[], from: number) => side.slice(from).every((d) => d === 1);
+  const whole = (side: number[], from: number) => side.slice(from).every((d, i) => d === lead[from + i]);
+  let split = 0;
+  while (!((ones(A, split) || whole(A, split)) && (ones(B, split) || whole(B, split)))) split++;
+  const inner = count(lead.slice(split));
+  const aSize = m * ka;
+  const bSize = kb * n;
+  const oSize = m * n;
+  const aStep = ones(A, split) ? 0 : aSize;
+  const bStep = ones(B, split) ? 0 : bSize;
+  // One B for every matrix of a: the matrices' rows are one [inner·M, K] matrix (a and the output
   // are contiguous), so the backends pack and stream B once for all of them instead of once per
   // matrix ([8, 1, 768] x [768, 3072] native: ~9 ms as 8 products). Each row's sums are the same.
-  const sharedB = count(bLead) === 1 && batch > 1;
-  return {
-    args: {
-      a: at.data,
-      b: bt.data,
-      out,
-      batch: sharedB ? 1 : batch,
-      m: sharedB ? batch * m : m,
+  const sharedB = bStep === 0 && aStep !== 0 && inner > 1;
+  // matrices between consecutive indices of each batch dim, for a and b
+  const strides = (side: number[]) => side.map((_, i) => count(side.slice(i + 1)));
+  const sa = strides(A);
+  const sb = strides(B);
+  const view = (data: Float32Array, from: number, length: number) => (from === 0 && length === data.length ? data : data.subarray(from, from + length));
+  const calls: MatmulArgs[] = [];
+  const outer = count(lead.slice(0, split));
+  for (let o = 0; o < outer; o++) {
+    let rest = o;
+    let ma = 0;
+    let mb = 0;
+    for (let i = split - 1; i >= 0; i--) {
+      const idx = rest % lead[i];
+      rest = (rest - idx) / lead[i];
+      if (A[i] !== 1) ma += idx * sa[i];
+      if (B[i] !== 1) mb += idx * sb[i];
+    }
+    calls.push({
+      a: view(at.data, ma * aSize, aStep === 0 ? aSize : inner * aSize),
+      b: view(bt.data, mb * bSize, bStep === 0 ? bSize : inner * bSize),
+      out: view(out, o * inner * oSize, inner * oSize),
+      batch: sharedB ? 1 : inner,
+      m: sharedB ? inner * m : m,
       n,
       k: ka,
-      strideA: sharedB || count(aLead) === 1 ? 0 : m * ka,
-      strideB: count(bLead) === 1 ? 0 : kb * n,
+      strideA: sharedB ? 0 : aStep,
+      strideB: bStep,
       transposeB,
-    },
-    outShape,
-  };
+    });
+  }
+  return { calls, out, outShape };
 }
 
 export const SOFTMAX_OPTIONS = ['scale', 'out'] as const;

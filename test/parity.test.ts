@@ -192,6 +192,30 @@ describe('parity: every backend against the reference', () => {
         }
       });
 
+      it('matmul batch dims broadcast as in NumPy (each side 1 or equal per dim, right-aligned), also where one call cannot cover them', () => {
+        const rand = rng(98);
+        const pairs: Array<[number[], number[]]> = [
+          [[2, 3], [3]], // b repeats along a's first dim: one call per index of it
+          [[1, 4], [3, 1]], // both sides broadcast: a's rows meet every b
+          [[2, 1, 3], [1, 4, 1]],
+          [[1, 1, 1], [1, 4]], // all-1 dims on a with b batched
+          [[2, 2], [1, 2]],
+          [[3, 1, 2], [2]],
+          [[5], [1]],
+        ];
+        for (const [aLead, bLead] of pairs) {
+          for (const transposeB of [false, true]) {
+            const [m, k, n] = [3, 17, 5];
+            const a = randomTensor(rand, [...aLead, m, k]);
+            const b = randomTensor(rand, [...bLead, ...(transposeB ? [n, k] : [k, n])]);
+            const got = attn.matmul(a, b, { transposeB });
+            const want = ref.matmul(a, b, { transposeB });
+            assert.deepEqual(got.shape, want.shape, `[${aLead}] x [${bLead}]`);
+            assertClose(got.data, want.data, `${variant.label} matmul [${aLead}] x [${bLead}] t=${transposeB}`, 1e-5 * k, 1e-5);
+          }
+        }
+      });
+
       it('matmul with one B for a batch of A: the batch as one taller matrix gives each product bit for bit', () => {
         // the facade hands such a product to the backend as one [batch·M, K] matrix
         const rand = rng(7);
