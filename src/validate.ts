@@ -146,7 +146,7 @@ export function layoutStrides(layout: Layout, H: number, S: number, D: number): 
  * strides with 0 on broadcast axes.
  */
 export function resolveMask(fn: string, value: unknown, B: number, Hq: number, Sq: number, Sk: number): ResolvedMask {
-  const mask = checkTypedTensor(`${fn}: mask`, value, 'mask', [2, 4]);
+  const mask = checkTypedTensor(`${fn}: mask`, value, 'mask', [1, 4]);
   const full = [B, Hq, Sq, Sk];
   const shape = [...new Array<number>(4 - mask.shape.length).fill(1), ...mask.shape];
   const strides = [0, 0, 0, 0];

@@ -165,6 +165,27 @@ describe('parity: every backend against the reference', () => {
         }
       });
 
+      it('a mask of one dim [Sk] broadcasts like the same mask repeated over the queries', () => {
+        const rand = rng(97);
+        const [B, H, Sq, Sk, D] = [2, 3, 5, 11, 8];
+        const q = randomTensor(rand, [B, H, Sq, D]);
+        const k = randomTensor(rand, [B, H, Sk, D]);
+        const v = randomTensor(rand, [B, H, Sk, D]);
+        const keep = new Uint8Array(Sk).map(() => (rand() < 0.7 ? 1 : 0));
+        const bias = Float32Array.from({ length: Sk }, () => rand() - 0.5);
+        const rows = <T extends Uint8Array | Float32Array>(m: T): T => {
+          const full = new (m.constructor as new (n: number) => T)(Sq * Sk);
+          for (let i = 0; i < Sq; i++) full.set(m, i * Sk);
+          return full;
+        };
+        for (const mask of [{ data: keep, shape: [Sk] }, { data: bias, shape: [Sk] }] as Array<Tensor<Uint8Array> | Tensor<Float32Array>>) {
+          const got = attn.attention(q, k, v, { mask }).output.data;
+          const want = attn.attention(q, k, v, { mask: { data: rows(mask.data), shape: [Sq, Sk] } as never }).output.data;
+          assert.deepEqual(Array.from(got), Array.from(want), `${variant.label} [Sk] ${mask.data.constructor.name} mask`);
+          assertClose(got, ref.attention(q, k, v, { mask }).output.data, `${variant.label} [Sk] mask against the reference`);
+        }
+      });
+
       it('attentionAsync equals attention', async () => {
         for (const c of cases.slice(0, 12)) {
           const { out: _out, ...opts } = c.opts;
