@@ -21,6 +21,30 @@ function note(msg) {
   process.stdout.write(`simd-attention: ${msg}\n`);
 }
 
+// A flag variable is on when set to anything but '', '0', 'false', 'no' or 'off'.
+function flag(name) {
+  const v = (process.env[name] || '').trim().toLowerCase();
+  return v !== '' && !['0', 'false', 'no', 'off'].includes(v);
+}
+
+// The prebuilt binary for this platform that this Node can actually load (one built against
+// another libc, e.g. glibc's on Alpine's musl, is passed over so that the install compiles one).
+function loadablePrebuild() {
+  const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  let files = [];
+  try {
+    files = fs.readdirSync(dir).filter((f) => f.endsWith('.node'));
+  } catch {
+    return undefined;
+  }
+  for (const f of files) {
+    const file = path.join(dir, f);
+    const r = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', file], { stdio: 'ignore', timeout: 30000 });
+    if (r.status === 0) return file;
+  }
+  return undefined;
+}
+
 function finish(ok, why) {
   if (ok) {
     note(`native addon built: ${path.join(root, 'build', debug ? 'Debug' : 'Release', 'simd_attention.node')}`);
@@ -28,29 +52,29 @@ function finish(ok, why) {
   }
   if (fromInstall) {
     note(`could not build the native addon (${why}).`);
-    note('This is fine: the package still works with the WebAssembly backend (see info().fallbackReason).');
-    note('To build it later: install python3, make and a C++17 compiler, then run `npm run build:native` in this package.');
+    const pre = loadablePrebuild();
+    if (pre) note(`This is fine: the prebuilt binary ${path.relative(root, pre)} still serves.`);
+    else note('This is fine: the package still works with the WebAssembly backend (see info().fallbackReason).');
+    note(
+      "To build it later: install python3, make and a C++17 compiler (and Node's headers, unless node-gyp may download them), then run `npm run build:native` in this package.",
+    );
     process.exit(0);
   }
   process.stderr.write(`simd-attention: native build failed: ${why}\n`);
   process.exit(1);
 }
 
-if (process.env.SIMD_ATTENTION_SKIP_BUILD && fromInstall) {
+if (flag('SIMD_ATTENTION_SKIP_BUILD') && fromInstall) {
   note('SIMD_ATTENTION_SKIP_BUILD is set: not building the native addon.');
   process.exit(0);
 }
 
-// A prebuilt binary for this platform makes the install-time build unnecessary.
-if (fromInstall && !process.env.SIMD_ATTENTION_BUILD_FROM_SOURCE) {
-  const pre = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  try {
-    if (fs.readdirSync(pre).some((f) => f.endsWith('.node'))) {
-      note(`using the prebuilt binary in ${path.relative(root, pre)} (set SIMD_ATTENTION_BUILD_FROM_SOURCE=1 to compile instead).`);
-      process.exit(0);
-    }
-  } catch {
-    /* no prebuilds: build */
+// A prebuilt binary that loads here makes the install-time build unnecessary.
+if (fromInstall && !flag('SIMD_ATTENTION_BUILD_FROM_SOURCE')) {
+  const pre = loadablePrebuild();
+  if (pre) {
+    note(`using the prebuilt binary ${path.relative(root, pre)} (set SIMD_ATTENTION_BUILD_FROM_SOURCE=1 to compile instead).`);
+    process.exit(0);
   }
 }
 

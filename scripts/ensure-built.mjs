@@ -8,17 +8,29 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const stamp = join(root, 'dist/.stamp');
 
-function newest(dir) {
+// An installed copy of the package (npm runs `prepare` for directory installs and links) has
+// dist/ and no sources: nothing to build.
+if (!existsSync(join(root, 'src'))) process.exit(0);
+
+/** newest mtime of the files under dir whose name passes `keep` (bench/results is output, not source) */
+function newest(dir, keep = () => true) {
   if (!existsSync(dir)) return 0;
   let t = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, entry.name);
-    t = Math.max(t, entry.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    if (entry.isDirectory()) t = Math.max(t, entry.name === 'results' ? 0 : newest(p, keep));
+    else if (keep(entry.name)) t = Math.max(t, statSync(p).mtimeMs);
   }
   return t;
 }
 
-const sources = Math.max(newest(join(root, 'src')), newest(join(root, 'assembly')), newest(join(root, 'bench/probes')), ...['scripts/build.mjs', 'scripts/build-wasm.mjs', 'asconfig.json'].map((f) => statSync(join(root, f)).mtimeMs));
+const files = ['scripts/build.mjs', 'scripts/build-wasm.mjs', 'asconfig.json', 'tsconfig.build.json', 'package.json'];
+const sources = Math.max(
+  newest(join(root, 'src')),
+  newest(join(root, 'assembly')),
+  newest(join(root, 'bench'), (name) => name.endsWith('.ts')),
+  ...files.map((f) => statSync(join(root, f)).mtimeMs),
+);
 if (!existsSync(stamp) || statSync(stamp).mtimeMs < sources) {
   execFileSync(process.execPath, [join(root, 'scripts/build.mjs')], { stdio: 'inherit' });
 }

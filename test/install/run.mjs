@@ -23,7 +23,7 @@ try {
   const files = packed[0].files.map((f) => f.path);
   const tarball = join(work, packed[0].filename);
   const has = (pattern) => files.some((f) => pattern.test(f));
-  for (const needed of [/^dist\/index\.mjs$/, /^dist\/index\.cjs$/, /^dist\/browser\.mjs$/, /^dist\/types\/index\.d\.ts$/, /^dist\/types\/index\.d\.cts$/, /^dist\/wasm\/attention-simd\.wasm$/, /^prebuilds\/linux-x64\/.+\.node$/, /^binding\.gyp$/, /^native\/binding\.cc$/, /^scripts\/build-native\.cjs$/]) {
+  for (const needed of [/^dist\/index\.mjs$/, /^dist\/index\.cjs$/, /^dist\/browser\.mjs$/, /^dist\/types\/index\.d\.ts$/, /^dist\/types\/index\.d\.cts$/, /^dist\/wasm\/attention-simd\.wasm$/, /^prebuilds\/linux-x64\/.+\.node$/, /^binding\.gyp$/, /^native\/binding\.cc$/, /^scripts\/build-native\.cjs$/, /^scripts\/ensure-built\.mjs$/]) {
     assert.ok(has(needed), `the tarball lacks ${needed}`);
   }
   for (const unwanted of [/^test\//, /^bench\//, /^src\//, /^\.ci\//, /^native\/test\//, /^build\//]) {
@@ -82,6 +82,22 @@ try {
   assert.match(wasm.fallbackReason, /native/);
   log(`without prebuilds/: ${wasm.backend}/${wasm.isa}, max diff ${wasm.worst}; reason: ${wasm.fallbackReason.slice(0, 100)}...`);
   renameSync(`${prebuilds}.off`, prebuilds);
+
+  // npm runs a directory's `prepare` and install scripts (npm install <dir>, npm link): the
+  // published scripts must cope without the sources, and the install hook takes the prebuilt
+  // binary once it has checked that it loads
+  log('npm install <the unpacked package directory> (its prepare and install scripts run)');
+  const unpacked = join(work, 'unpacked');
+  sh('mkdir', ['-p', unpacked], work);
+  sh('tar', ['xzf', tarball, '-C', unpacked], work);
+  const dirApp = join(work, 'dir-app');
+  sh('mkdir', ['-p', dirApp], work);
+  writeFileSync(join(dirApp, 'package.json'), JSON.stringify({ name: 'dir-app', version: '1.0.0', private: true }));
+  sh(npm, ['install', depTarball, join(unpacked, 'package'), '--offline', '--no-audit', '--no-fund', '--foreground-scripts'], dirApp);
+  assert.ok(!existsSync(join(unpacked, 'package', 'build')), 'the install hook compiled although the prebuilt binary loads');
+  writeFileSync(join(dirApp, 'check.mjs'), `import { loadSync, tensor } from 'simd-attention';\n${check('native')}`);
+  const dirInfo = JSON.parse(sh(process.execPath, ['check.mjs'], dirApp, { SIMD_ATTENTION_BACKEND: '' }).trim().split('\n').pop());
+  log(`from the directory: ${dirInfo.backend}/${dirInfo.isa}, max diff ${dirInfo.worst}`);
 
   log('type-checking a CommonJS and an ESM consumer against the shipped declarations');
   writeFileSync(join(app, 'types-cjs.cts'), "import { loadSync, tensor } from 'simd-attention';\nconst t = tensor(new Float32Array(4), [1, 1, 1, 4]);\nexport const shape: readonly number[] = loadSync().attention(t, t, t).output.shape;\n");
