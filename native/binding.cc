@@ -20,6 +20,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "include/attention_kernels.h"
@@ -87,6 +88,17 @@ const void* ViewData(Napi::Env env, const Napi::TypedArray& ta) {
 
 std::string TypeName(const Napi::Value& v);
 
+// Whether a typed array's buffer is a resizable ArrayBuffer (an async call holds its arrays'
+// addresses while it runs, and a shrink would free memory under the kernel). A growable
+// SharedArrayBuffer never shrinks. Runs ArrayBuffer.prototype's getter: read before any address
+// is taken.
+bool OnResizableBuffer(Napi::Env env, const Napi::TypedArray& ta) {
+  napi_value buffer = nullptr;
+  if (napi_get_typedarray_info(env, ta, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok) throw Napi::Error::New(env);
+  Napi::Value resizable = Napi::Object(env, buffer).Get("resizable");
+  return resizable.IsBoolean() && resizable.As<Napi::Boolean>().Value();
+}
+
 // The typed arrays an async call reads and writes, by the names its messages give them.
 struct HeldArray {
   Napi::Object array;
@@ -106,6 +118,8 @@ E* View(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typed
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
     Throw(env, "ERR_ATTN_TYPE", name + ": expected a " + tname + ", got " + TypeName(v), Kind::Type);
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (keep && OnResizableBuffer(env, ta))
+    Throw(env, "ERR_ATTN_TYPE", name + ": is on a resizable ArrayBuffer, which could shrink while the async call runs", Kind::Type);
   *len = ta.ElementLength();
   if (keep) keep->push_back({ta, name});
   if (*len == 0) return reinterpret_cast<E*>(alignof(E));  // never dereferenced
@@ -126,14 +140,24 @@ float* F32View(Napi::Env env, const Napi::Value& v, const char* name, size_t* le
 
 // Fields of an arguments object, for the calls that still take one (softmax, createMultiHead:
 // neither runs per token); `ctx` prefixes the field names in messages.
+// All fields are read (Snapshot) before any array's address is taken: a getter on a later field
+// could otherwise shrink (resize) or detach an array already taken.
 struct Reader {
   Napi::Env env;
   Napi::Object obj;
   const char* ctx;
+  std::vector<std::pair<std::string, Napi::Value>> fields{};
 
   std::string Name(const char* n) const { return std::string(ctx) + "." + n; }
 
-  Napi::Value Get(const char* n) const { return obj.Get(n); }
+  void Snapshot(std::initializer_list<const char*> names) {
+    for (const char* n : names) fields.emplace_back(n, obj.Get(n));
+  }
+  Napi::Value Get(const char* n) const {
+    for (const auto& f : fields)
+      if (f.first == n) return f.second;
+    Throw(env, "ERR_ATTN_NATIVE", Name(n) + ": read outside the snapshot (a binding bug)");
+  }
 
   int64_t Int(const char* n, int64_t lo, int64_t hi) const {
     Napi::Value v = Get(n);
@@ -448,6 +472,19 @@ class KernelWorker : public Napi::AsyncWorker {
 
 class Engine;
 
+// Methods are called only on their own class's objects (V8 checks the receiver), accessors and
+// constructor arguments are not: a getter borrowed from one class and called on the other, or a
+// MultiHead passed where the engine goes, would unwrap one C++ object as the other. Each object
+// is tagged when made, and checked before it is unwrapped there.
+const napi_type_tag kEngineTag = {0x8b6d1c2a5f3e4d71ULL, 0xa2c94e0b7d165f38ULL};
+const napi_type_tag kMultiHeadTag = {0x3f9e27c4b1d85a06ULL, 0xc7504a1e9b2d6f83ULL};
+
+bool Tagged(const Napi::Value& v, const napi_type_tag* tag) { return v.IsObject() && v.As<Napi::Object>().CheckTypeTag(tag); }
+
+void CheckThis(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* cls) {
+  if (!Tagged(info.This(), tag)) Throw(info.Env(), "ERR_ATTN_TYPE", std::string("Illegal invocation: not a ") + cls, Kind::Type);
+}
+
 class MultiHead : public Napi::ObjectWrap<MultiHead> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -476,7 +513,10 @@ class MultiHead : public Napi::ObjectWrap<MultiHead> {
     }
     return info.Env().Undefined();
   }
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !weights_); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) {
+    CheckThis(info, &kMultiHeadTag, "NativeMultiHead");
+    return Napi::Boolean::New(info.Env(), !weights_);
+  }
 
   std::shared_ptr<Core> core_;
   std::shared_ptr<sa::MultiHeadWeights> weights_;
@@ -501,17 +541,20 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
     Napi::Env env = info.Env();
     Guard(env, [&]() -> Napi::Value {
+      info.This().As<Napi::Object>().TypeTag(&kEngineTag);
       if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
         Throw(env, "ERR_ATTN_TYPE", "createEngine(isa: string, threads: number, cores?: number)", Kind::Type);
       std::string isa = info[0].As<Napi::String>().Utf8Value();
       double th = info[1].As<Napi::Number>().DoubleValue();
-      if (!(th >= 1 && th <= 1024)) Throw(env, "ERR_ATTN_VALUE", "threads: expected 1..1024, got " + std::to_string(th), Kind::Range);
+      if (!(th >= 1 && th <= 1024) || th != std::floor(th))
+        Throw(env, "ERR_ATTN_VALUE", "threads: expected an integer 1..1024, got " + std::to_string(th), Kind::Range);
       // the cores the process can keep busy (src/backends/usable-cores.ts); absent: the pool's own count
       double cores = 0;
       if (info.Length() > 2 && !info[2].IsUndefined()) {
         if (!info[2].IsNumber()) Throw(env, "ERR_ATTN_TYPE", "cores: expected a number", Kind::Type);
         cores = info[2].As<Napi::Number>().DoubleValue();
-        if (!(cores >= 1 && cores <= 65536)) Throw(env, "ERR_ATTN_VALUE", "cores: expected 1..65536, got " + std::to_string(cores), Kind::Range);
+        if (!(cores >= 1 && cores <= 65536) || cores != std::floor(cores))
+          Throw(env, "ERR_ATTN_VALUE", "cores: expected an integer 1..65536, got " + std::to_string(cores), Kind::Range);
       }
       const KernelTable* kt = sa::kernels_for(isa.c_str());
       if (!kt) {
@@ -524,7 +567,13 @@ class Engine : public Napi::ObjectWrap<Engine> {
       // shared_ptr(new ...) here and below, not make_shared: make_shared's deleter lookup calls
       // _Sp_make_shared_tag::_S_eq, which alone would raise the prebuilt binary's libstdc++ floor
       // to GLIBCXX_3.4.26 (GCC 9) where Node 20 itself needs only GCC 8's (native/runtime_floor.cc)
-      core_ = std::shared_ptr<Core>(new Core(kt, (int)th, (int)cores));
+      try {
+        core_ = std::shared_ptr<Core>(new Core(kt, (int)th, (int)cores));
+      } catch (const std::system_error& e) {
+        // the pool has stopped the threads it had started (thread_pool.cc)
+        Throw(env, "ERR_ATTN_NATIVE",
+              "simd-attention native: could not start " + std::to_string((int)th) + " threads (" + e.what() + "); ask for fewer threads");
+      }
       return env.Undefined();
     });
   }
@@ -534,8 +583,14 @@ class Engine : public Napi::ObjectWrap<Engine> {
   }
 
  private:
-  Napi::Value Isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), core_ ? core_->kt->name : "closed"); }
-  Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_ ? core_->pool.workers() : 0); }
+  Napi::Value Isa(const Napi::CallbackInfo& info) {
+    CheckThis(info, &kEngineTag, "NativeEngine");
+    return Napi::String::New(info.Env(), core_ ? core_->kt->name : "closed");
+  }
+  Napi::Value Threads(const Napi::CallbackInfo& info) {
+    CheckThis(info, &kEngineTag, "NativeEngine");
+    return Napi::Number::New(info.Env(), core_ ? core_->pool.workers() : 0);
+  }
   Napi::Value Close(const Napi::CallbackInfo& info) {
     core_.reset();
     return info.Env().Undefined();
@@ -585,6 +640,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return Guard(env, [&]() -> Napi::Value {
       auto c = core(env);
       Reader r{env, ArgObject(info, "softmax"), "args"};
+      r.Snapshot({"rows", "cols", "scale", "x", "out", "threads"});
       SoftmaxParams p{};
       size_t lx, lo;
       p.rows = r.Int("rows", 0, kMaxDim);
@@ -615,11 +671,13 @@ class Engine : public Napi::ObjectWrap<Engine> {
 MultiHead::MultiHead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MultiHead>(info) {
   Napi::Env env = info.Env();
   Guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject())
+    info.This().As<Napi::Object>().TypeTag(&kMultiHeadTag);
+    if (info.Length() < 2 || !info[0].IsObject() || !Tagged(info[1], &kEngineTag))
       Throw(env, "ERR_ATTN_TYPE", "NativeMultiHead is created by engine.createMultiHead(params)", Kind::Type);
     Engine* eng = Engine::Unwrap(info[1].As<Napi::Object>());
     core_ = eng->core(env);
     Reader r{env, info[0].As<Napi::Object>(), "params"};
+    r.Snapshot({"embedDim", "numHeads", "numKvHeads", "headDim", "kvDim", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo", "threads"});
     sa::MultiHeadConfig cfg{};
     cfg.embed_dim = r.Int("embedDim", 1, 1 << 20);
     cfg.num_heads = r.Int("numHeads", 1, 1 << 20);
@@ -758,13 +816,16 @@ Napi::Value ReadRegions(const Napi::CallbackInfo& info) {
     const char* usage = "readRegionsSeconds(arrays: ArrayBufferView[], threads: number)";
     if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) Throw(env, "ERR_ATTN_TYPE", usage, Kind::Type);
     Napi::Array list = info[0].As<Napi::Array>();
-    int th = info[1].As<Napi::Number>().Int32Value();
-    if (th < 1 || th > 1024 || list.Length() < 1 || list.Length() > 64)
+    const double thd = info[1].As<Napi::Number>().DoubleValue();
+    const int th = thd >= 1 && thd <= 1024 && thd == std::floor(thd) ? (int)thd : 0;
+    if (th < 1 || list.Length() < 1 || list.Length() > 64)
       Throw(env, "ERR_ATTN_VALUE", "readRegionsSeconds: 1..64 arrays, threads 1..1024", Kind::Range);
+    // every element first (a getter could resize an array whose address was already taken)
+    std::vector<Napi::Value> items;
+    for (uint32_t i = 0; i < list.Length(); ++i) items.push_back(list.Get(i));
     std::vector<const char*> ptrs;
     std::vector<int64_t> sizes;
-    for (uint32_t i = 0; i < list.Length(); ++i) {
-      Napi::Value v = list.Get(i);
+    for (const Napi::Value& v : items) {
       if (!v.IsTypedArray()) Throw(env, "ERR_ATTN_TYPE", usage, Kind::Type);
       Napi::TypedArray a = v.As<Napi::TypedArray>();
       ptrs.push_back(static_cast<const char*>(ViewData(env, a)));

@@ -93,18 +93,29 @@ static int64_t spin_budget(int threads, int cores) {
 
 ThreadPool::ThreadPool(int threads, int cores)
     : threads_(threads < 1 ? 1 : threads), cores_(cores > 0 ? cores : g_affinity_cores), spin_micros_(spin_budget(threads_, cores_)) {
-  workers_.reserve((size_t)threads_ - 1);
-  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  try {
+    workers_.reserve((size_t)threads_ - 1);
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  } catch (...) {
+    // The OS refused a thread (a pids limit, no address space left for its stack). Unwinding
+    // would destroy cv_start_ under the workers already waiting on it (a hang) and then
+    // joinable threads (std::terminate): stop them first, and let the caller report the failure.
+    stop_workers();
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_.store(true, std::memory_order_release);
   }
   cv_start_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
+
+ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::work(int id) {
   for (;;) {

@@ -35,6 +35,7 @@ class ThreadPool final : public Parallel {
  private:
   void worker_main(int id);
   void work(int id);
+  void stop_workers();
 
   int threads_;
   int cores_;

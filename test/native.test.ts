@@ -557,6 +557,49 @@ if (isMainThread) {
       }
     });
 
+    it('refuses what could free memory under the kernel or confuse its objects (the raw binding, found in review)', async () => {
+      const raw = createRequire(import.meta.url)(b.details().binary) as NativeBinding;
+      const e = raw.createEngine('scalar', 1) as unknown as Record<string, (...a: unknown[]) => unknown> & { close(): void };
+      type Resizable = ArrayBuffer & { resize(n: number): void };
+      const resizable = (n: number) => new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => Resizable)(n, { maxByteLength: n });
+      // an async call's array on a resizable buffer: refused before the call holds its address
+      const header = new Float64Array(27);
+      header.set([1, 1, 1, 1, 1, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 1]);
+      const f = new Float32Array(8);
+      const rab = resizable(32);
+      expectCode(() => e.attentionAsync(header, f, f, f, new Float32Array(rab), null, null, null), 'ERR_ATTN_TYPE', TypeError);
+      await e.attentionAsync(header, f, f, f, new Float32Array(8), null, null, null);
+      e.attention(header, f, f, f, new Float32Array(rab), null, null, null); // sync: nothing runs meanwhile
+      // a getter that shrinks an array's buffer runs before any address is taken: the size check sees it
+      const ab = resizable(4 * 64);
+      const x = new Float32Array(64).fill(1);
+      const out = new Float32Array(ab);
+      expectCode(() => e.softmax({ rows: 8, cols: 8, scale: 1, x, out, get threads() { ab.resize(0); return 0; } }), 'ERR_ATTN_SIZE', RangeError);
+      // accessors and the multi-head constructor check what they are given before unwrapping it
+      const mh = e.createMultiHead(mhParams(16, 2, 2, 5)) as object;
+      const disposed = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(mh), 'disposed')!.get!;
+      expectCode(() => disposed.call(e), 'ERR_ATTN_TYPE', TypeError);
+      expectCode(() => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(e), 'isa')!.get!.call(mh), 'ERR_ATTN_TYPE', TypeError);
+      const MultiHeadCtor = (mh as { constructor: new (...a: unknown[]) => unknown }).constructor;
+      expectCode(() => new MultiHeadCtor(mhParams(16, 2, 2, 5), mh), 'ERR_ATTN_TYPE', TypeError);
+      assert.equal(disposed.call(mh), false);
+      e.close();
+    });
+
+    it('an engine whose threads the OS refuses is an ERR_ATTN_NATIVE error, not a hang (a child under ulimit -v)', function () {
+      // 1024 threads' stacks (8 MiB each) do not fit 6 GB of address space; Node itself does
+      const script = `const raw = require(${JSON.stringify(b.details().binary)});
+        try { raw.createEngine('scalar', 1024); console.log('created'); } catch (e) { console.log(e.code + ' ' + e.message); }
+        const ok = raw.createEngine('scalar', 2); console.log('then ' + ok.threads); ok.close();`;
+      const r = spawnSync('bash', ['-c', 'ulimit -v 6000000 && exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 60000 });
+      assert.equal(r.signal, null, `the child hung or died: ${r.signal} ${r.stderr}`);
+      assert.equal(r.status, 0, r.stderr);
+      const [first, second] = r.stdout.trim().split('\n');
+      if (first === 'created') this.skip(); // a machine whose limits let 1024 threads start anyway
+      assert.match(first, /^ERR_ATTN_NATIVE .*could not start 1024 threads/);
+      assert.equal(second, 'then 2');
+    });
+
     it('exports the packed calling convention native-pack.ts writes (what the loader compares)', () => {
       const raw = createRequire(import.meta.url)(b.details().binary) as NativeBinding;
       assert.deepEqual({ ...raw.convention }, { ...PACKED_CONVENTION });
