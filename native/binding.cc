@@ -271,7 +271,7 @@ struct Header {
   const double* h;
   const char* const* names;
   double Num(int i) const { return h[i]; }
-  bool Bool(int i) const { return h[i] != 0; }
+  bool Bool(int i) const { return CheckedInt(env, names[i], h[i], 0, 1) != 0; }  // 0 or 1 (NaN is no flag)
   int64_t Int(int i, int64_t lo, int64_t hi) const { return CheckedInt(env, names[i], h[i], lo, hi); }
 };
 
@@ -787,9 +787,10 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   return Guard(env, [&]() -> Napi::Value {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
       Throw(env, "ERR_ATTN_TYPE", "fmaPeakGflops(threads: number, millis: number)", Kind::Type);
-    int th = info[0].As<Napi::Number>().Int32Value();
+    const double thd = info[0].As<Napi::Number>().DoubleValue();
+    const int th = thd >= 1 && thd <= 1024 && thd == std::floor(thd) ? (int)thd : 0;
     double ms = info[1].As<Napi::Number>().DoubleValue();
-    if (th < 1 || th > 1024 || !(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_VALUE", "fmaPeakGflops: threads 1..1024, millis (0, 60000]", Kind::Range);
+    if (th < 1 || !(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_VALUE", "fmaPeakGflops: threads 1..1024, millis (0, 60000]", Kind::Range);
     return Napi::Number::New(env, sa::fma_peak_gflops(nullptr, th, ms));
   });
 }
@@ -800,8 +801,9 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
       Throw(env, "ERR_ATTN_TYPE", "readBandwidthGBs(bytes: number, threads: number)", Kind::Type);
     double bytes = info[0].As<Napi::Number>().DoubleValue();
-    int th = info[1].As<Napi::Number>().Int32Value();
-    if (!(bytes >= 1 && bytes <= 64.0 * (1 << 30)) || th < 1 || th > 1024)
+    const double thd = info[1].As<Napi::Number>().DoubleValue();
+    const int th = thd >= 1 && thd <= 1024 && thd == std::floor(thd) ? (int)thd : 0;
+    if (!(bytes >= 1 && bytes <= 64.0 * (1 << 30)) || th < 1)
       Throw(env, "ERR_ATTN_VALUE", "readBandwidthGBs: bytes 1..64 GiB, threads 1..1024", Kind::Range);
     double r = sa::read_bandwidth_gbs((int64_t)bytes, th);
     if (r < 0) Throw(env, "ERR_ATTN_ALLOC", "readBandwidthGBs: could not allocate the buffer");

@@ -628,6 +628,12 @@ if (isMainThread) {
       expectCode(() => e.attention(ok, f, f, f, f, ...nulls), 'ERR_ATTN_TYPE', TypeError);
       ok[21] = Number.NaN;
       expectCode(() => e.attention(ok, f, f, f, f, ...nulls), 'ERR_ATTN_VALUE', RangeError);
+      ok[21] = 0;
+      ok[20] = Number.NaN; // a flag is 0 or 1: NaN is not read as true
+      expectCode(() => e.attention(ok, f, f, f, f, ...nulls), 'ERR_ATTN_VALUE', RangeError);
+      ok[20] = 1;
+      e.attention(ok, f, f, f, f, ...nulls);
+      expectCode(() => raw.fmaPeakGflops(2 ** 32 + 1, 1), 'ERR_ATTN_VALUE', RangeError); // not wrapped to 1
       e.close();
     });
 
