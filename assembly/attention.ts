@@ -32,11 +32,13 @@ import { exp2x4, exp2s, hsum, hpmax, LOG2E, toLog2s, toLog2x4 } from './simd/mat
 
 
 /** bytes of scratch attention() needs */
-export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): usize {
-  const sk8 = <usize>((seqK + 7) & ~7);
-  const dv8 = <usize>((headDimV + 7) & ~7);
-  const D = <usize>headDim;
-  return 4 * (sk8 * D + sk8 * dv8 + <usize>BR * D + <usize>BR * <usize>BC + <usize>BR * dv8 + 3 * <usize>BR) + 256;
+export function attentionScratchBytes(seqK: i32, headDim: i32, headDimV: i32): f64 {
+  // in f64, exact: a 32-bit size wraps from 4 GiB on (and JS would read 2 GiB and up as negative),
+  // which once handed the kernel a 64-byte block for gigabytes of packed K and V
+  const sk8 = Math.ceil(<f64>seqK / 8) * 8;
+  const dv8 = Math.ceil(<f64>headDimV / 8) * 8;
+  const D = <f64>headDim;
+  return 4 * (sk8 * D + sk8 * dv8 + <f64>BR * D + <f64>BR * <f64>BC + <f64>BR * dv8 + 3 * <f64>BR) + 256;
 }
 
 // @ts-ignore: decorator

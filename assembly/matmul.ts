@@ -10,9 +10,10 @@ import { packRows8 } from './simd/pack';
  * bytes of scratch matmul() needs for these n, k: all of B's panels when B is shared by several
  * matrices (packAll != 0), else PACK_STRIP panels (see matmul)
  */
-export function matmulScratchBytes(n: i32, k: i32, packAll: i32): usize {
-  const np = <usize>((n + 7) >> 3);
-  return (packAll != 0 ? np : min<usize>(np, <usize>PACK_STRIP)) * (<usize>k) * 32 + np * 32 + 4 * 32 + 64;
+export function matmulScratchBytes(n: i32, k: i32, packAll: i32): f64 {
+  // f64, exact (see attentionScratchBytes)
+  const np = Math.ceil(<f64>n / 8);
+  return (packAll != 0 ? np : Math.min(np, <f64>PACK_STRIP)) * <f64>k * 32 + np * 32 + 4 * 32 + 64;
 }
 
 /** Packs B into panels of 8 columns: panel p, row kk at panels + (p*k + kk) * 32 bytes. */
@@ -59,9 +60,9 @@ function packPanels(dst: usize, B: usize, n: i32, k: i32, transB: bool, p0: i32,
 @inline const PACK_STRIP: i32 = 16; // panels packed at a time for one matrix: 512 bytes of each row of B [k][n]
 
 /** bytes matmulPacked() needs for packed weights of n outputs and k inputs (panels, then a padded bias) */
-export function matmulPackedBytes(n: i32, k: i32): usize {
-  const np = <usize>((n + 7) >> 3);
-  return np * (<usize>k) * 32 + np * 32;
+export function matmulPackedBytes(n: i32, k: i32): f64 {
+  const np = Math.ceil(<f64>n / 8);
+  return np * <f64>k * 32 + np * 32;
 }
 
 /**

@@ -472,25 +472,22 @@ class KernelWorker : public Napi::AsyncWorker {
 
 class Engine;
 
-// Methods are called only on their own class's objects (V8 checks the receiver), accessors and
-// constructor arguments are not: a getter borrowed from one class and called on the other, or a
-// MultiHead passed where the engine goes, would unwrap one C++ object as the other. Each object
-// is tagged when made, and checked before it is unwrapped there.
+// V8 calls a class's methods only on that class's objects; accessors and constructor arguments
+// get no such check, and node-addon-api unwraps `this` before an accessor's body could look: a
+// getter borrowed from one class and called on the other, or a MultiHead passed where the engine
+// goes, would treat one C++ object as the other. So the classes have methods only (an engine's
+// isa and threads are plain values set when it is made), and an engine is type-tagged when made
+// and checked before the multi-head constructor unwraps it.
 const napi_type_tag kEngineTag = {0x8b6d1c2a5f3e4d71ULL, 0xa2c94e0b7d165f38ULL};
-const napi_type_tag kMultiHeadTag = {0x3f9e27c4b1d85a06ULL, 0xc7504a1e9b2d6f83ULL};
 
 bool Tagged(const Napi::Value& v, const napi_type_tag* tag) { return v.IsObject() && v.As<Napi::Object>().CheckTypeTag(tag); }
-
-void CheckThis(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* cls) {
-  if (!Tagged(info.This(), tag)) Throw(info.Env(), "ERR_ATTN_TYPE", std::string("Illegal invocation: not a ") + cls, Kind::Type);
-}
 
 class MultiHead : public Napi::ObjectWrap<MultiHead> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeMultiHead",
                        {InstanceMethod<&MultiHead::Forward>("forward"), InstanceMethod<&MultiHead::ForwardAsync>("forwardAsync"),
-                        InstanceMethod<&MultiHead::Dispose>("dispose"), InstanceAccessor<&MultiHead::Disposed>("disposed")});
+                        InstanceMethod<&MultiHead::Dispose>("dispose")});
   }
   MultiHead(const Napi::CallbackInfo& info);
   ~MultiHead() override { weights_.reset(); }
@@ -513,10 +510,6 @@ class MultiHead : public Napi::ObjectWrap<MultiHead> {
     }
     return info.Env().Undefined();
   }
-  Napi::Value Disposed(const Napi::CallbackInfo& info) {
-    CheckThis(info, &kMultiHeadTag, "NativeMultiHead");
-    return Napi::Boolean::New(info.Env(), !weights_);
-  }
 
   std::shared_ptr<Core> core_;
   std::shared_ptr<sa::MultiHeadWeights> weights_;
@@ -535,8 +528,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return DefineClass(env, "NativeEngine",
                        {InstanceMethod<&Engine::Attention>("attention"), InstanceMethod<&Engine::AttentionAsync>("attentionAsync"),
                         InstanceMethod<&Engine::Matmul>("matmul"), InstanceMethod<&Engine::Softmax>("softmax"),
-                        InstanceMethod<&Engine::CreateMultiHead>("createMultiHead"), InstanceMethod<&Engine::Close>("close"),
-                        InstanceAccessor<&Engine::Isa>("isa"), InstanceAccessor<&Engine::Threads>("threads")});
+                        InstanceMethod<&Engine::CreateMultiHead>("createMultiHead"), InstanceMethod<&Engine::Close>("close")});
   }
   Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
     Napi::Env env = info.Env();
@@ -574,6 +566,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
         Throw(env, "ERR_ATTN_NATIVE",
               "simd-attention native: could not start " + std::to_string((int)th) + " threads (" + e.what() + "); ask for fewer threads");
       }
+      info.This().As<Napi::Object>().DefineProperties({
+          Napi::PropertyDescriptor::Value("isa", Napi::String::New(env, kt->name), napi_enumerable),
+          Napi::PropertyDescriptor::Value("threads", Napi::Number::New(env, core_->pool.workers()), napi_enumerable),
+      });
       return env.Undefined();
     });
   }
@@ -583,14 +579,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   }
 
  private:
-  Napi::Value Isa(const Napi::CallbackInfo& info) {
-    CheckThis(info, &kEngineTag, "NativeEngine");
-    return Napi::String::New(info.Env(), core_ ? core_->kt->name : "closed");
-  }
-  Napi::Value Threads(const Napi::CallbackInfo& info) {
-    CheckThis(info, &kEngineTag, "NativeEngine");
-    return Napi::Number::New(info.Env(), core_ ? core_->pool.workers() : 0);
-  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     core_.reset();
     return info.Env().Undefined();
@@ -671,7 +660,6 @@ class Engine : public Napi::ObjectWrap<Engine> {
 MultiHead::MultiHead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MultiHead>(info) {
   Napi::Env env = info.Env();
   Guard(env, [&]() -> Napi::Value {
-    info.This().As<Napi::Object>().TypeTag(&kMultiHeadTag);
     if (info.Length() < 2 || !info[0].IsObject() || !Tagged(info[1], &kEngineTag))
       Throw(env, "ERR_ATTN_TYPE", "NativeMultiHead is created by engine.createMultiHead(params)", Kind::Type);
     Engine* eng = Engine::Unwrap(info[1].As<Napi::Object>());

@@ -23,7 +23,7 @@ import {
 } from './backends/wasm-core.js';
 import { createWorkerRunner, type WorkerLike } from './backends/wasm-runner.js';
 import { choose, chooseSync } from './choose.js';
-import { attnRangeError } from './errors.js';
+import { attnError } from './errors.js';
 import type { Attention } from './facade.js';
 import { resolveLoad as resolveOptions, type LoadOptions, type ResolvedLoad as Resolved } from './load-options.js';
 
@@ -32,7 +32,8 @@ export * from './public.js';
 function resolveLoad(fn: string, options: unknown): Resolved {
   const r = resolveOptions(fn, options, undefined, true);
   if (r.request === 'native') {
-    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: backend "native" is not available in the browser entry (use "auto", "wasm" or "js")`);
+    // the same code as the Node entry gives for a backend that cannot load here
+    throw attnError('ERR_ATTN_BACKEND_UNAVAILABLE', `${fn}: backend "native" is not available in the browser entry (use "auto", "wasm" or "js")`);
   }
   return r;
 }
@@ -52,12 +53,33 @@ function pickBuild(requested: WasmBuild | undefined): WasmBuild {
   return available[0];
 }
 
+/**
+ * new Worker(url) for a module worker. A script of another origin (this package from a CDN) is
+ * refused as a worker (SecurityError), but may be imported: a same-origin blob that imports it
+ * serves instead (the module reaches the worker by message, so nothing is fetched relative to it).
+ */
+function startWorker(url: URL | string): Worker {
+  try {
+    return new Worker(url, { type: 'module' });
+  } catch (err) {
+    if ((err as Error)?.name !== 'SecurityError' || typeof Blob !== 'function' || typeof URL.createObjectURL !== 'function') throw err;
+    const href = new URL(String(url), typeof location !== 'undefined' ? location.href : import.meta.url).href;
+    const blob = URL.createObjectURL(new Blob([`import ${JSON.stringify(href)};\n`], { type: 'text/javascript' }));
+    const w = new Worker(blob, { type: 'module' });
+    // the blob is read when the worker starts: freed once it has answered (or failed)
+    const revoke = () => URL.revokeObjectURL(blob);
+    w.addEventListener('message', revoke, { once: true });
+    w.addEventListener('error', revoke, { once: true });
+    return w;
+  }
+}
+
 /** A module Web Worker for attentionAsync, or undefined where workers are unavailable. */
 function browserRunner(inst: WasmInstance, worker: URL | string | false | undefined) {
   return () => {
     if (worker === false || typeof Worker !== 'function') return undefined;
     const url = worker ?? new URL('./wasm-worker.mjs', import.meta.url);
-    const w = new Worker(url, { type: 'module' });
+    const w = startWorker(url);
     const like: WorkerLike = {
       post: (msg, transfer) => w.postMessage(msg, transfer ?? []),
       onMessage: (cb) => w.addEventListener('message', (e) => cb((e as MessageEvent).data)),

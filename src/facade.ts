@@ -3,6 +3,7 @@
  * it validates (validate.ts), allocates outputs, and hands resolved arguments to the backend.
  */
 import type { Backend, BackendInfo, BackendName } from './backend.js';
+import { attnError } from './errors.js';
 import { MultiHeadAttention } from './multihead.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
 import { checkFixedLength, resolveAttention, resolveMatmul, resolveMultiHeadParams, resolveSoftmax, type Layout } from './validate.js';
@@ -49,11 +50,30 @@ export interface MultiHeadAttentionParams {
 export class Attention {
   readonly #backend: Backend;
   readonly #fallbackReason: string | undefined;
+  #closed = false;
 
   /** @internal */
   constructor(backend: Backend, fallbackReason?: string) {
     this.#backend = backend;
     this.#fallbackReason = fallbackReason;
+  }
+
+  #live(fn: string): Backend {
+    if (this.#closed) throw attnError('ERR_ATTN_DISPOSED', `${fn}: this instance was closed`);
+    return this.#backend;
+  }
+
+  /**
+   * Ends what the backend keeps running and frees what it holds: the wasm backend's worker (a
+   * page keeps one per instance that has made an async call, until it closes), the native
+   * thread pool. Calls still pending finish or reject with ERR_ATTN_DISPOSED (wasm in a worker);
+   * later calls, on this instance and on the multi-head objects made from it, throw
+   * ERR_ATTN_DISPOSED. Calling it twice is harmless.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#backend.close?.();
   }
 
   /** 'native' | 'wasm' | 'js' */
@@ -71,8 +91,9 @@ export class Attention {
 
   /** softmax(scale·Q·Kᵀ + mask)·V over every (batch, head). */
   attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): AttentionResult {
+    const backend = this.#live('attention');
     const { args, outShape } = resolveAttention('attention', q, k, v, options);
-    this.#backend.attention(args);
+    backend.attention(args);
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
 
@@ -85,28 +106,32 @@ export class Attention {
    * ERR_ATTN_SIZE.
    */
   async attentionAsync(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
+    const backend = this.#live('attentionAsync');
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
     checkFixedLength('attentionAsync', [['q', args.q], ['k', args.k], ['v', args.v], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
-    await this.#backend.attentionAsync(args);
+    await backend.attentionAsync(args);
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
 
   /** [.., M, K] x [.., K, N] (or [.., N, K] with transposeB), the leading (batch) dims broadcast as in NumPy's matmul. */
   matmul(a: Tensor, b: Tensor, options?: { transposeB?: boolean; out?: Float32Array }): Tensor {
+    const backend = this.#live('matmul');
     const { calls, out, outShape } = resolveMatmul('matmul', a, b, options);
-    for (const args of calls) this.#backend.matmul(args);
+    for (const args of calls) backend.matmul(args);
     return { data: out, shape: outShape };
   }
 
   /** softmax(scale·x) over the last axis, max subtracted first. */
   softmax(x: Tensor, options?: { scale?: number; out?: Float32Array }): Tensor {
+    const backend = this.#live('softmax');
     const { args, outShape } = resolveSoftmax('softmax', x, options);
-    this.#backend.softmax(args);
+    backend.softmax(args);
     return { data: args.out, shape: outShape };
   }
 
   multiHeadAttention(params: MultiHeadAttentionParams): MultiHeadAttention {
-    return new MultiHeadAttention(this.#backend, resolveMultiHeadParams('multiHeadAttention', params));
+    const backend = this.#live('multiHeadAttention');
+    return new MultiHeadAttention(backend, resolveMultiHeadParams('multiHeadAttention', params), () => this.#closed);
   }
 
   /**
@@ -116,9 +141,10 @@ export class Attention {
    * does not keep the block): keep that array for as long as its memory is used.
    */
   alloc(shape: readonly number[]): Tensor {
+    const backend = this.#live('alloc');
     const dims = checkShape(shape, 'alloc');
     const n = numel(dims, 'alloc');
-    return { data: this.#backend.alloc ? this.#backend.alloc(n) : new Float32Array(n), shape: dims };
+    return { data: backend.alloc ? backend.alloc(n) : new Float32Array(n), shape: dims };
   }
 }
 

@@ -57,9 +57,12 @@ export class MultiHeadAttention {
   #kernel: MultiHeadKernel | undefined;
   /** only the sizes are kept: the backends copy or pack the weights, so the caller's arrays are not held */
   readonly #kvDim: number;
+  /** whether the Attention instance it was made from has been closed */
+  readonly #ownerClosed: () => boolean;
 
   /** @internal */
-  constructor(backend: Backend, params: MultiHeadParams) {
+  constructor(backend: Backend, params: MultiHeadParams, ownerClosed: () => boolean = () => false) {
+    this.#ownerClosed = ownerClosed;
     this.#kvDim = params.kvDim;
     this.embedDim = params.embedDim;
     this.numHeads = params.numHeads;
@@ -69,6 +72,7 @@ export class MultiHeadAttention {
 
   #live(fn: string): MultiHeadKernel {
     if (!this.#kernel) throw attnError('ERR_ATTN_DISPOSED', `${fn}: this multi-head attention was disposed`);
+    if (this.#ownerClosed()) throw attnError('ERR_ATTN_DISPOSED', `${fn}: the instance this multi-head attention was made from was closed`);
     return this.#kernel;
   }
 

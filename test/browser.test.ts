@@ -41,9 +41,10 @@ const TYPES: Record<string, string> = {
   '.json': 'application/json',
 };
 
-/** A static file server for the package root (loopback only). */
-function serve(): Promise<Server> {
+/** A static file server for the package root (loopback only); `cors`: as a CDN serves it to other origins. */
+function serve(cors = false): Promise<Server> {
   const server = createServer((req, res) => {
+    if (cors) res.setHeader('Access-Control-Allow-Origin', '*');
     let path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     // /coi/...: the same files, cross-origin isolated (COOP + COEP), so shared memory may be sent to workers
     const coi = path.startsWith('/coi/');
@@ -268,6 +269,42 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
       assertClose(got.decode, wantMha, 'isolated decode', 1e-3, 1e-3);
     } finally {
       await coiPage.close();
+    }
+  });
+
+  it('the package served from another origin (a CDN) still runs attentionAsync in a worker; close() ends it; no native here', async () => {
+    const cdn = await serve(true);
+    try {
+      const cdnBase = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
+      const rand = rng(106);
+      const q = randomTensor(rand, [1, 2, 30, 16]);
+      const want = reference.attention(q, q, q, { causal: true }).output.data;
+      const workersBefore = page.workers().length;
+      const got = await inPage<{ async: string; out: number[]; native: string; after: string }>(
+        page,
+        `async ({ q, url }) => {
+          const m = await import(url);
+          let native = 'loaded';
+          try { await m.load({ backend: 'native' }); } catch (e) { native = e.code; }
+          const attn = await m.load({ backend: 'wasm' });
+          const t = m.tensor(new Float32Array(q.data), q.shape);
+          const r = await attn.attentionAsync(t, t, t, { causal: true });
+          const async = attn.info().details.async;
+          globalThis.cdnAttn = attn;
+          return { async, out: Array.from(r.output.data), native, after: '' };
+        }`,
+        { q: plain(q), url: `${cdnBase}/dist/browser.mjs` },
+      );
+      assert.equal(got.native, 'ERR_ATTN_BACKEND_UNAVAILABLE');
+      assert.equal(got.async, 'worker', 'a cross-origin worker script is started through a same-origin blob');
+      assertClose(got.out, want, 'attentionAsync with the package from another origin');
+      assert.equal(page.workers().length, workersBefore + 1);
+      const closed = await inPage<string>(page, `async () => { globalThis.cdnAttn.close(); try { globalThis.cdnAttn.attention(); return 'ok'; } catch (e) { return e.code; } }`, null);
+      assert.equal(closed, 'ERR_ATTN_DISPOSED');
+      for (let i = 0; i < 50 && page.workers().length > workersBefore; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(page.workers().length, workersBefore, 'close() ended the worker');
+    } finally {
+      await new Promise<void>((resolve) => cdn.close(() => resolve()));
     }
   });
 

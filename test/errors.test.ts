@@ -146,6 +146,34 @@ for (const variant of variants()) {
       expectError(() => attn.softmax({ data: [1, 2], shape: [2] } as never), TypeError, 'ERR_ATTN_TYPE');
     });
 
+    it('close(): a pending call settles, then every call (multi-head objects included) throws ERR_ATTN_DISPOSED', async () => {
+      const own = facadeOf(variant);
+      const E = 8;
+      const w = (n: number) => new Float32Array(n).fill(0.1);
+      const mha = own.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(64), wk: w(64), wv: w(64), wo: w(64) });
+      const x = f([1, 3, E]);
+      mha.forward(x);
+      const pending = own.attentionAsync(q, k, v).then(
+        (r) => r.output.data.length,
+        (e: Error & { code?: string }) => e.code,
+      );
+      own.close();
+      own.close();
+      // finished with its result, or (wasm, whose worker close() ends) refused as disposed
+      const settled = await pending;
+      assert.ok(settled === 36 || settled === 'ERR_ATTN_DISPOSED', String(settled));
+      expectError(() => own.attention(q, k, v), Error, 'ERR_ATTN_DISPOSED', /^attention: this instance was closed/);
+      await assert.rejects(own.attentionAsync(q, k, v), { code: 'ERR_ATTN_DISPOSED' });
+      expectError(() => own.matmul(f([2, 3]), f([3, 2])), Error, 'ERR_ATTN_DISPOSED');
+      expectError(() => own.softmax(f([2, 3])), Error, 'ERR_ATTN_DISPOSED');
+      expectError(() => own.alloc([2]), Error, 'ERR_ATTN_DISPOSED');
+      expectError(() => own.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(64), wk: w(64), wv: w(64), wo: w(64) }), Error, 'ERR_ATTN_DISPOSED');
+      expectError(() => mha.forward(x), Error, 'ERR_ATTN_DISPOSED', /was made from was closed/);
+      await assert.rejects(mha.forwardAsync(x), { code: 'ERR_ATTN_DISPOSED' });
+      mha.dispose();
+      assert.equal(own.info().backend, variant.label.split('/')[0]);
+    });
+
     it('multiHeadAttention: parameters, forward arguments, cache limits, dispose', async () => {
       const E = 8;
       const w = (n: number) => new Float32Array(n).fill(0.1);

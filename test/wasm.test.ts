@@ -411,6 +411,22 @@ describe('wasm backend: memory', () => {
     }
   });
 
+  it('scratch and packed sizes are exact past 2 and 4 GiB (32-bit sizes came back negative or wrapped)', () => {
+    const x = wasmBackend('simd128').instance.exports;
+    const ceil8 = (v: number) => Math.ceil(v / 8) * 8;
+    const attn = (sk: number, d: number, dv: number) => 4 * (ceil8(sk) * d + ceil8(sk) * ceil8(dv) + 32 * d + 32 * 64 + 32 * ceil8(dv) + 96) + 256;
+    for (const [sk, d, dv] of [[60_000_000, 1, 1], [2 ** 31 - 1, 8, 8], [1000, 64, 64], [1, 1, 1]]) {
+      assert.equal(x.attentionScratchBytes(sk, d, dv), attn(sk, d, dv), `attentionScratchBytes(${sk}, ${d}, ${dv})`);
+    }
+    assert.ok(x.attentionScratchBytes(60_000_000, 1, 1) > 2 ** 31);
+    assert.equal(x.matmulScratchBytes(128, 4_200_000, 0), 16 * 4_200_000 * 32 + 16 * 32 + 192);
+    assert.equal(x.matmulScratchBytes(2 ** 31 - 1, 2 ** 31 - 1, 1), Math.ceil((2 ** 31 - 1) / 8) * (2 ** 31 - 1) * 32 + Math.ceil((2 ** 31 - 1) / 8) * 32 + 192);
+    assert.equal(x.matmulPackedBytes(32768, 32768), 4096 * 32768 * 32 + 4096 * 32);
+    // such a size is refused by the allocator, never handed over as a small block
+    const heap = wasmBackend('simd128').instance.heap;
+    assert.throws(() => heap.alloc(x.attentionScratchBytes(2 ** 31 - 1, 8, 8)), { code: 'ERR_ATTN_ALLOC' });
+  });
+
   it('too large a request is ERR_ATTN_ALLOC, and the instance keeps working', () => {
     const be = wasmBackend('simd128');
     const attn = new Attention(be);

@@ -32,11 +32,11 @@ export interface NativeMultiHead {
   forward(...packed: unknown[]): void;
   forwardAsync(...packed: unknown[]): Promise<void>;
   dispose(): void;
-  readonly disposed: boolean;
 }
 
 /** The raw engine object of the addon: one ISA, one persistent thread pool. */
 export interface NativeEngine {
+  /** the ISA and the pool's threads it was created with */
   readonly isa: string;
   readonly threads: number;
   /** packed arguments (native-pack.ts): header, q, k, v, out, weights, mask data, keyLengths */

@@ -345,7 +345,11 @@ export class CallFrame {
   commit(): void {
     if (this.#pending.length > 0) {
       let total = 0;
-      for (const p of this.#pending) total += blockBytes(p.bytes);
+      for (const p of this.#pending) {
+        // a size that is not a count of bytes (once: a 32-bit size read back as negative) is refused, not rounded up to a block
+        if (!(p.bytes >= 0 && Number.isFinite(p.bytes))) throw allocError(p.bytes, 'invalid size');
+        total += blockBytes(p.bytes);
+      }
       const base = this.#heap.alloc(total);
       this.#temps.push(base);
       let off = base;
