@@ -15,7 +15,7 @@ import { runChild } from './child.js';
 import { measureLimits, nativePairProbes } from './limits.js';
 import { measureMemory } from './memory.js';
 import { ourInfo } from './ours.js';
-import { NODE_MODULES, RESULTS_DIR, ROOT } from './paths.js';
+import { BUNDLED, NODE_MODULES, RESULTS_DIR, ROOT } from './paths.js';
 import { annotateLimits, caseLine, evaluateTargets, shapeEntries, terminalSummary, writeReport } from './report.js';
 import { runShape } from './run.js';
 import { allRunners, defaultThreads, FAMILIES } from './runners.js';
@@ -47,7 +47,7 @@ export interface BenchOptions {
   log: (line: string) => void;
 }
 
-const HELP = `usage: npm run bench -- [options]
+const HELP = `usage: ${BUNDLED ? 'simd-attention bench' : 'npm run bench --'} [options]
   --quick              a couple of small shapes, short runs (< 2 min)
   --shapes a,b         shapes of the grid: ${GRID.map((s) => s.name).join(', ')}
   --backends a,b       ${FAMILIES.join(', ')}
@@ -56,7 +56,7 @@ const HELP = `usage: npm run bench -- [options]
   --rounds N           interleaved rounds per shape (default 3, quick 2): every runner gets a slice
                        of its sampling time per round, so load changes hit all runners alike
   --memory / --no-memory   peak-memory runs on long2k (default: on when long2k is benchmarked)
-  --out DIR            where latest.{json,md,svg} go (default bench/results)
+  --out DIR            where latest.{json,md,svg} go (default ${path.relative(process.cwd(), RESULTS_DIR) || '.'})
   --rerender           rewrite latest.md/.svg from latest.json (after a report or chart change), no measuring`;
 
 export function parseArgs(argv: string[], log: (l: string) => void = console.log): BenchOptions {
@@ -67,13 +67,18 @@ export function parseArgs(argv: string[], log: (l: string) => void = console.log
     if (v === undefined || v.startsWith('--')) throw new RangeError(`${name} needs a value`);
     return v;
   };
-  for (const a of argv) {
-    if (a.startsWith('--') && !['--quick', '--shapes', '--backends', '--threads', '--max-time', '--rounds', '--memory', '--no-memory', '--out', '--no-limits', '--help'].includes(a)) {
-      throw new RangeError(`unknown option ${a}\n${HELP}`);
-    }
+  // every word is an option or the value of the one before it: `bench quick` (no dashes) must
+  // not run the whole grid
+  const takesValue = ['--shapes', '--backends', '--threads', '--max-time', '--rounds', '--out'];
+  const flags = ['--quick', '--memory', '--no-memory', '--no-limits', '--help', '--rerender'];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (takesValue.includes(a)) i++;
+    else if (!flags.includes(a)) throw new RangeError(`unknown argument ${JSON.stringify(a)}\n${HELP}`);
   }
   const quick = argv.includes('--quick');
   const shapeNames = get('--shapes')?.split(',').filter(Boolean) ?? (quick ? QUICK_SHAPES : GRID.map((s) => s.name));
+  if (shapeNames.length === 0) throw new RangeError(`--shapes names no shape; known: ${GRID.map((s) => s.name).join(', ')}`);
   const shapes = findShapes(shapeNames);
   const families = get('--backends')?.split(',').filter(Boolean) ?? [...FAMILIES];
   for (const f of families) if (!(FAMILIES as readonly string[]).includes(f)) throw new RangeError(`unknown backend "${f}"; known: ${FAMILIES.join(', ')}`);
@@ -301,18 +306,20 @@ export function rerender(dir: string, log: (l: string) => void = console.log): v
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   const argv = process.argv.slice(2);
-  if (argv.includes('--help')) {
-    console.log(HELP);
-  } else if (argv.includes('--rerender')) {
-    const i = argv.indexOf('--out');
-    rerender(path.resolve(i >= 0 ? argv[i + 1] : RESULTS_DIR));
-  } else {
-    runBench(parseArgs(argv)).then(
-      () => process.exit(0),
-      (e: Error) => {
-        console.error(e.stack ?? e);
-        process.exit(1);
-      },
-    );
+  // a bad argument is a one-line message (with the usage), not a stack trace
+  const fail = (e: unknown) => {
+    console.error(e instanceof RangeError ? `bench: ${e.message}` : ((e as Error)?.stack ?? String(e)));
+    process.exit(1);
+  };
+  try {
+    if (argv.includes('--help')) {
+      console.log(HELP);
+    } else if (argv.includes('--rerender')) {
+      rerender(parseArgs(argv).outDir);
+    } else {
+      runBench(parseArgs(argv)).then(() => process.exit(0), fail);
+    }
+  } catch (e) {
+    fail(e);
   }
 }

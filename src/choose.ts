@@ -55,7 +55,8 @@ function chooseFrom<R extends Backend | Promise<Backend>>(
   const accept = (backend: Backend) => new Attention(backend, failures.length > 0 ? failures.join('; ') : undefined);
   const reject = (err: unknown): Attention | Promise<Attention> => {
     if (request !== 'auto') throw unavailable(c.name, err);
-    failures.push(`${c.name}: ${message(err)}`);
+    const why = message(err);
+    failures.push(why.startsWith(`${c.name}: `) ? why : `${c.name}: ${why}`); // not "wasm: wasm: ..."
     return chooseFrom(request, candidates, next, failures);
   };
   let loaded: R;

@@ -38,8 +38,10 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'info') return info();
   if (command === 'bench') return bench(rest);
+  const help = command === undefined || command === '--help' || command === '-h';
+  if (!help) console.error(`simd-attention: unknown command ${JSON.stringify(command)}`);
   console.log(USAGE);
-  return command === undefined || command === '--help' || command === '-h' ? 0 : 1;
+  return help ? 0 : 1;
 }
 
 main(process.argv.slice(2)).then(

@@ -20,7 +20,7 @@ describe('api: backend choice', () => {
   it('auto falls through in order and records every reason', () => {
     const attn = chooseSync('auto', [
       { name: 'native', load: fail('no addon here') },
-      { name: 'wasm', load: fail('no wasm here') },
+      { name: 'wasm', load: fail('wasm: no wasm here') }, // a reason already naming its backend is not prefixed twice
       { name: 'js', load: () => createJsBackend() },
     ]);
     assert.equal(attn.backend, 'js');

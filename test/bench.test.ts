@@ -235,6 +235,12 @@ describe('bench (smoke, tiny shapes)', function () {
     assert.equal(parseArgs(['--shapes', 'long2k']).memory, true);
     assert.throws(() => parseArgs(['--shapes', 'nope']), RangeError);
     assert.throws(() => parseArgs(['--bogus']), RangeError);
+    // words without dashes are not silently ignored (`bench quick` ran the whole grid)
+    assert.throws(() => parseArgs(['quick']), /unknown argument "quick"/);
+    assert.throws(() => parseArgs(['-q']), /unknown argument "-q"/);
+    assert.throws(() => parseArgs(['--shapes', ',']), /names no shape/);
+    assert.throws(() => parseArgs(['--out']), /--out needs a value/);
+    assert.equal(parseArgs(['--out', 'x', '--quick']).outDir.endsWith('x'), true);
     assert.throws(() => parseArgs(['--rounds', '0']), RangeError);
     assert.equal(parseArgs(['--rounds', '4']).rounds, 4);
     assert.equal(flops(findShapes(['enc128'])[0]), 4 * 12 * 128 * 128 * 64);
