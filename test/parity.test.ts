@@ -186,6 +186,28 @@ describe('parity: every backend against the reference', () => {
         }
       });
 
+      it('keys padded with a large finite mask (-1e4, -1e9) or scoring far below the rest, over whole first key blocks', () => {
+        // The first blocks' max is then far below the real scores; a kernel that sums later blocks'
+        // scores onto a start of -max lost their low bits (errors up to the whole output, found in review).
+        const rand = rng(96);
+        const [B, H, Sq, Sk, D, pad] = [1, 2, 20, 300, 64, 140];
+        const q = randomTensor(rand, [B, H, Sq, D]);
+        const k = randomTensor(rand, [B, H, Sk, D]);
+        const v = randomTensor(rand, [B, H, Sk, D]);
+        for (const fill of [-1e4, -65504, -1e9]) {
+          const mask = { data: new Float32Array(Sk).map((_, j) => (j < pad ? fill : 0)), shape: [Sk] };
+          const got = attn.attention(q, k, v, { mask }).output.data;
+          assertClose(got, ref.attention(q, k, v, { mask }).output.data, `${variant.label} first ${pad} keys masked with ${fill}`);
+        }
+        // no mask: the first keys' scores themselves far below (q >= 0, those keys' rows very negative)
+        const qp = { data: q.data.map(Math.abs), shape: q.shape };
+        for (const low of [-1e2, -1e4]) {
+          const kl = { data: k.data.slice(), shape: k.shape };
+          for (let h = 0; h < H; h++) for (let j = 0; j < pad; j++) kl.data.fill(low, (h * Sk + j) * D, (h * Sk + j + 1) * D);
+          assertClose(attn.attention(qp, kl, v).output.data, ref.attention(qp, kl, v).output.data, `${variant.label} first ${pad} keys scoring ~${low * D}`);
+        }
+      });
+
       it('attentionAsync equals attention', async () => {
         for (const c of cases.slice(0, 12)) {
           const { out: _out, ...opts } = c.opts;

@@ -382,60 +382,81 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
   const int64_t D = p.head_dim, Dv = p.head_dim_v;
   const int64_t off = p.seq_k - p.seq_q;
   const T slack = V::set1(kRescaleSlack);
+  // S = Q·Kᵀ into st (offset: S - m, the accumulators started at -m), then the causal and mask
+  // limits; returns whether any were applied
+  auto scores = [&](bool offset, bool prefetch) -> bool {
+    for (int q = 0; q < BQ; ++q) r.tmax[q] = kNegInf;
+    for (int64_t j = 0; j < nk;) {
+      const int64_t rem = nk - j;
+      int n = (int)imin(kAttNR, rem);
+      // a short last tile runs at a fraction of the FMA rate: split e.g. 6 + 2 as 4 + 4
+      if (kAttNR >= 4 && rem > kAttNR && rem < kAttNR + 3) n = (int)((rem + 1) / 2);
+      if (prefetch)
+        for (int jj = 0; jj < n; ++jj) {
+          if (kb + pl.bk + j + jj < kend) prefetch_span<0, 2>(kbase + (kb + pl.bk + j + jj) * p.k_ss, D);
+          prefetch_span<0, 2>(vbase + (kb + j + jj) * p.v_ss, Dv);
+        }
+      qk_dispatch<kAttNR>(n, r.qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, r.tmax, offset ? r.negm : nullptr);
+      j += n;
+    }
+    bool limited = false;
+    // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
+    if (p.causal && kb + nk - 1 > i0 + off) {
+      limited = true;
+      for (int64_t j = 0; j < nk; ++j) {
+        int64_t hid = kb + j - off - i0;
+        if (hid <= 0) continue;
+        SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+          int64_t cnt = iclamp(hid - m * W, 0, W);
+          if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
+        }
+      }
+    }
+    if (p.mask_kind != kMaskNone) {
+      limited = true;
+      for (int64_t j = 0; j < nk; ++j)
+        for (int64_t q = 0; q < nq; ++q) {
+          const float mv = mask_value(p, b, r.h, i0 + q, kb + j);
+          if (p.mask_kind == kMaskBoolean) {
+            if (mv == kNegInf) st[j * BQ + q] = kNegInf;  // hidden, even where the score is NaN
+          } else {
+            st[j * BQ + q] += mv;
+          }
+        }
+    }
+    return limited;
+  };
+  // the block's max per lane group, from the tile (limited) or from the max the tiles kept
+  auto block_max = [&](bool limited, int m) -> T {
+    if (!limited) return V::load(r.tmax + m * W);
+    T bm = V::set1(kNegInf);
+    for (int64_t j = 0; j < nk; ++j) bm = V::max(bm, V::load(st + j * BQ + m * W));
+    return bm;
+  };
   // Offset mode (after the first block, once every reference is moderate): the Q·Kᵀ
   // accumulators start at -m, so the tile holds t = s - m directly and, while the block's max
   // stays within the slack, P = exp2(t) needs no subtraction and the reference stays put.
-  const bool offs = kb > 0 && r.ref_moderate;
-  // S = Q·Kᵀ (or S - m)
-  for (int q = 0; q < BQ; ++q) r.tmax[q] = kNegInf;
-  for (int64_t j = 0; j < nk;) {
-    const int64_t rem = nk - j;
-    int n = (int)imin(kAttNR, rem);
-    // a short last tile runs at a fraction of the FMA rate: split e.g. 6 + 2 as 4 + 4
-    if (kAttNR >= 4 && rem > kAttNR && rem < kAttNR + 3) n = (int)((rem + 1) / 2);
-    if (prefetch_kv)
-      for (int jj = 0; jj < n; ++jj) {
-        if (kb + pl.bk + j + jj < kend) prefetch_span<0, 2>(kbase + (kb + pl.bk + j + jj) * p.k_ss, D);
-        prefetch_span<0, 2>(vbase + (kb + j + jj) * p.v_ss, Dv);
-      }
-    qk_dispatch<kAttNR>(n, r.qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, r.tmax, offs ? r.negm : nullptr);
-    j += n;
-  }
-  bool masked = false;
-  // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
-  if (p.causal && kb + nk - 1 > i0 + off) {
-    masked = true;
-    for (int64_t j = 0; j < nk; ++j) {
-      int64_t hid = kb + j - off - i0;
-      if (hid <= 0) continue;
-      SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-        int64_t cnt = iclamp(hid - m * W, 0, W);
-        if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
-      }
+  bool offs = kb > 0 && r.ref_moderate;
+  bool masked = scores(offs, prefetch_kv);
+  if (offs) {
+    // A block whose max passes the slack moves the reference, and its t = s - m were summed
+    // onto a start of -m that may dwarf s (m from a block of scores far below these, such as
+    // keys padded with a -1e4 or -1e9 mask: s then kept only the bits -m left it, and the
+    // weights came out nearly uniform). Such a block is scored again as it is; it is rare, since
+    // the first block sets the reference.
+    bool moves = false;
+    SA_UNROLL for (int m = 0; m < kAttMR; ++m) moves |= !(V::hmax(block_max(masked, m)) <= kRescaleSlack);
+    if (moves) {
+      offs = false;
+      masked = scores(false, false);
     }
-  }
-  if (p.mask_kind != kMaskNone) {
-    masked = true;
-    for (int64_t j = 0; j < nk; ++j)
-      for (int64_t q = 0; q < nq; ++q) {
-        const float mv = mask_value(p, b, r.h, i0 + q, kb + j);
-        if (p.mask_kind == kMaskBoolean) {
-          if (mv == kNegInf) st[j * BQ + q] = kNegInf;  // hidden, even where the score is NaN
-        } else {
-          st[j * BQ + q] += mv;
-        }
-      }
   }
   // online softmax (all vertical: lanes are queries). The reference max only moves when the
   // block's max exceeds it by more than kRescaleSlack (base-2 units), so P <= 2^slack and
   // the rescale of O (alpha != 1) is skipped in most blocks; the first block sets it exactly.
   bool rescale = false, moved = false;
   SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-    T bm = V::set1(kNegInf);
-    if (masked)
-      for (int64_t j = 0; j < nk; ++j) bm = V::max(bm, V::load(st + j * BQ + m * W));
-    else
-      bm = V::load(r.tmax + m * W);
+    T bm = block_max(masked, m);
     if (offs && V::hmax(bm) <= kRescaleSlack) {
       // reference unchanged (alpha = 1): P = exp2(t); a NaN score gives a NaN row either way
       T s0 = V::zero(), s1 = V::zero();
@@ -457,11 +478,11 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       V::store(r.alpha + m * W, V::set1(1.0f));
       continue;
     }
+    // (an offset tile never gets here: one that moves the reference was scored again above)
     const T mold = V::load(r.mo + m * W);
-    if (offs) bm = V::add(bm, mold);  // back to absolute units (mold is finite here)
     const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
     const T mref = V::ninf_to_zero(mx);
-    const T shift = offs ? V::sub(mref, mold) : mref;  // P = exp2(tile - shift)
+    const T shift = mref;  // P = exp2(tile - shift)
     T al = V::exp2(V::sub(mold, mref));
     T s0 = V::zero(), s1 = V::zero();
     int64_t j = 0;
