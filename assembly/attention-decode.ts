@@ -106,22 +106,22 @@ import { fmadd, exp2x4, exp2s, hsum, hpmax, LOG2E, toLog2s } from './simd/math';
 
 /**
  * One query row: out[0..Dv) (and the weights row, when w != 0) for the keys [0, lim).
- * srow: scratch of at least ((Sk + 3) & ~3) floats. Returns nothing; writes out and w.
+ * qrow: the query row already times scale·log2(e). srow: scratch of at least ((Sk + 3) & ~3)
+ * floats. Returns nothing; writes out and w.
  */
 export function decodeRow(
   out: usize, w: usize, srow: usize, qrow: usize, kbase: usize, kss: usize, vbase: usize, vss: usize,
-  Sk: i32, D: i32, Dv: i32, lim: i32, s2: f32,
+  Sk: i32, D: i32, Dv: i32, lim: i32,
   mask: usize, maskKind: i32, mr: usize, msk: usize
 ): void {
   const ldk = kss * 4;
   // ---- scores, in base 2
-  const vs2 = f32x4.splat(s2);
   let j = 0;
   for (; j + 4 <= lim; j += 4) {
     const k0 = kbase + (<usize>j) * ldk;
-    v128.store(srow + (<usize>j) * 4, f32x4.mul(dot4(qrow, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D), vs2));
+    v128.store(srow + (<usize>j) * 4, dot4(qrow, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D));
   }
-  for (; j < lim; j++) store<f32>(srow + (<usize>j) * 4, dot1(qrow, kbase + (<usize>j) * ldk, D) * s2);
+  for (; j < lim; j++) store<f32>(srow + (<usize>j) * 4, dot1(qrow, kbase + (<usize>j) * ldk, D));
   const lim4 = (lim + 3) & ~3;
   for (j = lim; j < lim4; j++) store<f32>(srow + (<usize>j) * 4, -Infinity);
   // ---- boolean mask (keys past lim are hidden too, but never visited)
@@ -221,30 +221,29 @@ export function decodeRow(
  * (grouped-query decoding: the query heads of a group). K's rows are read once for all of them,
  * four keys at a time, and V's once per block of PV_KEYS keys, so the rows share the memory
  * traffic that decodeRow would repeat per row. rows: nr entries of ROW_BYTES (output row,
- * weights row or 0, query row, mask row offset); srow0: nr scratch rows of sk4 floats each,
+ * weights row or 0, query row times scale·log2(e), mask row offset); srow0: nr scratch rows of sk4 floats each,
  * 16-byte aligned, sk4 >= lim rounded up to 4.
  */
 export function decodeRows(
   nr: i32, rows: usize, srow0: usize, sk4: i32, kbase: usize, kss: usize, vbase: usize, vss: usize,
-  Sk: i32, D: i32, Dv: i32, lim: i32, s2: f32, mask: usize, maskKind: i32, msk: usize
+  Sk: i32, D: i32, Dv: i32, lim: i32, mask: usize, maskKind: i32, msk: usize
 ): void {
   const ldk = kss * 4;
   const rs = (<usize>sk4) * 4;
-  const vs2 = f32x4.splat(s2);
   // ---- scores, in base 2: four keys against every row while they are in cache
   let j = 0;
   for (; j + 4 <= lim; j += 4) {
     const k0 = kbase + (<usize>j) * ldk;
     for (let r = 0; r < nr; r++) {
       const q = load<usize>(rows + (<usize>r) * ROW_BYTES + ROW_Q);
-      v128.store(srow0 + (<usize>r) * rs + (<usize>j) * 4, f32x4.mul(dot4(q, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D), vs2));
+      v128.store(srow0 + (<usize>r) * rs + (<usize>j) * 4, dot4(q, k0, k0 + ldk, k0 + 2 * ldk, k0 + 3 * ldk, D));
     }
   }
   for (; j < lim; j++) {
     const k0 = kbase + (<usize>j) * ldk;
     for (let r = 0; r < nr; r++) {
       const q = load<usize>(rows + (<usize>r) * ROW_BYTES + ROW_Q);
-      store<f32>(srow0 + (<usize>r) * rs + (<usize>j) * 4, dot1(q, k0, D) * s2);
+      store<f32>(srow0 + (<usize>r) * rs + (<usize>j) * 4, dot1(q, k0, D));
     }
   }
   const lim4 = (lim + 3) & ~3;

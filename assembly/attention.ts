@@ -211,12 +211,16 @@ export function attention(
     // of one kv head (its group's query heads x Sq) that see the same keys, with no boolean
     // mask, go up to four at a time through decodeRows, which reads K and V once for them all;
     // the others one at a time through decodeRow.
-    // scratch: four score rows of sk4 floats, then the row table (attentionScratchBytes counts
-    // sk8 * dv8 >= 8 * sk8 floats for V alone, so both fit)
+    // scratch: four score rows of sk4 floats, the row table, then four query rows times
+    // scale·log2(e) (attentionScratchBytes counts sk8 * dv8 >= 8 * sk8 floats for V alone and
+    // sk8 * D >= 8 * D for K, so all fit). The query is scaled before its dot products, as the
+    // blocked path packs it: scaling the sums after would overflow where q·k passes float32's
+    // range but scale·q·k does not.
     const nrows = group * Sq;
     const sk4 = (Sk + 3) & ~3;
     const srows = align16(scratch);
     const table = align16(srows + 4 * (<usize>sk4) * 4);
+    const qrows = align16(table + 4 * ROW_BYTES);
     for (let b = 0; b < B; b++) {
       const kl = keyLength(keyLens, b, Sk);
       for (let hk = 0; hk < Hkv; hk++) {
@@ -236,15 +240,18 @@ export function attention(
             const e = table + (<usize>x) * ROW_BYTES;
             store<usize>(e + ROW_OUT, out + ((<usize>b) * osb + (<usize>h) * osh + (<usize>i) * oss) * 4);
             store<usize>(e + ROW_W, weights != 0 ? weights + (((<usize>b) * (<usize>Hq) + <usize>h) * (<usize>Sq) + <usize>i) * (<usize>Sk) * 4 : 0);
-            store<usize>(e + ROW_Q, q + ((<usize>b) * qsb + (<usize>h) * qsh + (<usize>i) * qss) * 4);
+            const qsrc = q + ((<usize>b) * qsb + (<usize>h) * qsh + (<usize>i) * qss) * 4;
+            const qdst = qrows + (<usize>x) * (<usize>D) * 4;
+            for (let d = 0; d < D; d++) store<f32>(qdst + (<usize>d) * 4, load<f32>(qsrc + (<usize>d) * 4) * s2);
+            store<usize>(e + ROW_Q, qdst);
             store<usize>(e + ROW_MASK, (<usize>b) * msb + (<usize>h) * msh + (<usize>i) * msq);
           }
           if (nr > 1) {
-            decodeRows(nr, table, srows, sk4, kbase, kss, vbase, vss, Sk, D, Dv, lim0, s2, mask, maskKind, msk);
+            decodeRows(nr, table, srows, sk4, kbase, kss, vbase, vss, Sk, D, Dv, lim0, mask, maskKind, msk);
           } else {
             decodeRow(
               load<usize>(table + ROW_OUT), load<usize>(table + ROW_W), srows, load<usize>(table + ROW_Q),
-              kbase, kss, vbase, vss, Sk, D, Dv, lim0, s2, mask, maskKind, load<usize>(table + ROW_MASK), msk,
+              kbase, kss, vbase, vss, Sk, D, Dv, lim0, mask, maskKind, load<usize>(table + ROW_MASK), msk,
             );
           }
           r += nr;

@@ -58,6 +58,18 @@ for (const variant of variants()) {
       }
     });
 
+    it('q·k past float32 range with scale·q·k moderate: every path scales Q first (decoding multiplied the sums and got NaN)', () => {
+      const attn = facadeOf(variant);
+      const [Sk, D, scale] = [300, 2, 1e-38];
+      const k = seededTensor([1, 1, Sk, D], 48);
+      k.data.forEach((x, i) => (k.data[i] = x * 1e20));
+      const v = seededTensor([1, 1, Sk, 4], 49);
+      for (const Sq of [1, 3, 4, 7, 8, 16]) {
+        const q = tensor(new Float32Array(Sq * D).fill(1e20), [1, 1, Sq, D]); // scores up to ~1e2
+        assertClose(attn.attention(q, k, v, { scale }).output.data, ref.attention(q, k, v, { scale }).output.data, `${variant.label} Sq ${Sq}`);
+      }
+    });
+
     it('softmax of rows near ±FLT_MAX matches the reference, for any scale', () => {
       const attn = facadeOf(variant);
       const rows = [

@@ -701,7 +701,8 @@ constexpr int dec_kb(int rb) { return W / rb >= 1 ? pow2_floor(W / rb) : 1; }
 // sum l and the weighted values o, all relative to mref(m); the current and the previous block's
 // scores / weights s and hidden flags (a hidden key's value is never read by that row).
 struct DecState {
-  const float* q;
+  const float* q;  // the query row times scale·log2(e): qs, in scratch
+  float* qs;
   float* o;
   float* s[2];
   uint8_t* hid[2];
@@ -721,7 +722,7 @@ struct DecChunk {
 // `between(k)` runs after each key row, so the caller can read a value row in turn.
 template <int RB, class F>
 static inline void dec_scores(DecChunk& ch, int slot, int64_t jb, int kn, const float* krow, const AttnParams& p, int64_t b,
-                              float qscale, float* const* wrow, F between) {
+                              float* const* wrow, F between) {
   constexpr int KB = dec_kb(RB);
   constexpr int NACC = (RB * KB + W - 1) / W * W;
   const int64_t D = p.head_dim;
@@ -783,7 +784,7 @@ static inline void dec_scores(DecChunk& ch, int slot, int64_t jb, int kn, const 
       float sv = kNegInf;
       bool hid = j >= R.n;
       if (!hid) {
-        sv = sc[r * KB + k] * qscale;
+        sv = sc[r * KB + k];
         if (p.mask_kind == kMaskAdditive) sv += mask_value(p, b, R.h, R.i, key);
         if (p.mask_kind == kMaskBoolean && mask_value(p, b, R.h, R.i, key) == kNegInf) {
           hid = true;
@@ -855,8 +856,7 @@ static void dec_softmax_block(DecState& R, int slot, int64_t nb, int64_t Dv) {
 
 // Streams the chunk's keys and values side by side for RB rows (see above).
 template <int RB>
-static void dec_rows(DecChunk& ch, const AttnParams& p, int64_t b, const float* kbase, const float* vbase, float qscale,
-                     float* const* wrow) {
+static void dec_rows(DecChunk& ch, const AttnParams& p, int64_t b, const float* kbase, const float* vbase, float* const* wrow) {
   constexpr int KB = dec_kb(RB);
   const int64_t Dv = p.head_dim_v;
   const int64_t nblk = (ch.nmax + DEC_BLK - 1) / DEC_BLK;
@@ -872,7 +872,7 @@ static void dec_rows(DecChunk& ch, const AttnParams& p, int64_t b, const float* 
         if (bi > 0 && pb + k < pend) dec_pv_key<RB>(ch.rows, prv, g + k, vbase + (ch.lo + pb + k) * p.v_ss, Dv);
       };
       const int kn = jb < ch.nmax ? (int)imin(KB, ch.nmax - jb) : 0;
-      if (kn > 0) dec_scores<RB>(ch, cur, jb, kn, kbase + (ch.lo + jb) * p.k_ss, p, b, qscale, wrow, between);
+      if (kn > 0) dec_scores<RB>(ch, cur, jb, kn, kbase + (ch.lo + jb) * p.k_ss, p, b, wrow, between);
       for (int k = kn; k < KB; ++k) between(k);
     }
     if (bi < nblk) {
@@ -884,17 +884,19 @@ static void dec_rows(DecChunk& ch, const AttnParams& p, int64_t b, const float* 
 
 template <int RB>
 static inline void dec_rows_dispatch(int rb, DecChunk& ch, const AttnParams& p, int64_t b, const float* kbase, const float* vbase,
-                                     float qscale, float* const* wrow) {
+                                     float* const* wrow) {
   if constexpr (RB > 0) {
-    if (rb == RB) return dec_rows<RB>(ch, p, b, kbase, vbase, qscale, wrow);
-    dec_rows_dispatch<RB - 1>(rb, ch, p, b, kbase, vbase, qscale, wrow);
+    if (rb == RB) return dec_rows<RB>(ch, p, b, kbase, vbase, wrow);
+    dec_rows_dispatch<RB - 1>(rb, ch, p, b, kbase, vbase, wrow);
   }
 }
 
-// scratch floats per worker for the direct path: per row, O (Dv rounded up to W) and two blocks
-// of scores and of hidden flags
-static inline int64_t direct_state_floats(int64_t Dv) { return (Dv + W - 1) / W * W + 2 * DEC_BLK + 2 * DEC_BLK / 4; }
-static inline int64_t direct_scratch_floats(int64_t Dv) { return DEC_RB * direct_state_floats(Dv); }
+// scratch floats per worker for the direct path: per row, O (Dv rounded up to W), two blocks of
+// scores and of hidden flags, and the scaled query row (D rounded up to W)
+static inline int64_t direct_state_floats(int64_t D, int64_t Dv) {
+  return (Dv + W - 1) / W * W + 2 * DEC_BLK + 2 * DEC_BLK / 4 + (D + W - 1) / W * W;
+}
+static inline int64_t direct_scratch_floats(int64_t D, int64_t Dv) { return DEC_RB * direct_state_floats(D, Dv); }
 
 static void direct_task(void* vctx, int64_t t, int worker) {
   AttnCtx& c = *(AttnCtx*)vctx;
@@ -925,7 +927,8 @@ static void direct_task(void* vctx, int64_t t, int worker) {
       S.s[1] = S.s[0] + DEC_BLK;
       S.hid[0] = (uint8_t*)(S.s[1] + DEC_BLK);
       S.hid[1] = S.hid[0] + DEC_BLK;
-      buf += direct_state_floats(Dv);
+      S.qs = (float*)(S.hid[1] + DEC_BLK);
+      buf += direct_state_floats(p.head_dim, Dv);
     }
   }
 
@@ -941,14 +944,18 @@ static void direct_task(void* vctx, int64_t t, int worker) {
       int64_t lim = kl;
       if (p.causal) lim = imin(lim, R.i + off + 1);
       R.n = imax(ch.lo, imin(hi, lim)) - ch.lo;
-      R.q = p.q + b * p.q_sb + R.h * p.q_sh + R.i * p.q_ss;
+      // Q times scale·log2(e) before the dot products, as the flash path packs it: scaling the
+      // sums after would overflow where q·k passes float32's range but scale·q·k does not
+      const float* qrow = p.q + b * p.q_sb + R.h * p.q_sh + R.i * p.q_ss;
+      for (int64_t d = 0; d < p.head_dim; ++d) R.qs[d] = qrow[d] * pl.qscale;
+      R.q = R.qs;
       R.m = kNegInf;
       R.l = 0.0f;
       for (int64_t y = 0; y < Dv; ++y) R.o[y] = 0.0f;
       ch.nmax = imax(ch.nmax, R.n);
       if (p.weights) wrow[r] = p.weights + ((b * p.heads + R.h) * Sq + R.i) * Sk;
     }
-    dec_rows_dispatch<DEC_RB>(rb, ch, p, b, kbase, vbase, pl.qscale, p.weights ? wrow : nullptr);
+    dec_rows_dispatch<DEC_RB>(rb, ch, p, b, kbase, vbase, p.weights ? wrow : nullptr);
 
     for (int r = 0; r < rb; ++r) {
       const DecState& R = rows[r];
@@ -1030,7 +1037,7 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
     if (!p.weights && p.seq_k >= SPLIT_MIN_SK && tasks < SPLIT_MAX_TASKS) pl.chunk = SPLIT_CHUNK;
     else pl.chunk = imax(p.seq_k, 1);
     pl.nchunks = (imax(p.seq_k, 1) + pl.chunk - 1) / pl.chunk;
-    pl.scratch_floats = direct_scratch_floats(p.head_dim_v);
+    pl.scratch_floats = direct_scratch_floats(p.head_dim, p.head_dim_v);
     if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
     if (pl.nchunks > 1) {
       c.partials = falloc(p.batch * p.heads * p.seq_q * pl.nchunks * (2 + p.head_dim_v));
