@@ -11,7 +11,15 @@
  * a caller-owned buffer, or fold a value into `sink`), so nothing can be optimised away. No setup
  * or teardown is given to benchmark.js, so it calls our closure rather than decompiling it.
  */
-import Benchmark from 'benchmark';
+import BenchmarkModule from 'benchmark';
+import lodash from 'lodash';
+import platform from 'platform';
+
+// benchmark.js finds lodash and platform with a run-time require(); in the bundled bench
+// (dist/bench.mjs, `npx simd-attention bench`) that resolves from the installed package, where
+// neither is installed, and every case failed. Handed over here, they are bundled with it.
+const Benchmark = BenchmarkModule.runInContext({ _: lodash, platform }) as typeof BenchmarkModule;
+type Benchmark = BenchmarkModule;
 
 export interface MeasureOptions {
   /** stop sampling after about this many seconds (once minSamples are taken); default 1 */

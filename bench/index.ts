@@ -48,7 +48,7 @@ export interface BenchOptions {
 }
 
 const HELP = `usage: ${BUNDLED ? 'simd-attention bench' : 'npm run bench --'} [options]
-  --quick              a couple of small shapes, short runs (< 2 min)
+  --quick              two small shapes, short runs (about a minute)
   --shapes a,b         shapes of the grid: ${GRID.map((s) => s.name).join(', ')}
   --backends a,b       ${FAMILIES.join(', ')}
   --threads N          "all cores" thread count for native and onnxruntime-node (default ${defaultThreads()})
@@ -56,6 +56,7 @@ const HELP = `usage: ${BUNDLED ? 'simd-attention bench' : 'npm run bench --'} [o
   --rounds N           interleaved rounds per shape (default 3, quick 2): every runner gets a slice
                        of its sampling time per round, so load changes hit all runners alike
   --memory / --no-memory   peak-memory runs on long2k (default: on when long2k is benchmarked)
+  --no-limits          skip measuring the FMA peak and the read bandwidth
   --out DIR            where latest.{json,md,svg} go (default ${path.relative(process.cwd(), RESULTS_DIR) || '.'})
   --rerender           rewrite latest.md/.svg from latest.json (after a report or chart change), no measuring`;
 

@@ -30,10 +30,13 @@ function procStatusKiB(field: 'VmRSS' | 'VmHWM'): number | undefined {
  * Elsewhere we fall back to maxRSS.
  */
 function startPeak(): { baselineMiB: number; method: string } {
-  const rss = procStatusKiB('VmRSS');
-  if (rss !== undefined) {
+  if (procStatusKiB('VmRSS') !== undefined) {
     try {
+      // the reset first, then the baseline: the high-water mark never falls below a resident
+      // set read after its reset, while one read before it could be above it (a GC thread
+      // returning pages in between made the peak come out below the baseline)
       fs.writeFileSync('/proc/self/clear_refs', '5');
+      const rss = procStatusKiB('VmRSS')!;
       return { baselineMiB: rss / 1024, method: 'VmRSS before, VmHWM after (peak reset by /proc/self/clear_refs)' };
     } catch {
       const hwm = procStatusKiB('VmHWM');

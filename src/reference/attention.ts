@@ -1,5 +1,5 @@
 /**
- * Reference scaled dot-product attention, exactly as DESIGN.md states it, in float64:
+ * Reference scaled dot-product attention, exactly as the README (Using it) states it, in float64:
  *
  *   S = scale·Q·Kᵀ (+ additive mask), hidden keys at -Infinity
  *   P = softmax(S) over keys (a row with nothing visible gives zeros)

@@ -73,6 +73,9 @@ try {
   log(`npx simd-attention info:\n${cliInfo.trim()}`);
   const cliBench = sh(npm, ['exec', '--offline', '--', 'simd-attention', 'bench', '--quick', '--no-memory', '--shapes', 'enc128', '--max-time', '0.3'], app);
   assert.match(cliBench, /enc128/);
+  // our own cases ran (the bundled benchmark.js once looked up lodash, which an install lacks, and every case failed)
+  assert.match(cliBench, /native ×1 +\d/, cliBench);
+  assert.doesNotMatch(cliBench, /failed/, cliBench);
   assert.ok(existsSync(join(app, 'simd-attention-bench/latest.json')), 'the bench writes its report into the working directory');
   log('npx simd-attention bench --quick: report written to ./simd-attention-bench/');
 
