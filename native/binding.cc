@@ -88,15 +88,31 @@ const void* ViewData(Napi::Env env, const Napi::TypedArray& ta) {
 
 std::string TypeName(const Napi::Value& v);
 
+// Per Node environment (the main thread and each worker load the addon on their own).
+struct AddonData {
+  Napi::FunctionReference engine_ctor;
+  Napi::FunctionReference multihead_ctor;
+  // ArrayBuffer.prototype's own `resizable` getter, taken when the addon loads: an own property
+  // of a buffer could otherwise answer false for one that can shrink (empty where the runtime has
+  // no resizable buffers)
+  Napi::FunctionReference resizable_getter;
+};
+
 // Whether a typed array's buffer is a resizable ArrayBuffer (an async call holds its arrays'
 // addresses while it runs, and a shrink would free memory under the kernel). A growable
-// SharedArrayBuffer never shrinks. Runs ArrayBuffer.prototype's getter: read before any address
-// is taken.
+// SharedArrayBuffer never shrinks (the ArrayBuffer getter refuses one: false). Runs JS: read
+// before any address is taken.
 bool OnResizableBuffer(Napi::Env env, const Napi::TypedArray& ta) {
   napi_value buffer = nullptr;
   if (napi_get_typedarray_info(env, ta, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok) throw Napi::Error::New(env);
-  Napi::Value resizable = Napi::Object(env, buffer).Get("resizable");
-  return resizable.IsBoolean() && resizable.As<Napi::Boolean>().Value();
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (!data || data->resizable_getter.IsEmpty()) return false;
+  try {
+    Napi::Value r = data->resizable_getter.Call(Napi::Value(env, buffer), {});
+    return r.IsBoolean() && r.As<Napi::Boolean>().Value();
+  } catch (const Napi::Error&) {
+    return false;  // not an ArrayBuffer (a SharedArrayBuffer)
+  }
 }
 
 // The typed arrays an async call reads and writes, by the names its messages give them.
@@ -504,6 +520,7 @@ class MultiHead : public Napi::ObjectWrap<MultiHead> {
   Napi::Value Run(const Napi::CallbackInfo& info, bool async);
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     weights_.reset();
+    core_.reset();  // its engine's pool: a closed engine's threads end once nothing holds them
     if (adjusted_) {
       Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -adjusted_);
       adjusted_ = 0;
@@ -515,11 +532,6 @@ class MultiHead : public Napi::ObjectWrap<MultiHead> {
   std::shared_ptr<sa::MultiHeadWeights> weights_;
   int threads_ = 0;
   int64_t adjusted_ = 0;
-};
-
-struct AddonData {
-  Napi::FunctionReference engine_ctor;
-  Napi::FunctionReference multihead_ctor;
 };
 
 class Engine : public Napi::ObjectWrap<Engine> {
@@ -831,6 +843,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* data = new AddonData();
   data->engine_ctor = Napi::Persistent(Engine::Init(env));
   data->multihead_ctor = Napi::Persistent(MultiHead::Init(env));
+  {
+    Napi::Object global = env.Global();
+    Napi::Value proto = global.Get("ArrayBuffer").As<Napi::Object>().Get("prototype");
+    Napi::Value desc = global.Get("Object").As<Napi::Object>().Get("getOwnPropertyDescriptor").As<Napi::Function>().Call({proto, Napi::String::New(env, "resizable")});
+    if (desc.IsObject()) {
+      Napi::Value get = desc.As<Napi::Object>().Get("get");
+      if (get.IsFunction()) data->resizable_getter = Napi::Persistent(get.As<Napi::Function>());
+    }
+  }
   env.SetInstanceData<AddonData>(data);
   exports.Set("version", Napi::String::New(env, SIMD_ATTENTION_VERSION));
   Napi::Object convention = Napi::Object::New(env);

@@ -51,6 +51,8 @@ export class Attention {
   readonly #backend: Backend;
   readonly #fallbackReason: string | undefined;
   #closed = false;
+  /** the multi-head blocks made from this instance, disposed by close() (their native pool reference, their wasm memory) */
+  readonly #blocks = new Set<WeakRef<MultiHeadAttention>>();
 
   /** @internal */
   constructor(backend: Backend, fallbackReason?: string) {
@@ -73,6 +75,8 @@ export class Attention {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const ref of this.#blocks) ref.deref()?.dispose();
+    this.#blocks.clear();
     this.#backend.close?.();
   }
 
@@ -131,7 +135,10 @@ export class Attention {
 
   multiHeadAttention(params: MultiHeadAttentionParams): MultiHeadAttention {
     const backend = this.#live('multiHeadAttention');
-    return new MultiHeadAttention(backend, resolveMultiHeadParams('multiHeadAttention', params), () => this.#closed);
+    const block = new MultiHeadAttention(backend, resolveMultiHeadParams('multiHeadAttention', params), () => this.#closed);
+    if (this.#blocks.size >= 64) for (const ref of this.#blocks) if (!ref.deref()) this.#blocks.delete(ref);
+    this.#blocks.add(new WeakRef(block));
+    return block;
   }
 
   /**

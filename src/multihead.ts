@@ -71,8 +71,8 @@ export class MultiHeadAttention {
   }
 
   #live(fn: string): MultiHeadKernel {
-    if (!this.#kernel) throw attnError('ERR_ATTN_DISPOSED', `${fn}: this multi-head attention was disposed`);
     if (this.#ownerClosed()) throw attnError('ERR_ATTN_DISPOSED', `${fn}: the instance this multi-head attention was made from was closed`);
+    if (!this.#kernel) throw attnError('ERR_ATTN_DISPOSED', `${fn}: this multi-head attention was disposed`);
     return this.#kernel;
   }
 

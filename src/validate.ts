@@ -111,13 +111,26 @@ function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
+// ArrayBuffer.prototype's own getter, taken once: an own `resizable` property of a buffer could
+// otherwise answer false for one that can shrink (undefined where the runtime has no resizable buffers)
+const resizableGetter = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+
+function isResizable(buffer: ArrayBufferLike): boolean {
+  if (!resizableGetter) return false;
+  try {
+    return resizableGetter.call(buffer) === true;
+  } catch {
+    return false; // a SharedArrayBuffer: it can grow, never shrink
+  }
+}
+
 /**
  * An async call's arrays are used after it returns (the native backend reads and writes them in
  * place until its promise settles): one on a resizable ArrayBuffer could shrink under the kernel.
  */
 export function checkFixedLength(fn: string, named: ReadonlyArray<readonly [string, ArrayBufferView | undefined]>): void {
   for (const [name, a] of named) {
-    if (a && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) {
+    if (a && isResizable(a.buffer)) {
       throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} is on a resizable ArrayBuffer, which could shrink while the call runs; pass an array on a fixed-length buffer`);
     }
   }

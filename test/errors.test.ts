@@ -107,11 +107,16 @@ for (const variant of variants()) {
       loop.push(loop);
       expectError(() => attn.attention(q, k, v, { keyLengths: loop as never }), TypeError, 'ERR_ATTN_TYPE', /keyLengths/);
       // an async call's arrays are used after it returns: none may be on a resizable buffer
-      const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer)(4 * 36, { maxByteLength: 4 * 36 });
+      const resizable36 = () => new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer)(4 * 36, { maxByteLength: 4 * 36 });
+      const rab = resizable36();
       const rq = tensor(new Float32Array(rab, 0, 24), [1, 2, 3, 4]);
       await assert.rejects(attn.attentionAsync(rq, k, v), (e: Error & { code?: string }) => e instanceof TypeError && e.code === 'ERR_ATTN_TYPE' && /q is on a resizable ArrayBuffer/.test(e.message));
       await assert.rejects(attn.attentionAsync(q, k, v, { out: new Float32Array(rab) }), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_TYPE' && /out is on a resizable/.test(e.message));
       attn.attention(rq, k, v); // a sync call has nothing running when it returns
+      // an own `resizable` property does not hide what the buffer is
+      const spoofed = resizable36();
+      Object.defineProperty(spoofed, 'resizable', { value: false });
+      await assert.rejects(attn.attentionAsync(tensor(new Float32Array(spoofed, 0, 24), [1, 2, 3, 4]), k, v), { code: 'ERR_ATTN_TYPE' });
     });
 
     it('attention: returnWeights refuses an overflowing weights size before allocating', () => {

@@ -568,6 +568,9 @@ if (isMainThread) {
       const f = new Float32Array(8);
       const rab = resizable(32);
       expectCode(() => e.attentionAsync(header, f, f, f, new Float32Array(rab), null, null, null), 'ERR_ATTN_TYPE', TypeError);
+      const spoofed = resizable(32);
+      Object.defineProperty(spoofed, 'resizable', { value: false }); // the binding asks ArrayBuffer.prototype's getter
+      expectCode(() => e.attentionAsync(header, f, f, f, new Float32Array(spoofed), null, null, null), 'ERR_ATTN_TYPE', TypeError);
       await e.attentionAsync(header, f, f, f, new Float32Array(8), null, null, null);
       e.attention(header, f, f, f, new Float32Array(rab), null, null, null); // sync: nothing runs meanwhile
       // a getter that shrinks an array's buffer runs before any address is taken: the size check sees it
@@ -601,6 +604,32 @@ if (isMainThread) {
       if (first === 'created') this.skip(); // a machine whose limits let 1024 threads start anyway
       assert.match(first, /^ERR_ATTN_NATIVE .*could not start 1024 threads/);
       assert.equal(second, 'then 2');
+    });
+
+    it('close() ends the pool even while a multi-head block made from the instance lives (threads counted in /proc, child process)', function () {
+      if (!fs.existsSync('/proc/self/task')) this.skip();
+      const facade = JSON.stringify(pathToFileURL(path.join(root, 'src', 'facade.ts')).href);
+      const r = child(
+        `import fs from 'node:fs';
+         const { Attention } = await import(${facade});
+         const m = await import(NATIVE_MODULE);
+         const tasks = () => fs.readdirSync('/proc/self/task').length;
+         const w = (n) => new Float32Array(n).fill(0.1);
+         const before = tasks();
+         const attn = new Attention(m.loadNativeBackend({ threads: 6 }));
+         const mha = attn.multiHeadAttention({ embedDim: 16, numHeads: 2, wq: w(256), wk: w(256), wv: w(256), wo: w(256) });
+         mha.forward({ data: w(32), shape: [1, 2, 16] });
+         const running = tasks();
+         attn.close();
+         for (let i = 0; i < 100 && tasks() > before; i++) await new Promise((r) => setTimeout(r, 10));
+         let after = '';
+         try { mha.forward({ data: w(32), shape: [1, 2, 16] }); } catch (e) { after = e.code; }
+         console.log(JSON.stringify({ before, running, closed: tasks(), after, held: typeof mha }));`,
+        {},
+      ) as { before: number; running: number; closed: number; after: string };
+      assert.equal(r.running, r.before + 5, 'the pool started 5 workers');
+      assert.equal(r.closed, r.before, 'close() joined them although the block is still referenced');
+      assert.equal(r.after, 'ERR_ATTN_DISPOSED');
     });
 
     it('exports the packed calling convention native-pack.ts writes (what the loader compares)', () => {
