@@ -549,16 +549,12 @@ class Engine : public Napi::ObjectWrap<Engine> {
       if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
         Throw(env, "ERR_ATTN_TYPE", "createEngine(isa: string, threads: number, cores?: number)", Kind::Type);
       std::string isa = info[0].As<Napi::String>().Utf8Value();
-      double th = info[1].As<Napi::Number>().DoubleValue();
-      if (!(th >= 1 && th <= 1024) || th != std::floor(th))
-        Throw(env, "ERR_ATTN_VALUE", "threads: expected an integer 1..1024, got " + std::to_string(th), Kind::Range);
+      const int th = (int)CheckedInt(env, "threads", info[1].As<Napi::Number>().DoubleValue(), 1, 1024);
       // the cores the process can keep busy (src/backends/usable-cores.ts); absent: the pool's own count
-      double cores = 0;
+      int cores = 0;
       if (info.Length() > 2 && !info[2].IsUndefined()) {
         if (!info[2].IsNumber()) Throw(env, "ERR_ATTN_TYPE", "cores: expected a number", Kind::Type);
-        cores = info[2].As<Napi::Number>().DoubleValue();
-        if (!(cores >= 1 && cores <= 65536) || cores != std::floor(cores))
-          Throw(env, "ERR_ATTN_VALUE", "cores: expected an integer 1..65536, got " + std::to_string(cores), Kind::Range);
+        cores = (int)CheckedInt(env, "cores", info[2].As<Napi::Number>().DoubleValue(), 1, 65536);
       }
       const KernelTable* kt = sa::kernels_for(isa.c_str());
       if (!kt) {
@@ -572,11 +568,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
       // _Sp_make_shared_tag::_S_eq, which alone would raise the prebuilt binary's libstdc++ floor
       // to GLIBCXX_3.4.26 (GCC 9) where Node 20 itself needs only GCC 8's (native/runtime_floor.cc)
       try {
-        core_ = std::shared_ptr<Core>(new Core(kt, (int)th, (int)cores));
+        core_ = std::shared_ptr<Core>(new Core(kt, th, cores));
       } catch (const std::system_error& e) {
         // the pool has stopped the threads it had started (thread_pool.cc)
         Throw(env, "ERR_ATTN_NATIVE",
-              "simd-attention native: could not start " + std::to_string((int)th) + " threads (" + e.what() + "); ask for fewer threads");
+              "simd-attention native: could not start " + std::to_string(th) + " threads (" + e.what() + "); ask for fewer threads");
       }
       info.This().As<Napi::Object>().DefineProperties({
           Napi::PropertyDescriptor::Value("isa", Napi::String::New(env, kt->name), napi_enumerable),
@@ -787,10 +783,9 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   return Guard(env, [&]() -> Napi::Value {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
       Throw(env, "ERR_ATTN_TYPE", "fmaPeakGflops(threads: number, millis: number)", Kind::Type);
-    const double thd = info[0].As<Napi::Number>().DoubleValue();
-    const int th = thd >= 1 && thd <= 1024 && thd == std::floor(thd) ? (int)thd : 0;
+    const int th = (int)CheckedInt(env, "fmaPeakGflops: threads", info[0].As<Napi::Number>().DoubleValue(), 1, 1024);
     double ms = info[1].As<Napi::Number>().DoubleValue();
-    if (th < 1 || !(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_VALUE", "fmaPeakGflops: threads 1..1024, millis (0, 60000]", Kind::Range);
+    if (!(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_VALUE", "fmaPeakGflops: millis (0, 60000]", Kind::Range);
     return Napi::Number::New(env, sa::fma_peak_gflops(nullptr, th, ms));
   });
 }
@@ -801,10 +796,8 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
       Throw(env, "ERR_ATTN_TYPE", "readBandwidthGBs(bytes: number, threads: number)", Kind::Type);
     double bytes = info[0].As<Napi::Number>().DoubleValue();
-    const double thd = info[1].As<Napi::Number>().DoubleValue();
-    const int th = thd >= 1 && thd <= 1024 && thd == std::floor(thd) ? (int)thd : 0;
-    if (!(bytes >= 1 && bytes <= 64.0 * (1 << 30)) || th < 1)
-      Throw(env, "ERR_ATTN_VALUE", "readBandwidthGBs: bytes 1..64 GiB, threads 1..1024", Kind::Range);
+    const int th = (int)CheckedInt(env, "readBandwidthGBs: threads", info[1].As<Napi::Number>().DoubleValue(), 1, 1024);
+    if (!(bytes >= 1 && bytes <= 64.0 * (1 << 30))) Throw(env, "ERR_ATTN_VALUE", "readBandwidthGBs: bytes 1..64 GiB", Kind::Range);
     double r = sa::read_bandwidth_gbs((int64_t)bytes, th);
     if (r < 0) Throw(env, "ERR_ATTN_ALLOC", "readBandwidthGBs: could not allocate the buffer");
     return Napi::Number::New(env, r);
@@ -818,13 +811,12 @@ Napi::Value ReadRegions(const Napi::CallbackInfo& info) {
     const char* usage = "readRegionsSeconds(arrays: ArrayBufferView[], threads: number)";
     if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) Throw(env, "ERR_ATTN_TYPE", usage, Kind::Type);
     Napi::Array list = info[0].As<Napi::Array>();
-    const double thd = info[1].As<Napi::Number>().DoubleValue();
-    const int th = thd >= 1 && thd <= 1024 && thd == std::floor(thd) ? (int)thd : 0;
-    if (th < 1 || list.Length() < 1 || list.Length() > 64)
-      Throw(env, "ERR_ATTN_VALUE", "readRegionsSeconds: 1..64 arrays, threads 1..1024", Kind::Range);
+    const int th = (int)CheckedInt(env, "readRegionsSeconds: threads", info[1].As<Napi::Number>().DoubleValue(), 1, 1024);
+    const uint32_t n = list.Length();
+    if (n < 1 || n > 64) Throw(env, "ERR_ATTN_VALUE", "readRegionsSeconds: 1..64 arrays", Kind::Range);
     // every element first (a getter could resize an array whose address was already taken)
     std::vector<Napi::Value> items;
-    for (uint32_t i = 0; i < list.Length(); ++i) items.push_back(list.Get(i));
+    for (uint32_t i = 0; i < n; ++i) items.push_back(list.Get(i));
     std::vector<const char*> ptrs;
     std::vector<int64_t> sizes;
     for (const Napi::Value& v : items) {
