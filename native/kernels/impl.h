@@ -456,9 +456,9 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
   // the rescale of O (alpha != 1) is skipped in most blocks; the first block sets it exactly.
   bool rescale = false, moved = false;
   SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-    T bm = block_max(masked, m);
-    if (offs && V::hmax(bm) <= kRescaleSlack) {
-      // reference unchanged (alpha = 1): P = exp2(t); a NaN score gives a NaN row either way
+    if (offs) {
+      // every lane group's max stayed within the slack (checked above): the reference is
+      // unchanged (alpha = 1), P = exp2(t); a NaN score gives a NaN row either way
       T s0 = V::zero(), s1 = V::zero();
       int64_t j = 0;
       for (; j + 1 < nk; j += 2) {
@@ -479,23 +479,23 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       continue;
     }
     // (an offset tile never gets here: one that moves the reference was scored again above)
+    const T bm = block_max(masked, m);
     const T mold = V::load(r.mo + m * W);
     const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
-    const T mref = V::ninf_to_zero(mx);
-    const T shift = mref;  // P = exp2(tile - shift)
+    const T mref = V::ninf_to_zero(mx);  // P = exp2(tile - mref)
     T al = V::exp2(V::sub(mold, mref));
     T s0 = V::zero(), s1 = V::zero();
     int64_t j = 0;
     for (; j + 1 < nk; j += 2) {
-      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
-      T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), shift));
+      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
+      T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), mref));
       V::store(st + j * BQ + m * W, e0);
       V::store(st + (j + 1) * BQ + m * W, e1);
       s0 = V::add(s0, e0);
       s1 = V::add(s1, e1);
     }
     if (j < nk) {
-      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), shift));
+      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
       V::store(st + j * BQ + m * W, e0);
       s0 = V::add(s0, e0);
     }
