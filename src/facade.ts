@@ -75,7 +75,7 @@ export class Attention {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const ref of this.#blocks) ref.deref()?.dispose();
+    for (const ref of this.#blocks) ref.deref()?.ownerClosed();
     this.#blocks.clear();
     this.#backend.close?.();
   }
@@ -135,7 +135,7 @@ export class Attention {
 
   multiHeadAttention(params: MultiHeadAttentionParams): MultiHeadAttention {
     const backend = this.#live('multiHeadAttention');
-    const block = new MultiHeadAttention(backend, resolveMultiHeadParams('multiHeadAttention', params), () => this.#closed);
+    const block = new MultiHeadAttention(backend, resolveMultiHeadParams('multiHeadAttention', params));
     if (this.#blocks.size >= 64) for (const ref of this.#blocks) if (!ref.deref()) this.#blocks.delete(ref);
     this.#blocks.add(new WeakRef(block));
     return block;

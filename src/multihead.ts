@@ -57,12 +57,11 @@ export class MultiHeadAttention {
   #kernel: MultiHeadKernel | undefined;
   /** only the sizes are kept: the backends copy or pack the weights, so the caller's arrays are not held */
   readonly #kvDim: number;
-  /** whether the Attention instance it was made from has been closed */
-  readonly #ownerClosed: () => boolean;
+  /** why #kernel is gone (dispose(), or the instance it was made from was closed) */
+  #ended = '';
 
   /** @internal */
-  constructor(backend: Backend, params: MultiHeadParams, ownerClosed: () => boolean = () => false) {
-    this.#ownerClosed = ownerClosed;
+  constructor(backend: Backend, params: MultiHeadParams) {
     this.#kvDim = params.kvDim;
     this.embedDim = params.embedDim;
     this.numHeads = params.numHeads;
@@ -71,8 +70,7 @@ export class MultiHeadAttention {
   }
 
   #live(fn: string): MultiHeadKernel {
-    if (this.#ownerClosed()) throw attnError('ERR_ATTN_DISPOSED', `${fn}: the instance this multi-head attention was made from was closed`);
-    if (!this.#kernel) throw attnError('ERR_ATTN_DISPOSED', `${fn}: this multi-head attention was disposed`);
+    if (!this.#kernel) throw attnError('ERR_ATTN_DISPOSED', `${fn}: ${this.#ended}`);
     return this.#kernel;
   }
 
@@ -170,7 +168,18 @@ export class MultiHeadAttention {
 
   /** Frees the packed weights; every later call throws ERR_ATTN_DISPOSED. Calling it twice is harmless. */
   dispose(): void {
-    this.#kernel?.dispose();
+    this.#end('this multi-head attention was disposed');
+  }
+
+  /** @internal Attention.close(): ends the block as dispose() does, saying why */
+  ownerClosed(): void {
+    this.#end('the instance this multi-head attention was made from was closed');
+  }
+
+  #end(why: string): void {
+    if (!this.#kernel) return;
+    this.#kernel.dispose();
     this.#kernel = undefined;
+    this.#ended = why;
   }
 }
