@@ -43,6 +43,7 @@ constexpr int MM_NB = kMmNV * W;  // columns per matmul panel
 #endif
 constexpr int64_t MM_KC = SA_MM_KC;  // depth per matmul pass
 constexpr int64_t MM_MC = SA_MM_MC;  // rows per matmul task
+constexpr int64_t kStripMaxRowBlocks = 4;  // matmul: B packed inside the tasks up to this many row blocks per B
 #ifndef SA_MM_PFL
 #define SA_MM_PFL 2  // locality of the packed-B prefetch (2: prefetcht1, towards L2)
 #endif
@@ -1236,9 +1237,9 @@ static void mm_task(void* vctx, int64_t t, int) {
   }
 }
 
-// task = (matrix, strip of c.strip panels), all of its <= MM_MC rows: for each depth block, the
-// strip's slices of packed B are made in the worker's scratch, then each panel's row tiles use
-// its slice (still in L1 or L2). The row tiles see the same packed floats in the same order as
+// task = (matrix, strip of c.strip panels), all of its rows: for each depth block, the strip's
+// slices of packed B are made in the worker's scratch, then each block of MM_MC rows meets every
+// slice (still in L1 or L2). The row tiles see the same packed floats in the same order as
 // mm_task's, so the results are the same bit for bit. B [k, n] is copied row by row across the
 // strip (one contiguous piece of each row, where slice after slice would walk down the rows
 // once per panel: 1 x 768 x 3072 read B at ~9 GB/s that way); B [n, k] slice by slice, whose
@@ -1269,7 +1270,9 @@ static void mm_strip_task(void* vctx, int64_t t, int worker) {
       }
       if (full < pn1) pack_panel(b, c.ldb, false, k0, kc, p.n, full, slices + (full - pn0) * kc * MM_NB);
     }
-    for (int64_t pn = pn0; pn < pn1; ++pn) mm_block(p, bi, pn, 0, p.m, k0, kc, slices + (pn - pn0) * kc * MM_NB, nullptr);
+    for (int64_t r0 = 0; r0 < p.m; r0 += MM_MC)
+      for (int64_t pn = pn0; pn < pn1; ++pn)
+        mm_block(p, bi, pn, r0, imin(p.m, r0 + MM_MC), k0, kc, slices + (pn - pn0) * kc * MM_NB, nullptr);
   }
 }
 
@@ -1304,11 +1307,14 @@ static int matmul_impl(const MatmulParams& p, Parallel& par) {
   c.ldb = p.transpose_b ? p.k : p.n;
   c.nmb = (p.m + MM_MC - 1) / MM_MC;
   c.np = (p.n + MM_NB - 1) / MM_NB;
-  // With one block of rows per matrix, each slice of packed B is used once: the tasks pack it
-  // themselves, a slice at a time into L1, instead of a whole packed copy of B being written to
-  // memory (by one thread per matrix), read back, and allocated and page-faulted on every call.
-  // A B shared by many small matrices is packed once, as below.
-  if (c.nmb == 1 && (p.stride_b != 0 || p.batch * p.m <= MM_MC)) {
+  // When each B meets only a few blocks of rows, the tasks pack it themselves, a slice at a time
+  // into L1/L2, instead of a whole packed copy of B being written to memory (by one thread per
+  // matrix), read back, and allocated and page-faulted on every call: 256 x 768 x 2304 (a fresh
+  // 7 MiB copy) +24-39% in paired runs here. With many blocks of rows (1024 x 1024 x 1024:
+  // -6 to -14% as strips), a B shared by many small matrices, or too few panels to give every
+  // worker strips (the strip tasks do not split rows), B is packed once, as below.
+  const int64_t row_blocks_per_b = p.stride_b != 0 ? c.nmb : p.batch * c.nmb;
+  if (row_blocks_per_b <= kStripMaxRowBlocks && (c.nmb == 1 || p.batch * c.np >= 4 * (int64_t)par.workers())) {
     // strips of panels: enough tasks to balance the workers, few enough that a task reads
     // several 64-byte pieces of each row of B it visits
     c.strip = iclamp(c.np / (4 * (int64_t)par.workers()), 1, 8);
