@@ -1298,9 +1298,160 @@ static void pack_task(void* vctx, int64_t t, int) {
              (float*)c.packed + bi * c.packed_stride + pn * p.k * MM_NB);
 }
 
+// Matmul with a few rows per B (a decoding step's projection, 1 x 768 x 3072): the products
+// are too few to repay a packed copy of B, and the time is B's read from memory. So B is read
+// in place, row after row ([k, n]: whole stretches of each row; [n, k]: W rows side by side
+// through W x W register transposes), with no copy. Each element of C is still bias (or 0)
+// followed by one fmadd per depth step in depth order, as in mm_tile, so the results equal the
+// packed path's bit for bit (a row of C does not depend on how many rows share the call).
+constexpr int64_t kFewRows = 4;     // rows per B up to which this path is taken
+constexpr int64_t kFewCols = 2048;  // [k, n]: columns of C per pass (their partial sums stay in L1 or L2)
+
+struct FewCtx {
+  const MatmulParams* p;
+  int64_t chunk, nchunks;  // columns per task
+};
+
+static inline T few_load(const float* x, int cnt) { return cnt == W ? V::load(x) : V::load_partial(x, cnt); }
+static inline void few_store(float* x, T v, int cnt) {
+  if (cnt == W) V::store(x, v);
+  else V::store_partial(x, v, cnt);
+}
+
+// [k, n]: U depth steps of the R rows of C, columns [x0, x1) (cnt: W, or the last vector's
+// width), A's values held in registers
+template <int R, int U>
+static inline void few_kn_steps(const MatmulParams& p, const float* a, const float* br, int64_t ldb, float* c, int64_t x,
+                                int cnt, const T (&av)[R][U]) {
+  T bv[U];
+  SA_UNROLL for (int u = 0; u < U; ++u) bv[u] = few_load(br + u * ldb + x, cnt);
+  SA_UNROLL for (int r = 0; r < R; ++r) {
+    float* cr = c + r * p.ldc + x;
+    T cv = few_load(cr, cnt);
+    SA_UNROLL for (int u = 0; u < U; ++u) cv = V::fmadd(av[r][u], bv[u], cv);
+    few_store(cr, cv, cnt);
+  }
+}
+
+// [k, n]: the R rows of C, columns [x0, x1), already holding their start. Depth steps go U at a
+// time (R * U <= 8 of A's values held in registers), so each partial sum is loaded and stored
+// once per U fmadds and each stretch of B's rows is loaded once for every row of C.
+template <int R>
+static void few_rows_kn(const MatmulParams& p, const float* a, const float* b, float* c, int64_t x0, int64_t x1) {
+  constexpr int U = R <= 2 ? 4 : 2;
+  const int64_t K = p.k, ldb = p.n;
+  const int64_t xf = x0 + (x1 - x0) / W * W;  // full vectors end here
+  int64_t kk = 0;
+  for (; kk + U <= K; kk += U) {
+    T av[R][U];
+    SA_UNROLL for (int r = 0; r < R; ++r) SA_UNROLL for (int u = 0; u < U; ++u) av[r][u] = V::set1(a[r * p.lda + kk + u]);
+    const float* br = b + kk * ldb;
+    for (int64_t x = x0; x < xf; x += W) few_kn_steps<R, U>(p, a, br, ldb, c, x, W, av);
+    if (xf < x1) few_kn_steps<R, U>(p, a, br, ldb, c, xf, (int)(x1 - xf), av);
+  }
+  for (; kk < K; ++kk) {
+    T av[R][1];
+    SA_UNROLL for (int r = 0; r < R; ++r) av[r][0] = V::set1(a[r * p.lda + kk]);
+    const float* br = b + kk * ldb;
+    for (int64_t x = x0; x < xf; x += W) few_kn_steps<R, 1>(p, a, br, ldb, c, x, W, av);
+    if (xf < x1) few_kn_steps<R, 1>(p, a, br, ldb, c, xf, (int)(x1 - xf), av);
+  }
+}
+
+#ifdef SA_HAVE_TRANSPOSE
+#define SA_FEW_TRANSPOSED 1  // without register transposes a B [n, k] takes the packed path
+#endif
+
+#ifdef SA_FEW_TRANSPOSED
+// [n, k]: columns [c0, c1) of C's R rows, W at a time from W rows of B read side by side, each
+// W x W block turned so that lane j holds B[j][kk]. One row of C is one chain of fmadds, which
+// from cache caps this at ~8 bytes of B per cycle; more blocks at a time (independent chains)
+// read 1.3-2x faster from cache but 1.5-2x slower from memory (4096 x 4096: 16-32 rows of B
+// side by side are more streams than the prefetchers follow), so one it is.
+template <int R>
+static void few_rows_nk(const MatmulParams& p, const float* a, const float* b, float* c, int64_t c0, int64_t c1) {
+  const int64_t K = p.k, ldb = p.k;
+  for (int64_t j0 = c0; j0 < c1; j0 += W) {
+    const int cnt = (int)imin(W, c1 - j0);
+    T acc[R];
+    const T init = p.bias ? few_load(p.bias + j0, cnt) : V::zero();
+    SA_UNROLL for (int r = 0; r < R; ++r) acc[r] = init;
+    for (int64_t k0 = 0; k0 < K; k0 += W) {
+      const int kw = (int)imin(W, K - k0);
+      T blk[W];
+      load_block(b + j0 * ldb + k0, ldb, cnt, kw, blk);
+      V::transpose(blk);
+      if (kw == W) {
+        SA_UNROLL for (int kk = 0; kk < W; ++kk)
+          SA_UNROLL for (int r = 0; r < R; ++r) acc[r] = V::fmadd(V::set1(a[r * p.lda + k0 + kk]), blk[kk], acc[r]);
+      } else {
+        for (int kk = 0; kk < kw; ++kk)
+          SA_UNROLL for (int r = 0; r < R; ++r) acc[r] = V::fmadd(V::set1(a[r * p.lda + k0 + kk]), blk[kk], acc[r]);
+      }
+    }
+    SA_UNROLL for (int r = 0; r < R; ++r) few_store(c + r * p.ldc + j0, acc[r], cnt);
+  }
+}
+#endif
+
+// task = (matrix, chunk of columns)
+static void few_rows_task(void* vctx, int64_t t, int) {
+  FewCtx& fc = *(FewCtx*)vctx;
+  const MatmulParams& p = *fc.p;
+  const int64_t bi = t / fc.nchunks, c0 = (t % fc.nchunks) * fc.chunk, c1 = imin(p.n, c0 + fc.chunk);
+  const float* a = p.a + bi * p.stride_a;
+  const float* b = p.b + bi * p.stride_b;
+  float* c = p.c + bi * (p.m * p.ldc);
+  if (!p.transpose_b) {
+    for (int64_t x0 = c0; x0 < c1; x0 += kFewCols) {
+      const int64_t x1 = imin(c1, x0 + kFewCols);
+      for (int64_t r = 0; r < p.m; ++r)
+        for (int64_t x = x0; x < x1; x += W) {
+          const int cnt = (int)imin(W, x1 - x);
+          few_store(c + r * p.ldc + x, p.bias ? few_load(p.bias + x, cnt) : V::zero(), cnt);
+        }
+      switch (p.m) {
+        case 1: few_rows_kn<1>(p, a, b, c, x0, x1); break;
+        case 2: few_rows_kn<2>(p, a, b, c, x0, x1); break;
+        case 3: few_rows_kn<3>(p, a, b, c, x0, x1); break;
+        default: few_rows_kn<4>(p, a, b, c, x0, x1); break;
+      }
+    }
+    return;
+  }
+#ifdef SA_FEW_TRANSPOSED
+  switch (p.m) {
+    case 1: return few_rows_nk<1>(p, a, b, c, c0, c1);
+    case 2: return few_rows_nk<2>(p, a, b, c, c0, c1);
+    case 3: return few_rows_nk<3>(p, a, b, c, c0, c1);
+    default: return few_rows_nk<4>(p, a, b, c, c0, c1);
+  }
+#endif
+}
+
+// true when matmul_impl takes the few-rows path
+static inline bool few_rows_path(const MatmulParams& p) {
+#ifndef SA_FEW_TRANSPOSED
+  if (p.transpose_b) return false;
+#endif
+  return p.c_block == 0 && p.m <= kFewRows && (p.stride_b != 0 || p.batch * p.m <= kFewRows);
+}
+
+static int few_rows_matmul(const MatmulParams& p, Parallel& par) {
+  FewCtx fc{};
+  fc.p = &p;
+  // about two chunks per worker, whole multiples of 16 columns (a vector's width on every ISA)
+  const int64_t per = (p.n + 2 * par.workers() - 1) / (2 * par.workers());
+  fc.chunk = imax(64, (per + 15) / 16 * 16);
+  fc.nchunks = (p.n + fc.chunk - 1) / fc.chunk;
+  par.run(p.batch * fc.nchunks, few_rows_task, &fc);
+  return kOk;
+}
+
 static int matmul_impl(const MatmulParams& p, Parallel& par) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return kOk;
   if (!c_blocks_ok(p)) return kErrArgs;
+  if (few_rows_path(p)) return few_rows_matmul(p, par);
   MmCtx c{};
   c.p = &p;
   c.bsrc = p.b;
