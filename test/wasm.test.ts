@@ -188,6 +188,25 @@ for (const build of kernelBuilds()) {
       for (let d = 0; d < D; d++) assert.equal(got.output.data[10 * D + d], 0);
     });
 
+    it('matmul: a row of C is the same bit for bit whether it comes alone or among others (every row path does the same operations)', () => {
+      const rand = rng(15);
+      for (const transposeB of [false, true]) {
+        const [m, n, k] = [7, 70, 45];
+        const a = randomTensor(rand, [m, k]);
+        const b = randomTensor(rand, transposeB ? [n, k] : [k, n]);
+        const bias = randomTensor(rand, [n]).data;
+        const all = new Float32Array(m * n);
+        backend.matmul({ a: a.data, b: b.data, out: all, batch: 1, m, n, k, strideA: 0, strideB: 0, transposeB, bias });
+        for (const rows of [1, 2, 3]) {
+          for (let r0 = 0; r0 + rows <= m; r0 += rows) {
+            const part = new Float32Array(rows * n);
+            backend.matmul({ a: a.data.subarray(r0 * k, (r0 + rows) * k), b: b.data, out: part, batch: 1, m: rows, n, k, strideA: 0, strideB: 0, transposeB, bias });
+            assert.deepEqual(part, all.subarray(r0 * n, (r0 + rows) * n), `rows ${r0}..${r0 + rows} transposeB ${transposeB}`);
+          }
+        }
+      }
+    });
+
     it('matmul against the reference (tails, batches, broadcast B, transposeB, bias)', () => {
       const rand = rng(5);
       const shapes: Array<[number, number, number, number, boolean, boolean, boolean]> = [
@@ -197,6 +216,11 @@ for (const build of kernelBuilds()) {
         [2, 64, 96, 64, true, false, false],
         [4, 9, 8, 33, false, true, true],
         [1, 130, 70, 300, true, true, false],
+        // 1-3 rows: B [k][n] read in place four depth steps at a time (a depth past a multiple of
+        // four, a column tail); B [n][k] in groups of four panels (kernel1x32) and a partial one
+        [1, 3, 77, 37, false, true, false],
+        [1, 2, 70, 45, true, true, false],
+        [2, 7, 40, 19, true, false, false],
       ];
       for (const [batch, m, n, k, transposeB, bias, broadcastB] of shapes) {
         const a = randomTensor(rand, [batch, m, k]);

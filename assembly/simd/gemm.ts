@@ -79,3 +79,35 @@ import { fmadd } from './math';
   }
   v128.store(c, c0); v128.store(c, c1, 16);
 }
+
+/**
+ * one row against four panels side by side: C[1][32] = init + A[1][K] * panels (panel j at
+ * panel + j * panelStride, each with row stride 32 bytes). The same operations per element as
+ * kernel1x8, but eight independent sums: one row's two chains alone wait on the multiply-add's
+ * latency (a decoding step's projection read its weights at about half the speed).
+ */
+// @ts-ignore: decorator
+@inline export function kernel1x32(a: usize, panel: usize, panelStride: usize, K: i32, c: usize, init: usize): void {
+  let c0: v128, c1: v128, c2: v128, c3: v128, c4: v128, c5: v128, c6: v128, c7: v128;
+  if (init != 0) {
+    c0 = v128.load(init); c1 = v128.load(init, 16); c2 = v128.load(init, 32); c3 = v128.load(init, 48);
+    c4 = v128.load(init, 64); c5 = v128.load(init, 80); c6 = v128.load(init, 96); c7 = v128.load(init, 112);
+  } else {
+    c0 = f32x4.splat(0); c1 = c0; c2 = c0; c3 = c0; c4 = c0; c5 = c0; c6 = c0; c7 = c0;
+  }
+  let a0 = a;
+  let p0 = panel;
+  const p1 = panelStride, p2 = panelStride << 1, p3 = panelStride * 3;
+  const end = panel + (<usize>K) * 32;
+  while (p0 < end) {
+    const s = v128.load32_splat(a0);
+    c0 = fmadd(s, v128.load(p0), c0); c1 = fmadd(s, v128.load(p0, 16), c1);
+    c2 = fmadd(s, v128.load(p0 + p1), c2); c3 = fmadd(s, v128.load(p0 + p1, 16), c3);
+    c4 = fmadd(s, v128.load(p0 + p2), c4); c5 = fmadd(s, v128.load(p0 + p2, 16), c5);
+    c6 = fmadd(s, v128.load(p0 + p3), c6); c7 = fmadd(s, v128.load(p0 + p3, 16), c7);
+    a0 += 4;
+    p0 += 32;
+  }
+  v128.store(c, c0); v128.store(c, c1, 16); v128.store(c, c2, 32); v128.store(c, c3, 48);
+  v128.store(c, c4, 64); v128.store(c, c5, 80); v128.store(c, c6, 96); v128.store(c, c7, 112);
+}
