@@ -43,7 +43,7 @@ constexpr int MM_NB = kMmNV * W;  // columns per matmul panel
 #endif
 constexpr int64_t MM_KC = SA_MM_KC;  // depth per matmul pass
 constexpr int64_t MM_MC = SA_MM_MC;  // rows per matmul task
-constexpr int64_t kStripMaxRowBlocks = 4;  // matmul: B packed inside the tasks up to this many row blocks per B
+constexpr int64_t kStripMaxRowBlocks = 6;  // matmul: B packed inside the tasks up to this many row blocks per B
 #ifndef SA_MM_PFL
 #define SA_MM_PFL 2  // locality of the packed-B prefetch (2: prefetcht1, towards L2)
 #endif
@@ -1460,9 +1460,10 @@ static int matmul_impl(const MatmulParams& p, Parallel& par) {
   c.np = (p.n + MM_NB - 1) / MM_NB;
   // When each B meets only a few blocks of rows, the tasks pack it themselves, a slice at a time
   // into L1/L2, instead of a whole packed copy of B being written to memory (by one thread per
-  // matrix), read back, and allocated and page-faulted on every call: 256 x 768 x 2304 (a fresh
-  // 7 MiB copy) +24-39% in paired runs here. With many blocks of rows (1024 x 1024 x 1024:
-  // -6 to -14% as strips), a B shared by many small matrices, or too few panels to give every
+  // matrix), read back, and allocated and page-faulted on every call. Paired runs here, strips
+  // against the packed copy: 256 x 768 x 2304 +24-39%, 384 x 768 x 3072 +29-32%, 500^3 +7-20%,
+  // 576 x 768 x 3072 +12-14%; 768^3 -8 to -9%, 1024^3 -6 to -14%. With more blocks of rows than
+  // kStripMaxRowBlocks, a B shared by many small matrices, or too few panels to give every
   // worker strips (the strip tasks do not split rows), B is packed once, as below.
   const int64_t row_blocks_per_b = p.stride_b != 0 ? c.nmb : p.batch * c.nmb;
   if (row_blocks_per_b <= kStripMaxRowBlocks && (c.nmb == 1 || p.batch * c.np >= 4 * (int64_t)par.workers())) {

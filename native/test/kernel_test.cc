@@ -233,12 +233,12 @@ static void test_matmul_column_blocks(const KernelTable* kt, Parallel& par) {
 // time inside the tasks; either way C must equal, bit for bit, matmul_packed against a B packed
 // beforehand, whose values test_matmul checks against the reference. Shapes: one row, a
 // partial last panel, depths past one depth block and not a multiple of the lanes, batched,
-// several row blocks in the slice-at-a-time tasks (200 and 150 rows) and past them (390 rows),
+// several row blocks in the slice-at-a-time tasks (150-390 rows) and past them (700 rows),
 // and one to four rows, which read B in place (a depth past a multiple of the lanes and of the
 // few-rows path's four steps, and more columns than one of its passes).
 static void test_matmul_self_packed(const KernelTable* kt, Parallel& par) {
   const int64_t shapes[][4] = {{1, 1, 3072, 768}, {1, 5, 77, 300}, {2, 96, 40, 513}, {3, 1, 33, 9}, {1, 97, 50, 260}, {1, 4, 1, 0},
-                               {1, 200, 300, 260}, {2, 150, 130, 300}, {1, 390, 70, 33},
+                               {1, 200, 300, 260}, {2, 150, 130, 300}, {1, 390, 70, 33}, {1, 700, 40, 20},
                                {1, 2, 100, 37}, {1, 3, 70, 260}, {2, 4, 33, 15}, {1, 1, 2100, 5}};
   for (auto& s : shapes)
     for (int tb = 0; tb < 2; ++tb)
