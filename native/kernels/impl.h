@@ -1440,9 +1440,10 @@ static inline bool few_rows_path(const MatmulParams& p) {
 static int few_rows_matmul(const MatmulParams& p, Parallel& par) {
   FewCtx fc{};
   fc.p = &p;
-  // about two chunks per worker, whole multiples of 16 columns (a vector's width on every ISA)
+  // about two chunks per worker, whole multiples of 16 columns (a vector's width on every ISA),
+  // so that even a narrow C (n 64) is shared among the workers
   const int64_t per = (p.n + 2 * par.workers() - 1) / (2 * par.workers());
-  fc.chunk = imax(64, (per + 15) / 16 * 16);
+  fc.chunk = (per + 15) / 16 * 16;
   fc.nchunks = (p.n + fc.chunk - 1) / fc.chunk;
   par.run(p.batch * fc.nchunks, few_rows_task, &fc);
   return kOk;
