@@ -48,6 +48,21 @@ export function detachedDuringCall(name: string): RangeError & AttentionError {
   );
 }
 
+/**
+ * The arrays of a call and their byte lengths now; the returned check throws detachedDuringCall
+ * for one whose buffer has been detached since. A call computed after an await copies its arrays
+ * in only then (wasm: a detached one would copy in nothing, and the kernel would read, and for
+ * the output write, the heap past its empty block); the facade checks an async call's outputs
+ * after it, so that every backend refuses results sent to a buffer transferred away meanwhile.
+ */
+export function attachedNow(named: ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>): () => void {
+  const kept: Array<readonly [string, ArrayBufferView, number]> = [];
+  for (const [name, view] of named) if (view) kept.push([name, view, view.byteLength]);
+  return () => {
+    for (const [name, view, bytes] of kept) if (view.byteLength !== bytes) throw detachedDuringCall(name);
+  };
+}
+
 /** dst.set(src), or detachedDuringCall(name) when dst's buffer has been detached since the call began */
 export function copyResult(dst: Float32Array, src: Float32Array, name: string): void {
   if (dst.length !== src.length) throw detachedDuringCall(name);

@@ -3,7 +3,7 @@
  * it validates (validate.ts), allocates outputs, and hands resolved arguments to the backend.
  */
 import type { Backend, BackendInfo, BackendName } from './backend.js';
-import { attnError } from './errors.js';
+import { attachedNow, attnError } from './errors.js';
 import { MultiHeadAttention } from './multihead.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
 import { checkFixedLength, resolveAttention, resolveMatmul, resolveMultiHeadParams, resolveSoftmax, type Layout } from './validate.js';
@@ -103,8 +103,9 @@ export class Attention {
 
   /**
    * attention() computed off the calling thread where the backend can (native, wasm). The native
-   * backend reads and writes the arrays in place until the promise settles: keep their buffers
-   * attached meanwhile. One transferred away during the call makes the promise reject with
+   * backend reads and writes the arrays in place until the promise settles (wasm: its alloc()
+   * tensors; plain arrays are copied at the call): keep their buffers attached and their values
+   * unchanged meanwhile. One transferred away during the call makes the promise reject with
    * ERR_ATTN_SIZE naming it (the memory it took along was still written; freed meanwhile, the
    * behaviour is undefined); a buffer already detached when the call starts is refused with
    * ERR_ATTN_SIZE.
@@ -113,7 +114,9 @@ export class Attention {
     const backend = this.#live('attentionAsync');
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
     checkFixedLength('attentionAsync', [['q', args.q], ['k', args.k], ['v', args.v], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
+    const outputsAttached = attachedNow([['out', args.out], ['weights', args.weights]]);
     await backend.attentionAsync(args);
+    outputsAttached();
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
 

@@ -5,6 +5,7 @@
  * the projections lay out [B, S, E] per head — no transposes, no math in JS.
  */
 import type { AttentionArgs, Backend, MultiHeadForwardArgs, MultiHeadKernel, MultiHeadParams } from './backend.js';
+import { attachedNow } from './errors.js';
 
 export function composeMultiHead(backend: Backend, params: MultiHeadParams): MultiHeadKernel {
   // copied once, as the packing backends do: later changes to the caller's arrays (or their
@@ -86,7 +87,9 @@ export function composeMultiHead(backend: Backend, params: MultiHeadParams): Mul
     },
     async forwardAsync(a) {
       const { attn, finish } = prepare(a);
+      const outAttached = attachedNow([['out', a.out]]);
       await backend.attentionAsync(attn);
+      outAttached();  // refused as on every backend, rather than a TypeError from writing into it
       finish();
     },
     dispose() {},

@@ -140,6 +140,22 @@ for (const variant of variants()) {
       expectError(() => attn.softmax(f([2, 3]), { out: detached(6) }), RangeError, 'ERR_ATTN_SIZE');
     });
 
+    it('an out array transferred away while an async call is pending rejects with ERR_ATTN_SIZE naming it (attentionAsync, forwardAsync)', async () => {
+      const isDetached = (err: Error & { code?: string }) => err instanceof RangeError && err.code === 'ERR_ATTN_SIZE' && /out/.test(err.message) && /detached/.test(err.message);
+      const out = new Float32Array(36);
+      const pending = attn.attentionAsync(q, k, v, { out });
+      structuredClone(out.buffer, { transfer: [out.buffer] });
+      await assert.rejects(pending, isDetached);
+      const E = 8;
+      const w = (n: number) => new Float32Array(n).fill(0.1);
+      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(64), wk: w(64), wv: w(64), wo: w(64) });
+      const y = new Float32Array(3 * E);
+      const forward = mha.forwardAsync(f([1, 3, E]), { out: y });
+      structuredClone(y.buffer, { transfer: [y.buffer] });
+      await assert.rejects(forward, isDetached);
+      mha.dispose();
+    });
+
     it('matmul and softmax', () => {
       expectError(() => attn.matmul(f([2, 3]), f([4, 5])), RangeError, 'ERR_ATTN_SHAPE', /inner dims differ/);
       expectError(() => attn.matmul(f([2, 3]), f([5, 4]), { transposeB: true }), RangeError, 'ERR_ATTN_SHAPE', /inner dims differ/);

@@ -6,7 +6,7 @@
  * browser entry (browser.ts) both build on it, and so does the worker (wasm-worker.ts).
  */
 import type { AttentionArgs, Backend, KvCacheState, MatmulArgs, MultiHeadKernel, MultiHeadParams, SoftmaxArgs } from '../backend.js';
-import { attnError, copyResult, detachedDuringCall } from '../errors.js';
+import { attachedNow, attnError, copyResult } from '../errors.js';
 import { isFloat32Array, isInt32Array, isWasmModule } from '../typed-arrays.js';
 import { WasmMhaCore, appendRows, recordRows, type MhaCall, type MhaResult } from './wasm-multihead.js';
 import { STAGE_KV_FROM_BYTES, canStage, runAttentionStaged } from './wasm-staged.js';
@@ -697,20 +697,6 @@ export interface WasmBackendOptions {
   origin?: string;
   /** K+V bytes from which attention copies them in one head at a time (tests set 0 to force it) */
   stageKvFromBytes?: number;
-}
-
-/**
- * The arrays of a call and their byte lengths now; the returned check throws detachedDuringCall
- * for one whose buffer has been detached since. A call computed here after an await copies its
- * arrays in only then: a detached one would copy in nothing, and the kernel would read, and for
- * the output write, the heap past its empty block.
- */
-function attachedNow(named: ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>): () => void {
-  const kept: Array<readonly [string, ArrayBufferView, number]> = [];
-  for (const [name, view] of named) if (view) kept.push([name, view, view.byteLength]);
-  return () => {
-    for (const [name, view, bytes] of kept) if (view.byteLength !== bytes) throw detachedDuringCall(name);
-  };
 }
 
 /** Wraps an instance as the wasm Backend. */
