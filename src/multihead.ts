@@ -3,7 +3,7 @@
  * the disposed state, and drives a backend MultiHeadKernel.
  */
 import type { Backend, KvCacheState, MultiHeadForwardArgs, MultiHeadKernel, MultiHeadParams } from './backend.js';
-import { attachedNow, attnError, attnRangeError, attnTypeError, describe } from './errors.js';
+import { attnError, attnRangeError, attnTypeError, describe } from './errors.js';
 import { composeMultiHead } from './multihead-composed.js';
 import { numel, type Tensor } from './tensor.js';
 import { checkFixedLength, checkOptions, checkPositiveInt, checkTensor, outputArray, resolveKeyLengths, resolveMask } from './validate.js';
@@ -157,10 +157,8 @@ export class MultiHeadAttention {
     const { args, outShape, cache } = this.#resolve('forwardAsync', x, options);
     checkFixedLength('forwardAsync', [['x', args.x], ['key', args.kv], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
     if (cache) cache.busy = true;
-    const outAttached = attachedNow([['out', args.out]]);
     try {
       await kernel.forwardAsync(args);
-      outAttached();
       if (cache) cache.state.length += args.seqQ;
     } finally {
       if (cache) cache.busy = false;

@@ -1321,7 +1321,7 @@ static inline void few_store(float* x, T v, int cnt) {
 // [k, n]: U depth steps of the R rows of C, columns [x0, x1) (cnt: W, or the last vector's
 // width), A's values held in registers
 template <int R, int U>
-static inline void few_kn_steps(const MatmulParams& p, const float* a, const float* br, int64_t ldb, float* c, int64_t x,
+static inline void few_kn_steps(const MatmulParams& p, const float* br, int64_t ldb, float* c, int64_t x,
                                 int cnt, const T (&av)[R][U]) {
   T bv[U];
   SA_UNROLL for (int u = 0; u < U; ++u) bv[u] = few_load(br + u * ldb + x, cnt);
@@ -1346,15 +1346,15 @@ static void few_rows_kn(const MatmulParams& p, const float* a, const float* b, f
     T av[R][U];
     SA_UNROLL for (int r = 0; r < R; ++r) SA_UNROLL for (int u = 0; u < U; ++u) av[r][u] = V::set1(a[r * p.lda + kk + u]);
     const float* br = b + kk * ldb;
-    for (int64_t x = x0; x < xf; x += W) few_kn_steps<R, U>(p, a, br, ldb, c, x, W, av);
-    if (xf < x1) few_kn_steps<R, U>(p, a, br, ldb, c, xf, (int)(x1 - xf), av);
+    for (int64_t x = x0; x < xf; x += W) few_kn_steps<R, U>(p, br, ldb, c, x, W, av);
+    if (xf < x1) few_kn_steps<R, U>(p, br, ldb, c, xf, (int)(x1 - xf), av);
   }
   for (; kk < K; ++kk) {
     T av[R][1];
     SA_UNROLL for (int r = 0; r < R; ++r) av[r][0] = V::set1(a[r * p.lda + kk]);
     const float* br = b + kk * ldb;
-    for (int64_t x = x0; x < xf; x += W) few_kn_steps<R, 1>(p, a, br, ldb, c, x, W, av);
-    if (xf < x1) few_kn_steps<R, 1>(p, a, br, ldb, c, xf, (int)(x1 - xf), av);
+    for (int64_t x = x0; x < xf; x += W) few_kn_steps<R, 1>(p, br, ldb, c, x, W, av);
+    if (xf < x1) few_kn_steps<R, 1>(p, br, ldb, c, xf, (int)(x1 - xf), av);
   }
 }
 
