@@ -2,8 +2,9 @@
  * The public Attention object, the same for every backend and every entry (Node, browser):
  * it validates (validate.ts), allocates outputs, and hands resolved arguments to the backend.
  */
-import type { Backend, BackendInfo, BackendName } from './backend.js';
+import type { AttentionArgs, Backend, BackendInfo, BackendName } from './backend.js';
 import { attachedNow, attnError } from './errors.js';
+import { checkNotInFlight, holdInFlight, type NamedArrays } from './in-flight.js';
 import { MultiHeadAttention } from './multihead.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
 import { checkFixedLength, resolveAttention, resolveMatmul, resolveMultiHeadParams, resolveSoftmax, type Layout } from './validate.js';
@@ -97,6 +98,7 @@ export class Attention {
   attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): AttentionResult {
     const backend = this.#live('attention');
     const { args, outShape } = resolveAttention('attention', q, k, v, options);
+    checkNotInFlight('attention', attentionReads(args), attentionWrites(args));
     backend.attention(args);
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
@@ -114,8 +116,13 @@ export class Attention {
     const backend = this.#live('attentionAsync');
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
     checkFixedLength('attentionAsync', [['q', args.q], ['k', args.k], ['v', args.v], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
-    const outputsAttached = attachedNow([['out', args.out], ['weights', args.weights]]);
-    await backend.attentionAsync(args);
+    const outputsAttached = attachedNow(attentionWrites(args));
+    const release = holdInFlight('attentionAsync', attentionReads(args), attentionWrites(args));
+    try {
+      await backend.attentionAsync(args);
+    } finally {
+      release();
+    }
     outputsAttached();
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
   }
@@ -124,6 +131,7 @@ export class Attention {
   matmul(a: Tensor, b: Tensor, options?: { transposeB?: boolean; out?: Float32Array }): Tensor {
     const backend = this.#live('matmul');
     const { calls, out, outShape } = resolveMatmul('matmul', a, b, options);
+    checkNotInFlight('matmul', [['a', a.data], ['b', b.data]], [['out', out]]);
     for (const args of calls) backend.matmul(args);
     return { data: out, shape: outShape };
   }
@@ -132,6 +140,7 @@ export class Attention {
   softmax(x: Tensor, options?: { scale?: number; out?: Float32Array }): Tensor {
     const backend = this.#live('softmax');
     const { args, outShape } = resolveSoftmax('softmax', x, options);
+    checkNotInFlight('softmax', [['x', args.x]], [['out', args.out]]);
     backend.softmax(args);
     return { data: args.out, shape: outShape };
   }
@@ -156,6 +165,14 @@ export class Attention {
     const n = numel(dims, 'alloc');
     return { data: backend.alloc ? backend.alloc(n) : new Float32Array(n), shape: dims };
   }
+}
+
+function attentionReads(args: AttentionArgs): NamedArrays {
+  return [['q', args.q], ['k', args.k], ['v', args.v], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]];
+}
+
+function attentionWrites(args: AttentionArgs): NamedArrays {
+  return [['out', args.out], ['weights', args.weights]];
 }
 
 function result(out: Float32Array, outShape: number[], weights: Float32Array | undefined, weightsShape: number[]): AttentionResult {

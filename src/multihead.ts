@@ -4,6 +4,7 @@
  */
 import type { Backend, KvCacheState, MultiHeadForwardArgs, MultiHeadKernel, MultiHeadParams } from './backend.js';
 import { attnError, attnRangeError, attnTypeError, describe } from './errors.js';
+import { checkNotInFlight, holdInFlight, type NamedArrays } from './in-flight.js';
 import { composeMultiHead } from './multihead-composed.js';
 import { numel, type Tensor } from './tensor.js';
 import { checkFixedLength, checkOptions, checkPositiveInt, checkTensor, outputArray, resolveKeyLengths, resolveMask } from './validate.js';
@@ -146,6 +147,7 @@ export class MultiHeadAttention {
   forward(x: Tensor, options?: MultiHeadForwardOptions): Tensor {
     const kernel = this.#live('forward');
     const { args, outShape, cache } = this.#resolve('forward', x, options);
+    checkNotInFlight('forward', forwardReads(args), [['out', args.out]]);
     kernel.forward(args);
     if (cache) cache.state.length += args.seqQ;
     return { data: args.out, shape: outShape };
@@ -156,12 +158,14 @@ export class MultiHeadAttention {
     const kernel = this.#live('forwardAsync');
     const { args, outShape, cache } = this.#resolve('forwardAsync', x, options);
     checkFixedLength('forwardAsync', [['x', args.x], ['key', args.kv], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
+    const release = holdInFlight('forwardAsync', forwardReads(args), [['out', args.out]]);
     if (cache) cache.busy = true;
     try {
       await kernel.forwardAsync(args);
       if (cache) cache.state.length += args.seqQ;
     } finally {
       if (cache) cache.busy = false;
+      release();
     }
     return { data: args.out, shape: outShape };
   }
@@ -182,4 +186,8 @@ export class MultiHeadAttention {
     this.#kernel = undefined;
     this.#ended = why;
   }
+}
+
+function forwardReads(args: MultiHeadForwardArgs): NamedArrays {
+  return [['x', args.x], ['key', args.kv], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]];
 }

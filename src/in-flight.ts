@@ -1,0 +1,69 @@
+/**
+ * The arrays that async calls still pending read and write. A kernel off the JS thread reads its
+ * inputs and writes its outputs in place until its promise settles, so another call that wrote
+ * into any of them, or read one of its outputs, would mix old and new values, and two calls
+ * sharing an `out` would leave whichever finished last: silent wrong answers. Such a call is
+ * refused with ERR_ATTN_VALUE instead, naming the array and the pending call. Reads that
+ * overlap reads are fine. Only calls made through this module are seen (not the caller's own
+ * writes), and only within one JS realm: another thread sharing a SharedArrayBuffer is not.
+ */
+import { attnRangeError } from './errors.js';
+
+export type NamedArrays = ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>;
+
+interface Claim {
+  fn: string;
+  reads: Array<readonly [string, ArrayBufferView]>;
+  writes: Array<readonly [string, ArrayBufferView]>;
+}
+
+const pending = new Set<Claim>();
+
+function present(named: NamedArrays): Array<readonly [string, ArrayBufferView]> {
+  const kept: Array<readonly [string, ArrayBufferView]> = [];
+  for (const [name, view] of named) if (view && view.byteLength > 0) kept.push([name, view]);
+  return kept;
+}
+
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+function conflict(fn: string, reads: Claim['reads'], writes: Claim['writes']): void {
+  for (const other of pending) {
+    for (const [name, view] of writes) {
+      for (const [otherName, otherView] of [...other.reads, ...other.writes]) {
+        if (overlaps(view, otherView)) throw busy(fn, name, 'writes into', other, otherName);
+      }
+    }
+    for (const [name, view] of reads) {
+      for (const [otherName, otherView] of other.writes) {
+        if (overlaps(view, otherView)) throw busy(fn, name, 'reads', other, otherName);
+      }
+    }
+  }
+}
+
+function busy(fn: string, name: string, verb: string, other: Claim, otherName: string) {
+  return attnRangeError(
+    'ERR_ATTN_VALUE',
+    `${fn}: ${name} ${verb} the memory of ${otherName} of a pending ${other.fn}, which uses it in place until its promise settles; await that call first or use another array`,
+  );
+}
+
+/** Throws ERR_ATTN_VALUE when a call reading `reads` and writing `writes` now would disturb a pending async call. */
+export function checkNotInFlight(fn: string, reads: NamedArrays, writes: NamedArrays): void {
+  if (pending.size === 0) return;
+  conflict(fn, present(reads), present(writes));
+}
+
+/**
+ * checkNotInFlight, then holds the arrays for an async call until the returned release runs
+ * (when its promise settles, either way).
+ */
+export function holdInFlight(fn: string, reads: NamedArrays, writes: NamedArrays): () => void {
+  const claim: Claim = { fn, reads: present(reads), writes: present(writes) };
+  conflict(fn, claim.reads, claim.writes);
+  pending.add(claim);
+  return () => void pending.delete(claim);
+}

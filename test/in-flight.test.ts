@@ -1,0 +1,96 @@
+/**
+ * An async call uses its arrays in place until its promise settles, so a call that would write
+ * into them, or read what it writes, is refused with ERR_ATTN_VALUE (two calls sharing an `out`
+ * would otherwise leave whichever finished last). Reads shared between calls stay allowed, and
+ * the arrays are free again once the promise settles, resolved or rejected.
+ */
+import assert from 'node:assert/strict';
+import { tensor } from '../src/index.js';
+import type { Attention } from '../src/facade.js';
+import { facadeOf, variants } from './helpers/backends.js';
+
+const filled = (shape: number[], seed: number) => {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = Math.sin(seed * 7.1 + i * 0.37);
+  return tensor(data, shape);
+};
+
+function refused(fn: () => unknown, name: RegExp): void {
+  assert.throws(fn, (err: Error & { code?: string }) => {
+    assert.ok(err instanceof RangeError, `${err?.constructor?.name}: ${err?.message}`);
+    assert.equal(err.code, 'ERR_ATTN_VALUE', err.message);
+    assert.match(err.message, name);
+    assert.match(err.message, /pending/);
+    return true;
+  });
+}
+
+async function rejected(p: Promise<unknown>, name: RegExp): Promise<void> {
+  await assert.rejects(p, (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_ATTN_VALUE', err.message);
+    assert.match(err.message, name);
+    return true;
+  });
+}
+
+for (const variant of variants()) {
+  describe(`in-flight arrays: ${variant.label}`, () => {
+    let attn: Attention;
+    before(() => {
+      attn = facadeOf(variant);
+    });
+    const [B, H, S, D] = [1, 2, 33, 16];
+    const q = filled([B, H, S, D], 1);
+    const k = filled([B, H, S, D], 2);
+    const v = filled([B, H, S, D], 3);
+
+    it('refuses calls that write what a pending attentionAsync uses, or read what it writes', async () => {
+      const out = new Float32Array(B * H * S * D);
+      const pending = attn.attentionAsync(q, k, v, { out });
+      // checked when called, not after an await (the js backend settles on the next microtask)
+      const second = attn.attentionAsync(k, q, v, { out });
+      refused(() => attn.attention(q, k, v, { out }), /out writes into the memory of out/);
+      // a view on part of the same memory counts
+      refused(() => attn.softmax(filled([4], 4), { out: out.subarray(8, 12) }), /out writes into the memory of out/);
+      refused(() => attn.attention(tensor(out, [B, H, S, D]), k, v), /q reads the memory of out/);
+      refused(() => attn.matmul(tensor(out, [B * H * S, D]), filled([D, 3], 5)), /a reads the memory of out/);
+      refused(() => attn.softmax(filled([B * H * S * D], 6), { out: k.data }), /out writes into the memory of k of a pending attentionAsync/);
+      await rejected(second, /out writes into the memory of out of a pending attentionAsync/);
+      // reading the pending call's inputs is fine, and so is an unrelated out
+      const other = attn.attention(q, k, v);
+      await pending;
+      assert.deepEqual(Array.from(out), Array.from(other.output.data));
+      // settled: the arrays are free again
+      attn.attention(q, k, v, { out });
+      await attn.attentionAsync(tensor(out.slice(), [B, H, S, D]), k, v, { out });
+    });
+
+    it('frees the arrays of a call that rejects', async () => {
+      const q2 = filled([B, H, S, D], 7);
+      const out = new Float32Array(B * H * S * D);
+      const pending = attn.attentionAsync(q2, k, v, { out });
+      structuredClone(out.buffer, { transfer: [out.buffer] }); // makes the call reject with ERR_ATTN_SIZE
+      await assert.rejects(pending, (err: Error & { code?: string }) => err.code === 'ERR_ATTN_SIZE');
+      attn.softmax(filled([B * H * S * D], 8), { out: q2.data });
+    });
+
+    it('refuses a forward that shares a pending forwardAsync\'s out or reads it', async () => {
+      const E = 32;
+      const w = (seed: number) => filled([E, E], seed).data.map((x) => x * 0.1);
+      const block = attn.multiHeadAttention({ embedDim: E, numHeads: 4, wq: w(11), wk: w(12), wv: w(13), wo: w(14) });
+      const x = filled([2, 5, E], 15);
+      const out = new Float32Array(2 * 5 * E);
+      const pending = block.forwardAsync(x, { out });
+      const second = block.forwardAsync(filled([2, 5, E], 16), { out });
+      refused(() => block.forward(tensor(out, [2, 5, E])), /x reads the memory of out of a pending forwardAsync/);
+      refused(() => attn.softmax(filled([4], 17), { out: x.data.subarray(0, 4) }), /out writes into the memory of x of a pending forwardAsync/);
+      await rejected(second, /out writes into the memory of out of a pending forwardAsync/);
+      const alone = block.forward(x);
+      await pending;
+      assert.deepEqual(Array.from(out), Array.from(alone.data));
+      block.forward(x, { out });
+      block.dispose();
+    });
+  });
+}
