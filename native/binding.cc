@@ -5,6 +5,7 @@
 // - Zero copy: Float32Array inputs and outputs are used in place.
 // - Async: Napi::AsyncWorker; the worker thread touches no JS, holds references to every typed
 //   array it reads or writes until it completes, and reports errors as data (sharp's pattern).
+//   An engine's calls run one after another (CallQueue).
 // - Errors: every failure becomes a JS Error/TypeError/RangeError with a `code` (ERR_ATTN_*).
 // - Worker threads: when one is terminated during a call (sync, or async and completed during
 //   the worker's teardown), no JS can run any more, so turning a failure into a JS exception
@@ -13,6 +14,7 @@
 //   (nobody is left to catch it); test/native.test.ts terminates workers mid-call.
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -88,8 +90,26 @@ const void* ViewData(Napi::Env env, const Napi::TypedArray& ta) {
 
 std::string TypeName(const Napi::Value& v);
 
+class KernelWorker;
+
+// An engine's async calls run one after another: only its running call sits in libuv's queue,
+// the rest wait here. Node finishes every queued add-on job before it tears a worker thread (or
+// the process, on process.exit()) down, and runs no add-on hook earlier, so calls left queued
+// there would all run first; waiting here they are dropped instead (their promises never settle,
+// as no JS runs any more), and a busy engine holds one libuv thread, not all of them (file system
+// and DNS requests share that pool). Touched on the JS thread only.
+struct CallQueue {
+  std::vector<std::pair<const void*, KernelWorker*>> waiting;  // (engine, call), oldest first
+  std::vector<const void*> running;                           // engines with a call in libuv's queue
+  bool stopping = false;  // a promise could not settle: the environment is being torn down
+  void Submit(const void* engine, KernelWorker* w);
+  void Done(const void* engine);
+  void Drop();
+};
+
 // Per Node environment (the main thread and each worker load the addon on their own).
 struct AddonData {
+  CallQueue calls;
   Napi::FunctionReference engine_ctor;
   Napi::FunctionReference multihead_ctor;
   // ArrayBuffer.prototype's own `resizable` getter, taken when the addon loads: an own property
@@ -422,11 +442,23 @@ int WithPool(Core& core, int threads, F&& fn) {
 class KernelWorker : public Napi::AsyncWorker {
  public:
   using Job = std::function<int()>;
-  KernelWorker(Napi::Env env, std::shared_ptr<void> keep_native, HeldArrays& arrays, Job job)
-      : Napi::AsyncWorker(env, "simd-attention"), deferred_(Napi::Promise::Deferred::New(env)), keep_native_(std::move(keep_native)), job_(std::move(job)) {
+  // engine: the Core whose calls run one after another (see CallQueue)
+  KernelWorker(Napi::Env env, const void* engine, std::shared_ptr<void> keep_native, HeldArrays& arrays, Job job)
+      : Napi::AsyncWorker(env, "simd-attention"), deferred_(Napi::Promise::Deferred::New(env)), engine_(engine), keep_native_(std::move(keep_native)), job_(std::move(job)) {
     for (auto& a : arrays) refs_.push_back({Napi::Persistent(a.array), a.name});
   }
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  // Queues the call behind its engine's earlier ones and returns its promise.
+  Napi::Promise Start() {
+    Napi::Promise promise = deferred_.Promise();
+    Data().calls.Submit(engine_, this);
+    return promise;
+  }
+  // Rejects a call that libuv would not take, then deletes it.
+  void Refuse() {
+    Release();
+    Settle([&] { deferred_.Reject(MakeError(Env(), "ERR_ATTN_NATIVE", "simd-attention native: the async call could not be queued").Value()); });
+    delete this;
+  }
 
  protected:
   void Execute() override {
@@ -455,20 +487,39 @@ class KernelWorker : public Napi::AsyncWorker {
       }
     }
     Release();
-    if (detached.empty()) return deferred_.Resolve(Env().Undefined());
-    deferred_.Reject(MakeError(Env(), "ERR_ATTN_SIZE", "simd-attention native: " + detached +
-                                          ": its buffer was detached (transferred) during the async call, which read and wrote it in place; "
-                                          "keep the buffers of an async call attached until its promise settles",
-                               Kind::Range)
-                         .Value());
+    if (detached.empty()) return Settle([&] { deferred_.Resolve(Env().Undefined()); });
+    Settle([&] {
+      deferred_.Reject(MakeError(Env(), "ERR_ATTN_SIZE", "simd-attention native: " + detached +
+                                            ": its buffer was detached (transferred) during the async call, which read and wrote it in place; "
+                                            "keep the buffers of an async call attached until its promise settles",
+                                 Kind::Range)
+                           .Value());
+    });
   }
   void OnError(const Napi::Error&) override {
     Release();
-    Napi::Env env = Env();
-    deferred_.Reject(MakeError(env, code_, "simd-attention native: " + msg_).Value());
+    Settle([&] { deferred_.Reject(MakeError(Env(), code_, "simd-attention native: " + msg_).Value()); });
+  }
+  // Starts the engine's next call once this one has settled (and been deleted).
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    CallQueue& calls = Data().calls;
+    const void* engine = engine_;
+    Napi::AsyncWorker::OnWorkComplete(env, status);
+    calls.Done(engine);
   }
 
  private:
+  AddonData& Data() { return *Env().GetInstanceData<AddonData>(); }
+  // Settling fails only once the environment is stopping (no JS can run); the engine's calls
+  // still waiting are then left unstarted.
+  template <typename F>
+  void Settle(F&& settle) {
+    try {
+      settle();
+    } catch (...) {
+      Data().calls.stopping = true;
+    }
+  }
   void Fail(const char* code, const std::string& msg) {
     code_ = code;
     msg_ = msg;
@@ -480,11 +531,47 @@ class KernelWorker : public Napi::AsyncWorker {
     keep_native_.reset();
   }
   Napi::Promise::Deferred deferred_;
+  const void* engine_;
   std::vector<std::pair<Napi::ObjectReference, std::string>> refs_;
   std::shared_ptr<void> keep_native_;
   Job job_;
   std::string code_ = "ERR_ATTN_NATIVE", msg_;
 };
+
+void CallQueue::Submit(const void* engine, KernelWorker* w) {
+  if (std::find(running.begin(), running.end(), engine) != running.end()) return waiting.push_back({engine, w});
+  try {
+    w->Queue();
+  } catch (...) {
+    delete w;  // never queued; the caller's Guard reports the failure
+    throw;
+  }
+  running.push_back(engine);
+}
+
+void CallQueue::Done(const void* engine) {
+  while (!stopping) {
+    auto it = std::find_if(waiting.begin(), waiting.end(), [engine](const auto& call) { return call.first == engine; });
+    if (it == waiting.end()) break;
+    KernelWorker* next = it->second;
+    waiting.erase(it);
+    try {
+      next->Queue();
+      return;  // the engine stays running
+    } catch (...) {
+      next->Refuse();
+    }
+  }
+  auto it = std::find(running.begin(), running.end(), engine);
+  if (it != running.end()) running.erase(it);
+}
+
+// At the environment's teardown (after Node has run the calls in libuv's queue): the calls
+// still waiting never run; their arrays are released.
+void CallQueue::Drop() {
+  for (auto& w : waiting) delete w.second;
+  waiting.clear();
+}
 
 class Engine;
 
@@ -614,12 +701,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
       int threads = 0;
       HeldArrays keep;
       AttnParams p = ReadAttention(info, "attentionAsync", &keep, &threads);
-      auto* w = new KernelWorker(env, c, keep, [c, p, threads]() {
+      auto* w = new KernelWorker(env, c.get(), c, keep, [c, p, threads]() {
         return WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); });
       });
-      Napi::Promise promise = w->Promise();
-      w->Queue();
-      return promise;
+      return w->Start();
     });
   }
   Napi::Value Matmul(const Napi::CallbackInfo& info) {
@@ -750,12 +835,10 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     }
     using Both = std::pair<std::shared_ptr<Core>, std::shared_ptr<sa::MultiHeadWeights>>;
     std::shared_ptr<void> keep_native(new Both(c, w));
-    auto* wk = new KernelWorker(env, keep_native, keep, [c, w, f, threads]() {
+    auto* wk = new KernelWorker(env, c.get(), keep_native, keep, [c, w, f, threads]() {
       return WithPool(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); });
     });
-    Napi::Promise promise = wk->Promise();
-    wk->Queue();
-    return promise;
+    return wk->Start();
   });
 }
 
@@ -845,6 +928,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     }
   }
   env.SetInstanceData<AddonData>(data);
+  // runs before Node-API's own teardown of this environment, while references can still be freed
+  env.AddCleanupHook([data]() { data->calls.Drop(); });
   exports.Set("version", Napi::String::New(env, SIMD_ATTENTION_VERSION));
   Napi::Object convention = Napi::Object::New(env);
   convention.Set("attention", SA_CONVENTION(attn_slot));

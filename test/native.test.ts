@@ -377,6 +377,48 @@ if (isMainThread) {
       assert.equal(r.status, 0, `child failed (signal ${r.signal}): ${r.stderr}`);
       assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { rounds: 12, backend: 'native', out: [1, 1] });
     });
+    it('drops the async calls still waiting when their worker is terminated (child process)', function () {
+      // A worker queues eight long calls on one engine, each into its own slice of a shared
+      // buffer, and is terminated as soon as they are queued. An engine runs its async calls
+      // one after another and only the running one sits in libuv's queue, which Node drains
+      // before tearing the worker down; the others are dropped, so their slices stay zero.
+      // (When each call went to libuv's queue at once, terminate() waited for all eight and
+      // every slice was written.)
+      this.timeout(60000);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-drop-'));
+      const file = path.join(dir, 'drop.mjs');
+      const entry = pathToFileURL(path.join(root, 'dist', 'index.mjs')).href;
+      fs.writeFileSync(
+        file,
+        `import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+const { load, tensor } = await import(${JSON.stringify(entry)});
+const calls = 8, n = 8 * 1024 * 64;
+if (isMainThread) {
+  const shared = new SharedArrayBuffer(calls * n * 4);
+  const w = new Worker(new URL(import.meta.url), { workerData: shared });
+  await new Promise((ok, fail) => { w.once('message', ok); w.once('error', fail); });
+  await w.terminate();
+  const written = Array.from({ length: calls }, (_, i) => new Float32Array(shared, i * n * 4, n)).filter((o) => o.some((x) => x !== 0)).length;
+  const a = await load({ backend: 'native', threads: 1 });
+  const q = tensor(new Float32Array(16).fill(1), [1, 1, 2, 8]);
+  const out = (await a.attentionAsync(q, q, q)).output.data;
+  console.log(JSON.stringify({ written, after: Array.from(out.slice(0, 2)) }));
+} else {
+  const a = await load({ backend: 'native', threads: 1 });
+  const q = tensor(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.1)), [1, 8, 1024, 64]);
+  for (let i = 0; i < calls; i++) a.attentionAsync(q, q, q, { out: new Float32Array(workerData, i * n * 4, n) });
+  parentPort.postMessage('queued');
+}
+`,
+      );
+      const r = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', timeout: 50000 });
+      fs.rmSync(dir, { recursive: true, force: true });
+      assert.equal(r.status, 0, `child failed (signal ${r.signal}): ${r.stderr}`);
+      const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      assert.deepEqual(res.after, [1, 1]);
+      // the call running at terminate() (rarely one more that finished before it) completes; the rest never start
+      assert.ok(res.written <= 3, `${res.written} of 8 queued calls ran after terminate()`);
+    });
   });
 
   describe('determinism', () => {
