@@ -53,6 +53,20 @@ function child(code: string, env: Record<string, string | undefined>): unknown {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
+/**
+ * Runs an ES module in a child node (no tsx: it imports the built package, PACKAGE_ENTRY standing
+ * for dist/index.mjs), asserts that it exits cleanly and returns its last line's JSON.
+ */
+function packageChild(code: string): unknown {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-child-'));
+  const file = path.join(dir, 'child.mjs');
+  fs.writeFileSync(file, code.replaceAll('PACKAGE_ENTRY', JSON.stringify(pathToFileURL(path.join(root, 'dist', 'index.mjs')).href)));
+  const r = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', timeout: 50000 });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.status, 0, `child failed (signal ${r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
 describe('native loader order (no addon needed)', () => {
   const sources = (dir: string) => nativeCandidates(dir).map((c) => c.source);
   const touch = (file: string, secondsAgo: number) => {
@@ -340,13 +354,9 @@ describe('native backend', function () {
       // run any more; the binding must drop the exception it can no longer throw rather than
       // abort the process (before the fix every such run aborted within its 12 rounds).
       this.timeout(60000);
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-workers-'));
-      const file = path.join(dir, 'workers.mjs');
-      const entry = pathToFileURL(path.join(root, 'dist', 'index.mjs')).href;
-      fs.writeFileSync(
-        file,
+      const res = packageChild(
         `import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-const { load, tensor } = await import(${JSON.stringify(entry)});
+const { load, tensor } = await import(PACKAGE_ENTRY);
 if (isMainThread) {
   let rounds = 0;
   for (; rounds < 12; rounds++) {
@@ -372,11 +382,9 @@ if (isMainThread) {
 }
 `,
       );
-      const r = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', timeout: 50000 });
-      fs.rmSync(dir, { recursive: true, force: true });
-      assert.equal(r.status, 0, `child failed (signal ${r.signal}): ${r.stderr}`);
-      assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { rounds: 12, backend: 'native', out: [1, 1] });
+      assert.deepEqual(res, { rounds: 12, backend: 'native', out: [1, 1] });
     });
+
     it('drops the async calls still waiting when their worker is terminated (child process)', function () {
       // A worker queues eight long calls on one engine, each into its own slice of a shared
       // buffer, and is terminated as soon as they are queued. An engine runs its async calls
@@ -385,13 +393,9 @@ if (isMainThread) {
       // (When each call went to libuv's queue at once, terminate() waited for all eight and
       // every slice was written.)
       this.timeout(60000);
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-drop-'));
-      const file = path.join(dir, 'drop.mjs');
-      const entry = pathToFileURL(path.join(root, 'dist', 'index.mjs')).href;
-      fs.writeFileSync(
-        file,
+      const res = packageChild(
         `import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-const { load, tensor } = await import(${JSON.stringify(entry)});
+const { load, tensor } = await import(PACKAGE_ENTRY);
 const calls = 8, n = 8 * 1024 * 64;
 if (isMainThread) {
   const shared = new SharedArrayBuffer(calls * n * 4);
@@ -410,11 +414,7 @@ if (isMainThread) {
   parentPort.postMessage('queued');
 }
 `,
-      );
-      const r = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', timeout: 50000 });
-      fs.rmSync(dir, { recursive: true, force: true });
-      assert.equal(r.status, 0, `child failed (signal ${r.signal}): ${r.stderr}`);
-      const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      ) as { written: number; after: number[] };
       assert.deepEqual(res.after, [1, 1]);
       // the call running at terminate() (rarely one more that finished before it) completes; the rest never start
       assert.ok(res.written <= 3, `${res.written} of 8 queued calls ran after terminate()`);
