@@ -47,7 +47,9 @@ Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string&
   Napi::Error e = kind == Kind::Type    ? Napi::TypeError::New(env, msg)
                   : kind == Kind::Range ? Napi::RangeError::New(env, msg)
                                         : Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
+  // an own property, as `err.code = ...` would make, but without calling a `code` setter that
+  // script may have put on Error.prototype (one that throws would leave a promise unsettled)
+  e.Value().DefineProperty(Napi::PropertyDescriptor::Value("code", Napi::String::New(env, code), napi_property_attributes(napi_writable | napi_enumerable | napi_configurable)));
   return e;
 }
 
@@ -438,6 +440,15 @@ int WithPool(Core& core, int threads, F&& fn) {
   return fn((sa::Parallel&)core.pool);
 }
 
+// Whether this environment can still run JS: Node-API refuses every call into JS (a property
+// lookup included) once a worker is being terminated or the process is exiting.
+bool CanRunJs(napi_env env) {
+  napi_value obj = nullptr, key = nullptr;
+  bool has = false;
+  return napi_create_object(env, &obj) == napi_ok && napi_create_string_utf8(env, "x", 1, &key) == napi_ok &&
+         napi_has_own_property(env, obj, key, &has) == napi_ok;
+}
+
 // Computes off the JS thread; resolves/rejects a promise. Holds the typed arrays alive.
 class KernelWorker : public Napi::AsyncWorker {
  public:
@@ -510,14 +521,14 @@ class KernelWorker : public Napi::AsyncWorker {
 
  private:
   AddonData& Data() { return *Env().GetInstanceData<AddonData>(); }
-  // Settling fails only once the environment is stopping (no JS can run); the engine's calls
-  // still waiting are then left unstarted.
+  // Settling fails once the environment is stopping: the engine's calls still waiting are then
+  // left unstarted. Any other failure (none is known) leaves the queue running.
   template <typename F>
   void Settle(F&& settle) {
     try {
       settle();
     } catch (...) {
-      Data().calls.stopping = true;
+      if (!CanRunJs(Env())) Data().calls.stopping = true;
     }
   }
   void Fail(const char* code, const std::string& msg) {

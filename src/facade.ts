@@ -147,7 +147,11 @@ export class Attention {
 
   multiHeadAttention(params: MultiHeadAttentionParams): MultiHeadAttention {
     const backend = this.#live('multiHeadAttention');
-    const block = new MultiHeadAttention(backend, resolveMultiHeadParams('multiHeadAttention', params));
+    const resolved = resolveMultiHeadParams('multiHeadAttention', params);
+    // the backend copies or packs the weights now
+    const { wq, wk, wv, wo, bq, bk, bv, bo } = resolved;
+    checkNotInFlight('multiHeadAttention', Object.entries({ wq, wk, wv, wo, bq, bk, bv, bo }), []);
+    const block = new MultiHeadAttention(backend, resolved);
     if (this.#blocks.size >= 64) for (const ref of this.#blocks) if (!ref.deref()) this.#blocks.delete(ref);
     this.#blocks.add(new WeakRef(block));
     return block;

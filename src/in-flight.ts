@@ -4,8 +4,10 @@
  * into any of them, or read one of its outputs, would mix old and new values, and two calls
  * sharing an `out` would leave whichever finished last: silent wrong answers. Such a call is
  * refused with ERR_ATTN_VALUE instead, naming the array and the pending call. Reads that
- * overlap reads are fine. Only calls made through this module are seen (not the caller's own
- * writes), and only within one JS realm: another thread sharing a SharedArrayBuffer is not.
+ * overlap reads are fine. Only calls made through this library are seen (not the caller's own
+ * writes), only within one JS realm (another thread sharing a SharedArrayBuffer is not), and
+ * memory is compared through its buffer object: two SharedArrayBuffer objects over the same
+ * memory look unrelated.
  */
 import { attnRangeError } from './errors.js';
 
@@ -17,7 +19,10 @@ interface Claim {
   writes: Array<readonly [string, ArrayBufferView]>;
 }
 
-const pending = new Set<Claim>();
+// One set per JS realm, kept on globalThis, so that the ESM and CommonJS copies of this module
+// (both loaded in one program) see each other's calls.
+const registryKey = Symbol.for('simd-attention.in-flight.v1');
+const pending: Set<Claim> = ((globalThis as Record<symbol, Set<Claim> | undefined>)[registryKey] ??= new Set<Claim>());
 
 function present(named: NamedArrays): Array<readonly [string, ArrayBufferView]> {
   const kept: Array<readonly [string, ArrayBufferView]> = [];

@@ -5,6 +5,9 @@
  * the arrays are free again once the promise settles, resolved or rejected.
  */
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tensor } from '../src/index.js';
 import type { Attention } from '../src/facade.js';
 import { facadeOf, variants } from './helpers/backends.js';
@@ -85,6 +88,8 @@ for (const variant of variants()) {
       const second = block.forwardAsync(filled([2, 5, E], 16), { out });
       refused(() => block.forward(tensor(out, [2, 5, E])), /x reads the memory of out of a pending forwardAsync/);
       refused(() => attn.softmax(filled([4], 17), { out: x.data.subarray(0, 4) }), /out writes into the memory of x of a pending forwardAsync/);
+      // making a block reads (copies or packs) its weights
+      refused(() => attn.multiHeadAttention({ embedDim: E, numHeads: 4, wq: w(11), wk: w(12), wv: w(13), wo: w(14), bo: out.subarray(0, E) }), /bo reads the memory of out of a pending forwardAsync/);
       await rejected(second, /out writes into the memory of out of a pending forwardAsync/);
       const alone = block.forward(x);
       await pending;
@@ -94,3 +99,19 @@ for (const variant of variants()) {
     });
   });
 }
+
+describe('in-flight arrays: one registry for the package\'s ESM and CommonJS builds', () => {
+  it('a call through dist/index.cjs sees a pending call made through dist/index.mjs', async () => {
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+    const esm = (await import(pathToFileURL(path.join(root, 'dist', 'index.mjs')).href)) as typeof import('../src/index.js');
+    const cjs = createRequire(import.meta.url)(path.join(root, 'dist', 'index.cjs')) as typeof import('../src/index.js');
+    assert.notEqual(esm.load, cjs.load, 'two copies of the module');
+    const [a, b] = [esm.loadSync({ backend: 'js' }), cjs.loadSync({ backend: 'js' })];
+    const q = filled([1, 1, 4, 8], 1);
+    const out = new Float32Array(32);
+    const pending = a.attentionAsync(q, q, q, { out });
+    refused(() => b.attention(q, q, q, { out }), /out writes into the memory of out of a pending attentionAsync/);
+    await pending;
+    b.attention(q, q, q, { out });
+  });
+});

@@ -313,6 +313,33 @@ describe('native backend', function () {
       await assert.rejects(b.attentionAsync(bad), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_SIZE');
     });
 
+    it('runs the calls queued behind one whose rejection meets a throwing `code` setter on Error.prototype', async () => {
+      // The binding defines `code` on its errors rather than assigning it, so script's setter is
+      // never called; the queue goes on whatever happens while a call settles (a failure to
+      // settle once stopped every later call on the engine).
+      const b = load({ isa: 'scalar', threads: 1 });
+      const saved = Object.getOwnPropertyDescriptor(Error.prototype, 'code');
+      Object.defineProperty(Error.prototype, 'code', {
+        configurable: true,
+        set() {
+          throw new Error('code setter');
+        },
+      });
+      try {
+        const first = attnArgs(1, 4, 4, 256, 256, 64, {}, 31);
+        const p = b.attentionAsync(first);
+        const queued = [32, 33, 34].map((seed) => attnArgs(1, 2, 2, 40, 40, 16, {}, seed));
+        const later = queued.map((args) => b.attentionAsync(args));
+        structuredClone(first.out.buffer, { transfer: [first.out.buffer] });
+        await assert.rejects(p, (e: Error & { code?: string }) => e.code === 'ERR_ATTN_SIZE' && Object.getOwnPropertyDescriptor(e, 'code')!.enumerable === true);
+        await Promise.all(later);
+        for (const args of queued) assert.ok(args.out.some((x) => x !== 0) && args.out.every(Number.isFinite));
+      } finally {
+        if (saved) Object.defineProperty(Error.prototype, 'code', saved);
+        else delete (Error.prototype as { code?: unknown }).code;
+      }
+    });
+
     it('rejects, naming the array, when a buffer is transferred away during an async call', async () => {
       const b = load({ isa: 'scalar', threads: 1 });
       // the transfer comes before the promise can settle (that needs this thread), whether the
