@@ -103,7 +103,7 @@ class KernelWorker;
 struct CallQueue {
   std::vector<std::pair<const void*, KernelWorker*>> waiting;  // (engine, call), oldest first
   std::vector<const void*> running;                           // engines with a call in libuv's queue
-  bool stopping = false;  // a promise could not settle: the environment is being torn down
+  bool stopping = false;  // JS can no longer run: the environment is being torn down
   void Submit(const void* engine, KernelWorker* w);
   void Done(const void* engine);
   void Drop();

@@ -19,21 +19,21 @@ export interface AttentionError extends Error {
 }
 
 export function attnTypeError(code: AttentionErrorCode, message: string): TypeError & AttentionError {
-  const err = new TypeError(message) as TypeError & AttentionError;
-  err.code = code;
-  return err;
+  return withCode(new TypeError(message), code);
 }
 
 export function attnRangeError(code: AttentionErrorCode, message: string): RangeError & AttentionError {
-  const err = new RangeError(message) as RangeError & AttentionError;
-  err.code = code;
-  return err;
+  return withCode(new RangeError(message), code);
 }
 
 export function attnError(code: AttentionErrorCode, message: string): Error & AttentionError {
-  const err = new Error(message) as Error & AttentionError;
-  err.code = code;
-  return err;
+  return withCode(new Error(message), code);
+}
+
+// `code` as the own property `err.code = code` makes, defined so that a setter some script put on
+// Error.prototype is not called (one that throws would leave a pending call unsettled)
+function withCode<E extends Error>(err: E, code: AttentionErrorCode): E & AttentionError {
+  return Object.defineProperty(err, 'code', { value: code, writable: true, enumerable: true, configurable: true }) as E & AttentionError;
 }
 
 /**

@@ -20,9 +20,19 @@ interface Claim {
 }
 
 // One set per JS realm, kept on globalThis, so that the ESM and CommonJS copies of this module
-// (both loaded in one program) see each other's calls.
-const registryKey = Symbol.for('simd-attention.in-flight.v1');
-const pending: Set<Claim> = ((globalThis as Record<symbol, Set<Claim> | undefined>)[registryKey] ??= new Set<Claim>());
+// (both loaded in one program) see each other's calls; a module-local one where globalThis
+// cannot take it (frozen, or the key holding something else).
+const pending: Set<Claim> = sharedRegistry(Symbol.for('simd-attention.in-flight.v1'));
+
+function sharedRegistry(key: symbol): Set<Claim> {
+  const global = globalThis as Record<symbol, unknown>;
+  try {
+    if (global[key] === undefined) Object.defineProperty(global, key, { value: new Set<Claim>(), configurable: true });
+  } catch {
+    // not extensible
+  }
+  return global[key] instanceof Set ? (global[key] as Set<Claim>) : new Set<Claim>();
+}
 
 function present(named: NamedArrays): Array<readonly [string, ArrayBufferView]> {
   const kept: Array<readonly [string, ArrayBufferView]> = [];

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { tensor } from '../src/index.js';
 import type { Attention } from '../src/facade.js';
 import { facadeOf, variants } from './helpers/backends.js';
+import { withThrowingCodeSetter } from './helpers/code-setter.js';
 
 type Ctor = typeof TypeError | typeof RangeError | typeof Error;
 
@@ -35,6 +36,14 @@ describe('errors: tensor()', () => {
   it('refuses element counts that overflow, before allocating', () => {
     expectError(() => tensor(new Float32Array(1), [65536, 65536, 2]), RangeError, 'ERR_ATTN_SIZE', /more than/);
   });
+});
+
+describe('errors: the code property', () => {
+  it('is defined without calling a setter that script put on Error.prototype', () =>
+    withThrowingCodeSetter(() => {
+      expectError(() => tensor('x' as never, [1]), TypeError, 'ERR_ATTN_TYPE', /data must be/);
+      expectError(() => tensor(new Float32Array(3), [2, 2]), RangeError, 'ERR_ATTN_SIZE');
+    }));
 });
 
 for (const variant of variants()) {

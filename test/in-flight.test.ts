@@ -5,6 +5,7 @@
  * the arrays are free again once the promise settles, resolved or rejected.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -113,5 +114,25 @@ describe('in-flight arrays: one registry for the package\'s ESM and CommonJS bui
     refused(() => b.attention(q, q, q, { out }), /out writes into the memory of out of a pending attentionAsync/);
     await pending;
     b.attention(q, q, q, { out });
+  });
+});
+
+describe('in-flight arrays: a globalThis that takes no new property', () => {
+  it('still loads and refuses, with a registry of its own (child process)', () => {
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+    const entry = pathToFileURL(path.join(root, 'dist', 'index.mjs')).href;
+    const code = `Object.preventExtensions(globalThis);
+const { loadSync, tensor } = await import(${JSON.stringify(entry)});
+const a = loadSync({ backend: 'js' });
+const q = tensor(new Float32Array(32).fill(0.5), [1, 1, 4, 8]);
+const out = new Float32Array(32);
+const p = a.attentionAsync(q, q, q, { out });
+let code = 'accepted';
+try { a.attention(q, q, q, { out }); } catch (e) { code = e.code; }
+await p;
+console.log(JSON.stringify({ code }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 30000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { code: 'ERR_ATTN_VALUE' });
   });
 });

@@ -19,6 +19,7 @@ import v8 from 'node:v8';
 import type { AttentionArgs, Backend, MultiHeadParams } from '../src/backend.js';
 import { loadNativeBackend, nativeCandidates, nativeIsas, nativeProbes, type NativeBinding } from '../src/backends/native.js';
 import { PACKED_CONVENTION } from '../src/backends/native-pack.js';
+import { withThrowingCodeSetter } from './helpers/code-setter.js';
 import { sameBits } from './helpers/compare.js';
 import { attnArgs, mhParams, rand } from './helpers/native-args.js';
 
@@ -318,26 +319,18 @@ describe('native backend', function () {
       // never called; the queue goes on whatever happens while a call settles (a failure to
       // settle once stopped every later call on the engine).
       const b = load({ isa: 'scalar', threads: 1 });
-      const saved = Object.getOwnPropertyDescriptor(Error.prototype, 'code');
-      Object.defineProperty(Error.prototype, 'code', {
-        configurable: true,
-        set() {
-          throw new Error('code setter');
-        },
-      });
-      try {
+      await withThrowingCodeSetter(async () => {
         const first = attnArgs(1, 4, 4, 256, 256, 64, {}, 31);
         const p = b.attentionAsync(first);
         const queued = [32, 33, 34].map((seed) => attnArgs(1, 2, 2, 40, 40, 16, {}, seed));
         const later = queued.map((args) => b.attentionAsync(args));
         structuredClone(first.out.buffer, { transfer: [first.out.buffer] });
-        await assert.rejects(p, (e: Error & { code?: string }) => e.code === 'ERR_ATTN_SIZE' && Object.getOwnPropertyDescriptor(e, 'code')!.enumerable === true);
-        await Promise.all(later);
+        // bounded, so that a call left pending fails the test here and the setter is removed
+        const within = <T>(what: Promise<T>) => Promise.race([what, new Promise<never>((_, fail) => setTimeout(() => fail(new Error('still pending after 20 s')), 20000).unref())]);
+        await assert.rejects(within(p), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_SIZE' && Object.getOwnPropertyDescriptor(e, 'code')!.enumerable === true);
+        await within(Promise.all(later));
         for (const args of queued) assert.ok(args.out.some((x) => x !== 0) && args.out.every(Number.isFinite));
-      } finally {
-        if (saved) Object.defineProperty(Error.prototype, 'code', saved);
-        else delete (Error.prototype as { code?: unknown }).code;
-      }
+      });
     });
 
     it('rejects, naming the array, when a buffer is transferred away during an async call', async () => {
