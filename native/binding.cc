@@ -464,6 +464,23 @@ class KernelWorker : public Napi::AsyncWorker {
     Data().calls.Submit(engine_, this);
     return promise;
   }
+  // Before a waiting call starts (on the JS thread): one whose buffer was transferred away
+  // meanwhile is rejected, naming it, and deleted without running, so its kernel never writes
+  // into memory the buffer took along (and its new owner may have freed).
+  bool RefusedAsDetached() {
+    const std::string detached = Detached();
+    if (detached.empty()) return false;
+    Release();
+    Settle([&] {
+      deferred_.Reject(MakeError(Env(), "ERR_ATTN_SIZE", "simd-attention native: " + detached +
+                                            ": its buffer was detached (transferred) while the async call waited for the engine's earlier calls; "
+                                            "it did not run. Keep the buffers of an async call attached until its promise settles",
+                                 Kind::Range)
+                           .Value());
+    });
+    delete this;
+    return true;
+  }
   // Rejects a call that libuv would not take, then deletes it.
   void Refuse() {
     Release();
@@ -489,14 +506,7 @@ class KernelWorker : public Napi::AsyncWorker {
   // was read and written through its old address all the same: the promise rejects, naming it,
   // rather than resolving as if the caller's arrays held the result.
   void OnOK() override {
-    std::string detached;
-    for (auto& r : refs_) {
-      const Napi::Value v = r.first.Value();
-      if (v.IsTypedArray() && v.As<Napi::TypedArray>().ArrayBuffer().IsDetached()) {
-        detached = r.second;
-        break;
-      }
-    }
+    const std::string detached = Detached();
     Release();
     if (detached.empty()) return Settle([&] { deferred_.Resolve(Env().Undefined()); });
     Settle([&] {
@@ -521,6 +531,14 @@ class KernelWorker : public Napi::AsyncWorker {
 
  private:
   AddonData& Data() { return *Env().GetInstanceData<AddonData>(); }
+  // The name of a held array whose buffer is detached, or "".
+  std::string Detached() {
+    for (auto& r : refs_) {
+      const Napi::Value v = r.first.Value();
+      if (v.IsTypedArray() && v.As<Napi::TypedArray>().ArrayBuffer().IsDetached()) return r.second;
+    }
+    return "";
+  }
   // Settling fails once the environment is stopping: the engine's calls still waiting are then
   // left unstarted. Any other failure (none is known) leaves the queue running.
   template <typename F>
@@ -566,6 +584,7 @@ void CallQueue::Done(const void* engine) {
     if (it == waiting.end()) break;
     KernelWorker* next = it->second;
     waiting.erase(it);
+    if (next->RefusedAsDetached()) continue;
     try {
       next->Queue();
       return;  // the engine stays running

@@ -153,15 +153,18 @@ for (const variant of variants()) {
       const isDetached = (err: Error & { code?: string }) => err instanceof RangeError && err.code === 'ERR_ATTN_SIZE' && /out/.test(err.message) && /detached/.test(err.message);
       const out = new Float32Array(36);
       const pending = attn.attentionAsync(q, k, v, { out });
-      structuredClone(out.buffer, { transfer: [out.buffer] });
+      // the clones own the moved memory: kept referenced until the calls settle, so that what a
+      // kernel still writes lands in live memory
+      const moved = structuredClone(out.buffer, { transfer: [out.buffer] });
       await assert.rejects(pending, isDetached);
       const E = 8;
       const w = (n: number) => new Float32Array(n).fill(0.1);
       const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(64), wk: w(64), wv: w(64), wo: w(64) });
       const y = new Float32Array(3 * E);
       const forward = mha.forwardAsync(f([1, 3, E]), { out: y });
-      structuredClone(y.buffer, { transfer: [y.buffer] });
+      const movedY = structuredClone(y.buffer, { transfer: [y.buffer] });
       await assert.rejects(forward, isDetached);
+      assert.ok(moved.byteLength > 0 && movedY.byteLength > 0);
       mha.dispose();
     });
 

@@ -74,8 +74,11 @@ for (const variant of variants()) {
       const q2 = filled([B, H, S, D], 7);
       const out = new Float32Array(B * H * S * D);
       const pending = attn.attentionAsync(q2, k, v, { out });
-      structuredClone(out.buffer, { transfer: [out.buffer] }); // makes the call reject with ERR_ATTN_SIZE
+      // makes the call reject with ERR_ATTN_SIZE; the clone, owning the moved memory, is kept
+      // until the call settles (a kernel may still write there)
+      const moved = structuredClone(out.buffer, { transfer: [out.buffer] });
       await assert.rejects(pending, (err: Error & { code?: string }) => err.code === 'ERR_ATTN_SIZE');
+      assert.ok(moved.byteLength > 0);
       attn.softmax(filled([B * H * S * D], 8), { out: q2.data });
     });
 

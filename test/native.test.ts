@@ -324,13 +324,33 @@ describe('native backend', function () {
         const p = b.attentionAsync(first);
         const queued = [32, 33, 34].map((seed) => attnArgs(1, 2, 2, 40, 40, 16, {}, seed));
         const later = queued.map((args) => b.attentionAsync(args));
-        structuredClone(first.out.buffer, { transfer: [first.out.buffer] });
+        const moved = structuredClone(first.out.buffer, { transfer: [first.out.buffer] }); // kept until the call settles
         // bounded, so that a call left pending fails the test here and the setter is removed
         const within = <T>(what: Promise<T>) => Promise.race([what, new Promise<never>((_, fail) => setTimeout(() => fail(new Error('still pending after 20 s')), 20000).unref())]);
         await assert.rejects(within(p), (e: Error & { code?: string }) => e.code === 'ERR_ATTN_SIZE' && Object.getOwnPropertyDescriptor(e, 'code')!.enumerable === true);
         await within(Promise.all(later));
         for (const args of queued) assert.ok(args.out.some((x) => x !== 0) && args.out.every(Number.isFinite));
+        assert.ok(moved.byteLength > 0);
       });
+    });
+
+    it('rejects, without running it, a waiting call whose buffer was transferred away before it started', async () => {
+      // the engine runs its async calls one after another: the second waits behind the first,
+      // and is checked again on this thread just before it would start
+      const b = load({ isa: 'scalar', threads: 1 });
+      const first = attnArgs(1, 4, 4, 256, 256, 64, {}, 41);
+      const running = b.attentionAsync(first);
+      const second = attnArgs(1, 2, 2, 40, 40, 16, {}, 42);
+      const waiting = b.attentionAsync(second);
+      const moved = new Float32Array(structuredClone(second.out.buffer, { transfer: [second.out.buffer] }));
+      await assert.rejects(waiting, (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'ERR_ATTN_SIZE');
+        assert.match(e.message, /args\.out: its buffer was detached \(transferred\) while the async call waited .*; it did not run/);
+        return true;
+      });
+      await running;
+      assert.ok(moved.every((x) => x === 0), 'the moved memory was not written');
+      assert.ok(first.out.some((x) => x !== 0));
     });
 
     it('rejects, naming the array, when a buffer is transferred away during an async call', async () => {
