@@ -470,22 +470,12 @@ class KernelWorker : public Napi::AsyncWorker {
   bool RefusedAsDetached() {
     const std::string detached = Detached();
     if (detached.empty()) return false;
-    Release();
-    Settle([&] {
-      deferred_.Reject(MakeError(Env(), "ERR_ATTN_SIZE", "simd-attention native: " + detached +
-                                            ": its buffer was detached (transferred) while the async call waited for the engine's earlier calls; "
-                                            "it did not run. Keep the buffers of an async call attached until its promise settles",
-                                 Kind::Range)
-                           .Value());
-    });
-    delete this;
+    RejectUnrun([&] { return DetachedError(detached, "while the async call waited for the engine's earlier calls; it did not run"); });
     return true;
   }
   // Rejects a call that libuv would not take, then deletes it.
   void Refuse() {
-    Release();
-    Settle([&] { deferred_.Reject(MakeError(Env(), "ERR_ATTN_NATIVE", "simd-attention native: the async call could not be queued").Value()); });
-    delete this;
+    RejectUnrun([&] { return MakeError(Env(), "ERR_ATTN_NATIVE", "simd-attention native: the async call could not be queued"); });
   }
 
  protected:
@@ -509,13 +499,7 @@ class KernelWorker : public Napi::AsyncWorker {
     const std::string detached = Detached();
     Release();
     if (detached.empty()) return Settle([&] { deferred_.Resolve(Env().Undefined()); });
-    Settle([&] {
-      deferred_.Reject(MakeError(Env(), "ERR_ATTN_SIZE", "simd-attention native: " + detached +
-                                            ": its buffer was detached (transferred) during the async call, which read and wrote it in place; "
-                                            "keep the buffers of an async call attached until its promise settles",
-                                 Kind::Range)
-                           .Value());
-    });
+    Settle([&] { deferred_.Reject(DetachedError(detached, "during the async call, which read and wrote it in place").Value()); });
   }
   void OnError(const Napi::Error&) override {
     Release();
@@ -531,6 +515,19 @@ class KernelWorker : public Napi::AsyncWorker {
 
  private:
   AddonData& Data() { return *Env().GetInstanceData<AddonData>(); }
+  // A call that never ran: its arrays released, rejected with make()'s error (made inside
+  // Settle, which may find JS stopped), and deleted.
+  template <typename F>
+  void RejectUnrun(F&& make) {
+    Release();
+    Settle([&] { deferred_.Reject(make().Value()); });
+    delete this;
+  }
+  Napi::Error DetachedError(const std::string& name, const char* when) {
+    return MakeError(Env(), "ERR_ATTN_SIZE", "simd-attention native: " + name + ": its buffer was detached (transferred) " + when +
+                                                 "; keep the buffers of an async call attached until its promise settles",
+                     Kind::Range);
+  }
   // The name of a held array whose buffer is detached, or "".
   std::string Detached() {
     for (auto& r : refs_) {
