@@ -116,8 +116,9 @@ export class Attention {
     const backend = this.#live('attentionAsync');
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
     checkFixedLength('attentionAsync', [['q', args.q], ['k', args.k], ['v', args.v], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
-    const outputsAttached = attachedNow(attentionWrites(args));
-    const release = holdInFlight('attentionAsync', attentionReads(args), attentionWrites(args));
+    const writes = attentionWrites(args);
+    const outputsAttached = attachedNow(writes);
+    const release = holdInFlight('attentionAsync', attentionReads(args), writes);
     try {
       await backend.attentionAsync(args);
     } finally {

@@ -10,6 +10,7 @@
  * memory look unrelated.
  */
 import { attnRangeError } from './errors.js';
+import { overlaps } from './validate.js';
 
 export type NamedArrays = ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>;
 
@@ -38,10 +39,6 @@ function present(named: NamedArrays): Array<readonly [string, ArrayBufferView]> 
   const kept: Array<readonly [string, ArrayBufferView]> = [];
   for (const [name, view] of named) if (view && view.byteLength > 0) kept.push([name, view]);
   return kept;
-}
-
-function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 function conflict(fn: string, reads: Claim['reads'], writes: Claim['writes']): void {

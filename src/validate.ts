@@ -106,7 +106,7 @@ export function checkPositiveInt(fn: string, name: string, value: unknown): numb
 }
 
 /** Two typed arrays share memory: writing one would change the other mid-computation. */
-function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   if (a.buffer !== b.buffer) return false;
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
