@@ -2,6 +2,7 @@
  * Errors with stable codes. Wrong types raise TypeError, wrong shapes / sizes / values raise
  * RangeError; both carry `code` so callers can branch without parsing messages.
  */
+import type { NamedArrays } from './typed-arrays.js';
 
 export type AttentionErrorCode =
   | 'ERR_ATTN_TYPE' // an argument has the wrong JS type
@@ -55,7 +56,7 @@ export function detachedDuringCall(name: string): RangeError & AttentionError {
  * the output write, the heap past its empty block); the facade checks an async call's outputs
  * after it, so that every backend refuses results sent to a buffer transferred away meanwhile.
  */
-export function attachedNow(named: ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>): () => void {
+export function attachedNow(named: NamedArrays): () => void {
   const kept: Array<readonly [string, ArrayBufferView, number]> = [];
   for (const [name, view] of named) if (view) kept.push([name, view, view.byteLength]);
   return () => {

@@ -4,9 +4,10 @@
  */
 import type { AttentionArgs, Backend, BackendInfo, BackendName } from './backend.js';
 import { attachedNow, attnError } from './errors.js';
-import { checkNotInFlight, holdInFlight, type NamedArrays } from './in-flight.js';
+import { checkNotInFlight, holdInFlight } from './in-flight.js';
 import { MultiHeadAttention } from './multihead.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
+import type { NamedArrays } from './typed-arrays.js';
 import { checkFixedLength, resolveAttention, resolveMatmul, resolveMultiHeadParams, resolveSoftmax, type Layout } from './validate.js';
 import { VERSION } from './version.js';
 

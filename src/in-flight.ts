@@ -10,9 +10,9 @@
  * memory look unrelated.
  */
 import { attnRangeError } from './errors.js';
+import type { NamedArrays } from './typed-arrays.js';
 import { overlaps } from './validate.js';
 
-export type NamedArrays = ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>;
 
 interface Claim {
   fn: string;

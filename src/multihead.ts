@@ -4,9 +4,10 @@
  */
 import type { Backend, KvCacheState, MultiHeadForwardArgs, MultiHeadKernel, MultiHeadParams } from './backend.js';
 import { attnError, attnRangeError, attnTypeError, describe } from './errors.js';
-import { checkNotInFlight, holdInFlight, type NamedArrays } from './in-flight.js';
+import { checkNotInFlight, holdInFlight } from './in-flight.js';
 import { composeMultiHead } from './multihead-composed.js';
 import { numel, type Tensor } from './tensor.js';
+import type { NamedArrays } from './typed-arrays.js';
 import { checkFixedLength, checkOptions, checkPositiveInt, checkTensor, outputArray, resolveKeyLengths, resolveMask } from './validate.js';
 
 export interface MultiHeadForwardOptions {

@@ -14,6 +14,9 @@ export function typedArrayKind(x: unknown): string | undefined {
   return ArrayBuffer.isView(x) ? typedArrayTag.call(x) : undefined;
 }
 
+/** arrays a call reads or writes, each under the argument's name (absent ones left out later) */
+export type NamedArrays = ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>;
+
 export const isFloat32Array = (x: unknown): x is Float32Array => typedArrayKind(x) === 'Float32Array';
 export const isUint8Array = (x: unknown): x is Uint8Array => typedArrayKind(x) === 'Uint8Array';
 export const isInt32Array = (x: unknown): x is Int32Array => typedArrayKind(x) === 'Int32Array';

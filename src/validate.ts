@@ -6,7 +6,7 @@
 import type { AttentionArgs, MatmulArgs, MultiHeadParams, ResolvedMask, SoftmaxArgs, Strides3 } from './backend.js';
 import { attnRangeError, attnTypeError, describe } from './errors.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
-import { isFloat32Array, isInt32Array, isUint8Array } from './typed-arrays.js';
+import { isFloat32Array, isInt32Array, isUint8Array, type NamedArrays } from './typed-arrays.js';
 
 export type Layout = 'bhsd' | 'bshd';
 
@@ -128,7 +128,7 @@ function isResizable(buffer: ArrayBufferLike): boolean {
  * An async call's arrays are used after it returns (the native backend reads and writes them in
  * place until its promise settles): one on a resizable ArrayBuffer could shrink under the kernel.
  */
-export function checkFixedLength(fn: string, named: ReadonlyArray<readonly [string, ArrayBufferView | undefined]>): void {
+export function checkFixedLength(fn: string, named: NamedArrays): void {
   for (const [name, a] of named) {
     if (a && isResizable(a.buffer)) {
       throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} is on a resizable ArrayBuffer, which could shrink while the call runs; pass an array on a fixed-length buffer`);
