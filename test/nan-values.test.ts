@@ -134,3 +134,38 @@ describe('NaN values: visible keys of zero weight propagate, hidden keys never d
     });
   }
 });
+
+// The reference never reads the mask at a key the causal rule hides, so what the mask holds there
+// (NaN, +Infinity) must not reach the row. Sq 70 runs the flash paths over a diagonal tile (two
+// query blocks natively), Sk > Sq the bottom-right offset, Sq 3 the decode paths.
+describe('an additive mask is not read at keys the causal rule hides', () => {
+  const cases: Array<{ name: string; dims: number[]; weights?: boolean }> = [
+    { name: 'flash, GQA', dims: [1, 4, 2, 70, 70, 8, 8] },
+    { name: 'flash, Sk > Sq, weights', dims: [1, 2, 2, 20, 70, 8, 5], weights: true },
+    { name: 'decode', dims: [1, 2, 1, 3, 50, 8, 8] },
+  ];
+  const maskValues = [NaN, Infinity];
+  const inputsOf = (dims: number[], hidden: number) => {
+    const [B, Hq, Hkv, Sq, Sk, D, Dv] = dims;
+    const rand = rng(29 + Sk);
+    const mask = additive(Sq, Sk, (i, j) => (j > i + Sk - Sq ? hidden : rand() - 0.5));
+    return { q: randomTensor(rand, [B, Hq, Sq, D]), k: randomTensor(rand, [B, Hkv, Sk, D]), v: randomTensor(rand, [B, Hkv, Sk, Dv]), mask };
+  };
+
+  for (const variant of variants()) {
+    it(variant.label, () => {
+      const attn: Attention = facadeOf(variant);
+      for (const c of cases)
+        for (const hidden of maskValues) {
+          const { q, k, v, mask } = inputsOf(c.dims, hidden);
+          const opts: AttentionOptions = { causal: true, mask, returnWeights: c.weights };
+          const got = attn.attention(q, k, v, opts);
+          const want = ref.attention(q, k, v, opts);
+          const what = `${variant.label} ${c.name}, mask ${hidden} at hidden keys`;
+          assert.ok(want.output.data.every(Number.isFinite), `reference ${what}: finite (the premise)`);
+          assertClose(got.output.data, want.output.data, `${what}: output`);
+          if (c.weights) assertClose(got.weights!.data, want.weights!.data, `${what}: weights`);
+        }
+    });
+  }
+});

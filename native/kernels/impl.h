@@ -401,18 +401,6 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       j += n;
     }
     bool limited = false;
-    // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
-    if (p.causal && kb + nk - 1 > i0 + off) {
-      limited = true;
-      for (int64_t j = 0; j < nk; ++j) {
-        int64_t hid = kb + j - off - i0;
-        if (hid <= 0) continue;
-        SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
-          int64_t cnt = iclamp(hid - m * W, 0, W);
-          if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
-        }
-      }
-    }
     if (p.mask_kind != kMaskNone) {
       limited = true;
       for (int64_t j = 0; j < nk; ++j)
@@ -424,6 +412,21 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
             st[j * BQ + q] += mv;
           }
         }
+    }
+    // causal, after the mask: it replaces a hidden key's score outright, so that a NaN or
+    // +Infinity in an additive mask at a key the causal rule hides cannot reach the row
+    // (-Infinity + NaN would be NaN); the reference never reads such a mask value
+    // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
+    if (p.causal && kb + nk - 1 > i0 + off) {
+      limited = true;
+      for (int64_t j = 0; j < nk; ++j) {
+        int64_t hid = kb + j - off - i0;
+        if (hid <= 0) continue;
+        SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+          int64_t cnt = iclamp(hid - m * W, 0, W);
+          if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
+        }
+      }
     }
     return limited;
   };
