@@ -79,12 +79,18 @@ function checkBoolean(fn: string, name: string, value: unknown): boolean {
   return value;
 }
 
+const LOG2E_F32 = Math.fround(Math.LOG2E);
+/** the largest float32 whose product with log2(e) stays finite in float32 */
+const MAX_SCALE = 2.3586574359122396e38;
+
 function checkScale(fn: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: scale must be a number, got ${describe(value)}`);
-  // the kernels compute in float32: a scale past its range would become Infinity there
-  if (!Number.isFinite(Math.fround(value))) {
-    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: scale must be finite as a float32 (|scale| <= 3.4028234663852886e38), got ${value}`);
+  // The kernels work in float32 and in base 2: they multiply the scale by log2(e) before
+  // anything else, so a scale whose product with it passes float32's range would turn every
+  // score to NaN there (as would one past float32's range itself).
+  if (!Number.isFinite(Math.fround(Math.fround(value) * LOG2E_F32))) {
+    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: scale must be finite and at most ${MAX_SCALE} in magnitude (float32's largest value over log2(e): the kernels compute in float32 and in base 2), got ${value}`);
   }
   return value;
 }
@@ -185,18 +191,30 @@ export function resolveMask(fn: string, value: unknown, B: number, Hq: number, S
 }
 
 export function resolveKeyLengths(fn: string, value: unknown, B: number, Sk: number): Int32Array {
-  const isList = Array.isArray(value) && value.every((x) => typeof x === 'number' && Number.isInteger(x));
-  if (!isInt32Array(value) && !isList) {
+  const typed = isInt32Array(value);
+  if (!typed && !Array.isArray(value)) {
     throw attnTypeError('ERR_ATTN_TYPE', `${fn}: keyLengths must be an Int32Array (or integer[]) of length ${B}, got ${describe(value)}`);
   }
-  const given = value as ArrayLike<number>;
-  if (given.length !== B) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: keyLengths must have ${B} entries (one per batch), got ${given.length}`);
-  // checked as given, before any conversion (Int32Array.from would wrap 2 ** 32 + 1 to 1)
-  for (let b = 0; b < B; b++) {
-    const len = given[b];
-    if (len < 0 || len > Sk) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: keyLengths[${b}] must be in [0, ${Sk}], got ${len}`);
+  // An array's entries are each read once, into the copy that is checked and used: a getter or a
+  // Proxy cannot show validation one value and the kernel another. A hole reads as undefined and
+  // is refused, as an explicit undefined is.
+  const given: ArrayLike<unknown> = typed ? (value as Int32Array) : Array.from(value as unknown[]);
+  if (!typed) {
+    for (let b = 0; b < given.length; b++) {
+      const len = given[b];
+      if (typeof len !== 'number' || !Number.isInteger(len)) {
+        throw attnTypeError('ERR_ATTN_TYPE', `${fn}: keyLengths must be an Int32Array (or integer[]) of length ${B}; keyLengths[${b}] is ${describe(len)}`);
+      }
+    }
   }
-  return isInt32Array(value) ? value : Int32Array.from(given);
+  if (given.length !== B) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: keyLengths must have ${B} entries (one per batch), got ${given.length}`);
+  // checked as given, before any conversion (Int32Array's would wrap 2 ** 32 + 1 to 1)
+  for (let b = 0; b < B; b++) checkKeyLength(fn, b, given[b] as number, Sk);
+  return typed ? (value as Int32Array) : Int32Array.from(given as number[]);
+}
+
+function checkKeyLength(fn: string, b: number, len: number, Sk: number): void {
+  if (len < 0 || len > Sk) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: keyLengths[${b}] must be in [0, ${Sk}], got ${len}`);
 }
 
 export const ATTENTION_OPTIONS = ['scale', 'causal', 'mask', 'keyLengths', 'layout', 'returnWeights', 'out'] as const;

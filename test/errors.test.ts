@@ -6,8 +6,10 @@
 import assert from 'node:assert/strict';
 import { tensor } from '../src/index.js';
 import type { Attention } from '../src/facade.js';
+import * as ref from '../src/reference/index.js';
 import { facadeOf, variants } from './helpers/backends.js';
 import { withThrowingCodeSetter } from './helpers/code-setter.js';
+import { assertClose } from './helpers/compare.js';
 
 type Ctor = typeof TypeError | typeof RangeError | typeof Error;
 
@@ -101,6 +103,19 @@ for (const variant of variants()) {
       // a scale finite as a double but not as a float32, which the kernels compute in
       expectError(() => attn.attention(q, k, v, { scale: 1e39 }), RangeError, 'ERR_ATTN_VALUE', /float32/);
       expectError(() => attn.softmax(f([2, 3]), { scale: -1e39 }), RangeError, 'ERR_ATTN_VALUE', /float32/);
+      // a scale finite as a float32 whose product with log2(e) is not: the kernels' base-2
+      // scores would all be NaN; the largest accepted one still computes
+      expectError(() => attn.attention(q, k, v, { scale: 3e38 }), RangeError, 'ERR_ATTN_VALUE', /at most 2\.35865743\d*e\+38 in magnitude.*got 3e\+38$/);
+      expectError(() => attn.softmax(f([2, 3]), { scale: -2.3587e38 }), RangeError, 'ERR_ATTN_VALUE', /log2\(e\)/);
+      const tiny = tensor(new Float32Array([1e-38, 2e-38, 0, 0]), [2, 2]);
+      assertClose(attn.softmax(tiny, { scale: 2.3586574359122396e38 }).data, ref.softmax(tiny, { scale: 2.3586574359122396e38 }).data, 'softmax at the largest scale');
+      // keyLengths: a hole is refused like an explicit undefined, and each entry is read once,
+      // so the value checked is the value used (a Proxy answering 3, then 1000)
+      expectError(() => attn.attention(q, k, v, { keyLengths: new Array(1) as never }), TypeError, 'ERR_ATTN_TYPE', /keyLengths\[0\] is undefined/);
+      let reads = 0;
+      const shifty = new Proxy([3], { get: (t, key, r) => (key === '0' ? (reads++ === 0 ? 3 : 1000) : Reflect.get(t, key, r)) });
+      assertClose(attn.attention(q, k, v, { keyLengths: shifty }).output.data, attn.attention(q, k, v, { keyLengths: [3] }).output.data, 'keyLengths read once');
+      assert.equal(reads, 1);
       // out sharing memory with the mask or keyLengths (read while out is written)
       const buf = new ArrayBuffer(4 * 64);
       const additive = { data: new Float32Array(buf, 0, 15), shape: [3, 5] };
