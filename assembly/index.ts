@@ -1,5 +1,5 @@
 // The module's exports. Kernels use raw pointers into this module's (imported) memory; the
-// TypeScript side (src/backends/wasm-core.ts) owns the layout and grows the memory.
+// TypeScript side (src/backends/wasm-heap.ts) owns the layout and grows the memory.
 export { attention, attentionScratchBytes } from './attention';
 export { matmul, matmulScratchBytes, matmulPackedBytes, matmulPrepack, matmulPacked } from './matmul';
 export { softmax, exp2Array } from './softmax';

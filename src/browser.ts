@@ -10,17 +10,16 @@
  */
 import type { Backend } from './backend.js';
 import { createJsBackend } from './backends/js.js';
+import { createWasmBackend, type WasmBackend } from './backends/wasm-core.js';
 import {
-  createWasmBackend,
   instantiate,
   instantiateSync,
   instantiateUrl,
   probeWasmBuilds,
   sharedMemoryWorks,
-  type WasmBackend,
   type WasmBuild,
   type WasmInstance,
-} from './backends/wasm-core.js';
+} from './backends/wasm-instance.js';
 import { createWorkerRunner, type WorkerLike } from './backends/wasm-runner.js';
 import { choose, chooseSync } from './choose.js';
 import { attnError } from './errors.js';

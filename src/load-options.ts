@@ -1,5 +1,5 @@
 /** The options of load() / loadSync(), checked the same way by the Node and browser entries. */
-import type { WasmBuild, WasmSource } from './backends/wasm-core.js';
+import type { WasmBuild, WasmSource } from './backends/wasm-instance.js';
 import { requestedBackend, type BackendRequest } from './choose.js';
 import { attnRangeError, attnTypeError, describe } from './errors.js';
 import { isArrayBuffer, isWasmModule } from './typed-arrays.js';

@@ -4,6 +4,6 @@ export { Attention, type AttentionOptions, type AttentionResult, type MultiHeadA
 export { MultiHeadAttention, KvCache, type MultiHeadForwardOptions } from './multihead.js';
 export type { BackendInfo, BackendName } from './backend.js';
 export type { AttentionError, AttentionErrorCode } from './errors.js';
-export type { WasmBuild, WasmSource } from './backends/wasm-core.js';
+export type { WasmBuild, WasmSource } from './backends/wasm-instance.js';
 export type { LoadOptions, WasmLoadOptions } from './load-options.js';
 export { VERSION as version } from './version.js';

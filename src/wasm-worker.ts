@@ -5,7 +5,8 @@
  * in order (protocol: backends/wasm-runner.ts).
  */
 import type { AttentionArgs } from './backend.js';
-import { execCalls, instantiateOnMemory, instantiateSync, runAttention, type KernelCall, type WasmExports, type WasmInstance } from './backends/wasm-core.js';
+import { execCalls, runAttention, type KernelCall } from './backends/wasm-core.js';
+import { instantiateOnMemory, instantiateSync, type WasmExports, type WasmInstance } from './backends/wasm-instance.js';
 import { WasmMhaCore, type PackedMha } from './backends/wasm-multihead.js';
 import type { WorkerAttentionRequest, WorkerMhaCall, WorkerReply } from './backends/wasm-runner.js';
 

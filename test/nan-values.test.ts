@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createWasmBackend, instantiateSync } from '../src/backends/wasm-core.js';
+import { createWasmBackend } from '../src/backends/wasm-core.js';
+import { instantiateSync } from '../src/backends/wasm-instance.js';
 import { wasmBuilds, wasmPath } from '../src/backends/wasm.js';
 import { Attention, type AttentionOptions } from '../src/facade.js';
 import * as ref from '../src/reference/index.js';

@@ -12,7 +12,9 @@
  * the rows at the same positions may now hold another sequence's keys and values.
  */
 import type { AttentionArgs, MultiHeadParams, ResolvedMask } from '../backend.js';
-import { CallFrame, attentionCall, execCalls, type KernelCall, type PreparedCall, type WasmInstance } from './wasm-core.js';
+import { attentionCall, execCalls, type KernelCall, type PreparedCall } from './wasm-core.js';
+import { CallFrame } from './wasm-heap.js';
+import type { WasmInstance } from './wasm-instance.js';
 
 /** The weights part of MultiHeadParams. */
 export type MhaWeights = Omit<MultiHeadParams, 'threads'>;

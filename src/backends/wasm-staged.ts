@@ -14,7 +14,8 @@
  * the visible keys are copied (a preallocated KV cache holding fewer tokens costs what it holds).
  */
 import type { AttentionArgs } from '../backend.js';
-import { attentionCall, attentionFrame, execCalls, type WasmInstance } from './wasm-core.js';
+import { attentionCall, attentionFrame, execCalls } from './wasm-core.js';
+import type { WasmInstance } from './wasm-instance.js';
 
 /**
  * K+V bytes to copy from which staging is used: about a core's L2. Below it the whole copy

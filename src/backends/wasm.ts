@@ -5,7 +5,7 @@
  * preferring the variant that imports a shared memory (alloc() tensors then survive the memory
  * growing), and runs attentionAsync / forwardAsync in a worker_threads worker that shares that
  * memory (dist/wasm-worker.mjs, or src/wasm-worker.ts under tsx). The environment-neutral part
- * lives in wasm-core.ts (the browser entry uses that directly).
+ * lives in wasm-instance.ts, wasm-heap.ts and wasm-core.ts (the browser entry uses those directly).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,24 +13,23 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Backend } from '../backend.js';
+import { createWasmBackend, type WasmBackend } from './wasm-core.js';
 import {
   WASM_FILES,
   WASM_SHARED_FILES,
-  createWasmBackend,
   instantiate,
   instantiateSync,
   instantiateUrl,
   probeWasmBuilds,
   sharedMemoryWorks,
-  type WasmBackend,
   type WasmBuild,
   type WasmInstance,
   type WasmSource,
-} from './wasm-core.js';
+} from './wasm-instance.js';
 import { createWorkerRunner, type WorkerLike } from './wasm-runner.js';
 import { findPackageRoot, moduleDir } from '../package-root.js';
 
-export type { WasmBuild, WasmSource } from './wasm-core.js';
+export type { WasmBuild, WasmSource } from './wasm-instance.js';
 
 /**
  * A worker for the script at `file`. A .ts worker (running from source under tsx, as the tests
