@@ -411,11 +411,11 @@ MatmulParams ReadMatmul(const Napi::CallbackInfo& info, int* threads) {
   p.bias = F32View(env, info[S::kBias], S::kArgNames[S::kBias], &lbias, nullptr, true);
   p.lda = p.k;
   p.ldc = p.n;
-  auto need = [](int64_t batch, int64_t stride, int64_t elems) -> __int128 {
+  auto need = [](int64_t batch, int64_t stride, __int128 elems) -> __int128 {
     return (batch == 0 || elems == 0) ? 0 : (__int128)(batch - 1) * stride + elems;
   };
-  CheckLen(env, "args.a", la, need(p.batch, p.stride_a, p.m * p.k));
-  CheckLen(env, "args.b", lb, need(p.batch, p.stride_b, p.k * p.n));
+  CheckLen(env, "args.a", la, need(p.batch, p.stride_a, (__int128)p.m * p.k));
+  CheckLen(env, "args.b", lb, need(p.batch, p.stride_b, (__int128)p.k * p.n));
   CheckLen(env, "args.out", lc, (__int128)p.batch * p.m * p.n);
   if (p.bias) CheckLen(env, "args.bias", lbias, p.n);
   *threads = (int)hd.Int(S::kThreads, 0, 1 << 20);
