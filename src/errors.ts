@@ -85,6 +85,7 @@ export function describe(value: unknown, depth = 0): string {
     return `${value.constructor.name}(${(value as unknown as { length?: number }).length ?? value.byteLength})`;
   }
   if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
   return String(value);
 }

@@ -49,6 +49,21 @@ export function checkShape(shape: unknown, what: string): number[] {
 }
 
 /**
+ * A number[] as float32. Each entry must be a number (NaN and the infinities included, as data):
+ * Float32Array.from would turn null into 0, true into 1, a string or a hole into NaN, silently.
+ */
+function numbersToFloat32(data: unknown[]): Float32Array {
+  const n = data.length;
+  const arr = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = data[i];
+    if (typeof x !== 'number') throw attnTypeError('ERR_ATTN_TYPE', `tensor: data[${i}] must be a number, got ${describe(x)}`);
+    arr[i] = x;
+  }
+  return arr;
+}
+
+/**
  * Wraps data and a shape as a Tensor, checking that they agree. Plain number arrays are
  * copied into a Float32Array; typed arrays are used as they are (no copy).
  */
@@ -59,7 +74,7 @@ export function tensor(data: unknown, shape: readonly number[]): Tensor<Float32A
   const n = numel(dims, 'tensor');
   let arr: Float32Array | Uint8Array;
   if (isFloat32Array(data) || isUint8Array(data)) arr = data;
-  else if (Array.isArray(data)) arr = Float32Array.from(data as number[]);
+  else if (Array.isArray(data)) arr = numbersToFloat32(data);
   else {
     throw attnTypeError('ERR_ATTN_TYPE', `tensor: data must be a Float32Array, a Uint8Array (boolean mask) or a number[], got ${describe(data)}`);
   }

@@ -48,6 +48,18 @@ describe('errors: the code property', () => {
     }));
 });
 
+describe('errors: tensor() from a number[]', () => {
+  it('refuses entries that are not numbers (Float32Array.from would make null 0, true 1 and a string or a hole NaN)', () => {
+    expectError(() => tensor([1, 'x'] as never, [2]), TypeError, 'ERR_ATTN_TYPE', /data\[1\] must be a number, got "x"$/);
+    expectError(() => tensor([1, null] as never, [2]), TypeError, 'ERR_ATTN_TYPE', /data\[1\] must be a number, got null$/);
+    expectError(() => tensor([true, 1] as never, [2]), TypeError, 'ERR_ATTN_TYPE', /data\[0\] must be a number, got true$/);
+    expectError(() => tensor(new Array(2) as never, [2]), TypeError, 'ERR_ATTN_TYPE', /data\[0\] must be a number, got undefined$/);
+    expectError(() => tensor([1, 2n] as never, [2]), TypeError, 'ERR_ATTN_TYPE', /got 2n$/);
+    // NaN and the infinities are numbers: data, kept as they are
+    assert.deepEqual(Array.from(tensor([NaN, -Infinity, 0.1], [3]).data), [NaN, -Infinity, Math.fround(0.1)]);
+  });
+});
+
 for (const variant of variants()) {
   describe(`errors: ${variant.label}`, () => {
     let attn: Attention;
