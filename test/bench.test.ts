@@ -15,6 +15,7 @@ import { pairedPeak, pairedRatio, pairedRead } from '../bench/paired.js';
 import { runCase } from '../bench/run.js';
 import { FAMILIES } from '../bench/runners.js';
 import { findShapes, flops, makeInputs, outputSize, TINY } from '../bench/shapes.js';
+import * as reference from '../src/reference/index.js';
 import type { BenchReport, Runner } from '../bench/types.js';
 
 describe('bench (smoke, tiny shapes)', function () {
@@ -148,6 +149,27 @@ describe('bench (smoke, tiny shapes)', function () {
     assert.ok(compare(shape, e, full).ok);
     full[3] += 0.01;
     assert.ok(!compare(shape, e, full).ok);
+  });
+
+  it('the check tells the grouped kv-head mapping (h / group) from the interleaved one (h % Hkv)', () => {
+    const [shape] = findShapes(['tinyGqa']);
+    assert.ok(shape.kind === 'attention' && shape.batch === 1 && shape.heads === 4 && shape.kvHeads === 2);
+    const inputs = makeInputs(shape);
+    assert.ok(inputs.kind === 'attention');
+    const { heads: H, kvHeads: Hkv, seqQ: Sq, seqK: Sk, headDim: D } = shape;
+    const head = (x: Float32Array, h: number, S: number) => x.slice(h * S * D, (h + 1) * S * D);
+    const output = (kvOf: (h: number) => number) => {
+      const out = new Float32Array(outputSize(shape));
+      for (let h = 0; h < H; h++) {
+        const t = (x: Float32Array, S: number) => ({ data: x, shape: [1, 1, S, D] });
+        const r = reference.attention(t(head(inputs.q, h, Sq), Sq), t(head(inputs.k, kvOf(h), Sk), Sk), t(head(inputs.v, kvOf(h), Sk), Sk), { scale: inputs.scale });
+        out.set(r.output.data, h * Sq * D);
+      }
+      return out;
+    };
+    const e = expectedFor(shape, inputs);
+    assert.ok(compare(shape, e, output((h) => Math.floor(h / (H / Hkv)))).ok);
+    assert.ok(!compare(shape, e, output((h) => h % Hkv)).ok);
   });
 
   it('pairs each native figure with the probe of its limit (decoding: a read of the same K and V)', () => {
