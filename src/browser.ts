@@ -24,9 +24,12 @@ import { createWorkerRunner, type WorkerLike } from './backends/wasm-runner.js';
 import { choose, chooseSync } from './choose.js';
 import { attnError } from './errors.js';
 import type { Attention } from './facade.js';
-import { resolveLoad as resolveOptions, type LoadOptions, type ResolvedLoad as Resolved } from './load-options.js';
+import { resolveLoad as resolveOptions, type BrowserLoadOptions as LoadOptions, type ResolvedLoad as Resolved } from './load-options.js';
 
 export * from './public.js';
+// the browser entry's own option types, under the names the Node entry uses for its
+// own (only this entry takes wasm.worker)
+export type { BrowserLoadOptions as LoadOptions, BrowserWasmLoadOptions as WasmLoadOptions } from './load-options.js';
 
 function resolveLoad(fn: string, options: unknown): Resolved {
   const r = resolveOptions(fn, options, undefined, true);

@@ -18,6 +18,11 @@ async function info(): Promise<number> {
   const i = attn.info();
   const rows: [string, unknown][] = [['backend', i.backend], ['isa', i.isa], ['threads', i.threads], ...Object.entries(i.details ?? {})];
   if (i.fallbackReason) rows.push(['fallback', i.fallbackReason]);
+  // a backend or instruction set chosen on purpose is no fallback, but is still why a faster one is not in use
+  for (const name of ['SIMD_ATTENTION_BACKEND', 'SIMD_ATTENTION_ISA']) {
+    const value = process.env[name];
+    if (value && value !== 'auto') rows.push(['chosen by', `${name}=${value}`]);
+  }
   const width = Math.max(...rows.map(([key]) => key.length)) + 2;
   console.log(`simd-attention ${i.version}`);
   for (const [key, value] of rows) console.log(`${`${key}:`.padEnd(width)}${value}`);

@@ -13,6 +13,7 @@ import type { Attention } from './facade.js';
 import { resolveLoad, type LoadOptions } from './load-options.js';
 
 export * from './public.js';
+export type { LoadOptions, WasmLoadOptions } from './load-options.js';
 
 const env = () => (typeof process !== 'undefined' ? process.env.SIMD_ATTENTION_BACKEND : undefined);
 

@@ -5,12 +5,17 @@ import { attnRangeError, attnTypeError, describe } from './errors.js';
 import { isArrayBuffer, isWasmModule } from './typed-arrays.js';
 import { checkOptions, isPlainObject } from './validate.js';
 
+/** The wasm options of the Node entry (it runs attentionAsync in a worker of its own). */
 export interface WasmLoadOptions {
   /** the module: bytes, a URL to fetch, or a compiled WebAssembly.Module (default: the package's own file) */
   source?: WasmSource;
   /** which build when no source is given (default: the best this runtime validates) */
   build?: WasmBuild;
-  /** browser entry only: the worker script for attentionAsync (default: ./wasm-worker.mjs next to it); false computes on the calling thread */
+}
+
+/** The wasm options of the browser entry, exported there as WasmLoadOptions. */
+export interface BrowserWasmLoadOptions extends WasmLoadOptions {
+  /** the worker script for attentionAsync (default: ./wasm-worker.mjs next to it); false computes on the calling thread */
   worker?: URL | string | false;
 }
 
@@ -24,6 +29,12 @@ export interface LoadOptions {
   threads?: number;
   /** the WASM module to use (bytes, URL or compiled module), or options for it */
   wasm?: WasmSource | WasmLoadOptions;
+}
+
+/** The options of the browser entry's load() / loadSync(), exported there as LoadOptions. */
+export interface BrowserLoadOptions extends Omit<LoadOptions, 'wasm'> {
+  /** the WASM module to use (bytes, URL or compiled module), or options for it */
+  wasm?: WasmSource | BrowserWasmLoadOptions;
 }
 
 export interface ResolvedLoad {

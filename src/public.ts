@@ -5,5 +5,4 @@ export { MultiHeadAttention, KvCache, type MultiHeadForwardOptions } from './mul
 export type { BackendInfo, BackendName } from './backend.js';
 export type { AttentionError, AttentionErrorCode } from './errors.js';
 export type { WasmBuild, WasmSource } from './backends/wasm-instance.js';
-export type { LoadOptions, WasmLoadOptions } from './load-options.js';
 export { VERSION as version } from './version.js';

@@ -232,6 +232,28 @@ describe('native backend', function () {
       }
     });
 
+    it('explains an addon cut short instead of dying in dlopen (SIGBUS) (child process)', function () {
+      const real = nativeCandidates(root).find((c) => fs.existsSync(c.file));
+      if (!real) return this.skip();
+      const cut = path.join(os.tmpdir(), `sa-cut-${process.pid}.node`);
+      try {
+        for (const bytes of [1000, 50000, fs.statSync(real.file).size - 1]) {
+          fs.writeFileSync(cut, fs.readFileSync(real.file).subarray(0, bytes));
+          const r = child(
+            `const m = await import(NATIVE_MODULE);
+             let reason = '';
+             try { m.loadNativeBackend(); } catch (e) { reason = e.message; }
+             console.log(JSON.stringify({ reason }));`,
+            { SIMD_ATTENTION_NATIVE_PATH: cut },
+          ) as { reason: string };
+          assert.ok(r.reason.includes(`${cut} (SIMD_ATTENTION_NATIVE_PATH): truncated: its `), r.reason);
+          assert.match(r.reason, new RegExp(`the file has ${bytes} bytes`));
+        }
+      } finally {
+        fs.rmSync(cut, { force: true });
+      }
+    });
+
     it('refuses a binary whose packed calling convention differs, and says to rebuild it (child process)', () => {
       // the real addon, its matmul convention altered as it loads: a build/Release left by a
       // version that orders the header's slots differently must not be read in the wrong places

@@ -22,6 +22,7 @@ import type {
   MultiHeadParams,
   SoftmaxArgs,
 } from '../backend.js';
+import { elfTruncation } from './elf-extent.js';
 import { findPackageRoot, moduleDir } from '../package-root.js';
 import { PACKED_CONVENTION, packAttention, packForward, packMatmul } from './native-pack.js';
 import { usableCores } from './usable-cores.js';
@@ -142,6 +143,11 @@ function loadBinding(): Loaded {
   for (const c of nativeCandidates(root, tried)) {
     if (!fs.existsSync(c.file)) {
       tried.push(`${c.file} (${c.source}): not found`);
+      continue;
+    }
+    const cut = elfTruncation(c.file);
+    if (cut) {
+      tried.push(`${c.file} (${c.source}): ${cut}`);
       continue;
     }
     try {
