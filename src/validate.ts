@@ -209,12 +209,11 @@ export function resolveKeyLengths(fn: string, value: unknown, B: number, Sk: num
   }
   if (given.length !== B) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: keyLengths must have ${B} entries (one per batch), got ${given.length}`);
   // checked as given, before any conversion (Int32Array's would wrap 2 ** 32 + 1 to 1)
-  for (let b = 0; b < B; b++) checkKeyLength(fn, b, given[b] as number, Sk);
+  for (let b = 0; b < B; b++) {
+    const len = given[b] as number;
+    if (len < 0 || len > Sk) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: keyLengths[${b}] must be in [0, ${Sk}], got ${len}`);
+  }
   return typed ? (value as Int32Array) : Int32Array.from(given as number[]);
-}
-
-function checkKeyLength(fn: string, b: number, len: number, Sk: number): void {
-  if (len < 0 || len > Sk) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: keyLengths[${b}] must be in [0, ${Sk}], got ${len}`);
 }
 
 export const ATTENTION_OPTIONS = ['scale', 'causal', 'mask', 'keyLengths', 'layout', 'returnWeights', 'out'] as const;

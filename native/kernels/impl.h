@@ -413,10 +413,10 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
           }
         }
     }
-    // causal, after the mask: it replaces a hidden key's score outright, so that a NaN or
-    // +Infinity in an additive mask at a key the causal rule hides cannot reach the row
-    // (-Infinity + NaN would be NaN); the reference never reads such a mask value
-    // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal)
+    // causal: key kj hides lanes q < kj - off - i0 (only on tiles crossing the diagonal). After
+    // the mask, since it replaces a hidden score outright: a NaN or +Infinity that an additive
+    // mask holds at a key the causal rule hides cannot reach the row (-Infinity + NaN is NaN),
+    // as the reference never reads the mask there
     if (p.causal && kb + nk - 1 > i0 + off) {
       limited = true;
       for (int64_t j = 0; j < nk; ++j) {

@@ -22,8 +22,8 @@ import type {
   MultiHeadParams,
   SoftmaxArgs,
 } from '../backend.js';
-import { elfTruncation } from './elf-extent.js';
 import { findPackageRoot, moduleDir } from '../package-root.js';
+import { elfTruncation } from './elf-extent.js';
 import { PACKED_CONVENTION, packAttention, packForward, packMatmul } from './native-pack.js';
 import { usableCores } from './usable-cores.js';
 
