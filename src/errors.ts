@@ -2,7 +2,7 @@
  * Errors with stable codes. Wrong types raise TypeError, wrong shapes / sizes / values raise
  * RangeError; both carry `code` so callers can branch without parsing messages.
  */
-import type { NamedArrays } from './typed-arrays.js';
+import { viewByteLength, viewLength, type NamedArrays } from './typed-arrays.js';
 
 export type AttentionErrorCode =
   | 'ERR_ATTN_TYPE' // an argument has the wrong JS type
@@ -58,15 +58,15 @@ export function detachedDuringCall(name: string): RangeError & AttentionError {
  */
 export function attachedNow(named: NamedArrays): () => void {
   const kept: Array<readonly [string, ArrayBufferView, number]> = [];
-  for (const [name, view] of named) if (view) kept.push([name, view, view.byteLength]);
+  for (const [name, view] of named) if (view) kept.push([name, view, viewByteLength(view)]);
   return () => {
-    for (const [name, view, bytes] of kept) if (view.byteLength !== bytes) throw detachedDuringCall(name);
+    for (const [name, view, bytes] of kept) if (viewByteLength(view) !== bytes) throw detachedDuringCall(name);
   };
 }
 
 /** dst.set(src), or detachedDuringCall(name) when dst's buffer has been detached since the call began */
 export function copyResult(dst: Float32Array, src: Float32Array, name: string): void {
-  if (dst.length !== src.length) throw detachedDuringCall(name);
+  if (viewLength(dst) !== viewLength(src)) throw detachedDuringCall(name);
   dst.set(src);
 }
 

@@ -10,7 +10,7 @@
  * memory look unrelated.
  */
 import { attnRangeError } from './errors.js';
-import type { NamedArrays } from './typed-arrays.js';
+import { viewByteLength, type NamedArrays } from './typed-arrays.js';
 import { overlaps } from './validate.js';
 
 
@@ -37,7 +37,7 @@ function sharedRegistry(key: symbol): Set<Claim> {
 
 function present(named: NamedArrays): Array<readonly [string, ArrayBufferView]> {
   const kept: Array<readonly [string, ArrayBufferView]> = [];
-  for (const [name, view] of named) if (view && view.byteLength > 0) kept.push([name, view]);
+  for (const [name, view] of named) if (view && viewByteLength(view) > 0) kept.push([name, view]);
   return kept;
 }
 

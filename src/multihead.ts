@@ -7,8 +7,8 @@ import { attnError, attnRangeError, attnTypeError, describe } from './errors.js'
 import { checkNotInFlight, holdInFlight } from './in-flight.js';
 import { composeMultiHead } from './multihead-composed.js';
 import { numel, type Tensor } from './tensor.js';
-import type { NamedArrays } from './typed-arrays.js';
-import { checkFixedLength, checkOptions, checkPositiveInt, checkTensor, outputArray, resolveKeyLengths, resolveMask } from './validate.js';
+import { sameView, type NamedArrays } from './typed-arrays.js';
+import { checkFixedLength, checkOptions, checkPositiveInt, checkStillSized, checkTensor, outputArray, resolveKeyLengths, resolveMask, sized } from './validate.js';
 
 export interface MultiHeadForwardOptions {
   causal?: boolean;
@@ -100,7 +100,7 @@ export class MultiHeadAttention {
       }
       const kt = checkTensor(`${fn}: key`, opts.key, 3);
       const vt = checkTensor(`${fn}: value`, opts.value, 3);
-      if (kt.data !== vt.data || kt.shape.join() !== vt.shape.join()) {
+      if (!sameView(kt.data, vt.data) || kt.shape.join() !== vt.shape.join()) {
         throw attnRangeError('ERR_ATTN_VALUE', `${fn}: key and value must be the same tensor (the source both projections read)`);
       }
       if (kt.shape[0] !== B || kt.shape[2] !== E) {
@@ -124,10 +124,12 @@ export class MultiHeadAttention {
       }
       seqK = cache.length + Sq;
     }
+    const cacheLength = cache?.length;
     const causal = opts.causal === undefined ? false : opts.causal;
     if (typeof causal !== 'boolean') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: causal must be a boolean, got ${describe(causal)}`);
     const outShape = [B, Sq, E];
     const mask = opts.mask === undefined ? undefined : resolveMask(fn, opts.mask, B, this.numHeads, Sq, seqK);
+    const maskSize = sized('mask', mask?.data);
     const keyLengths = opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, seqK);
     const args: MultiHeadForwardArgs = {
       x: xt.data,
@@ -141,6 +143,11 @@ export class MultiHeadAttention {
       cache: cache?.state,
       out: outputArray(fn, opts.out, numel(outShape, `${fn}: output`), [xt.data, kvData, mask?.data, keyLengths]),
     };
+    // (what the caller's objects could change after their checks: see checkStillSized)
+    checkStillSized(fn, [['x', xt.data, B * Sq * E], ['key', kvData, B * Skv * E], maskSize, sized('keyLengths', keyLengths), sized('out', args.out)]);
+    if (cache && (cache.length !== cacheLength || cache.busy)) {
+      throw attnRangeError('ERR_ATTN_VALUE', `${fn}: the cache was used by another call while this one was being checked (it held ${cacheLength} positions, now ${cache.length})`);
+    }
     return { args, outShape, cache };
   }
 

@@ -9,6 +9,23 @@
 const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
   .get as (this: unknown) => string | undefined;
 
+// A typed array's length, byte length, offset and buffer read through %TypedArray%.prototype's
+// own getters: a subclass may redefine `length` or `byteLength`, and sizes read through those
+// would let it pass validation with one size and hand a copy or a kernel another.
+const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const intrinsic = (name: string) => Object.getOwnPropertyDescriptor(typedArrayProto, name)!.get as (this: unknown) => unknown;
+const lengthGetter = intrinsic('length');
+const byteLengthGetter = intrinsic('byteLength');
+const byteOffsetGetter = intrinsic('byteOffset');
+const bufferGetter = intrinsic('buffer');
+
+/** the element count of a typed array (0 once its buffer is detached) */
+export const viewLength = (v: ArrayBufferView): number => lengthGetter.call(v) as number;
+/** the bytes a typed array spans (0 once its buffer is detached) */
+export const viewByteLength = (v: ArrayBufferView): number => byteLengthGetter.call(v) as number;
+export const viewByteOffset = (v: ArrayBufferView): number => byteOffsetGetter.call(v) as number;
+export const viewBuffer = (v: ArrayBufferView): ArrayBufferLike => bufferGetter.call(v) as ArrayBufferLike;
+
 /** 'Float32Array', 'Uint8Array', ... for a typed array of any realm; undefined otherwise */
 export function typedArrayKind(x: unknown): string | undefined {
   return ArrayBuffer.isView(x) ? typedArrayTag.call(x) : undefined;
@@ -16,6 +33,24 @@ export function typedArrayKind(x: unknown): string | undefined {
 
 /** arrays a call reads or writes, each under the argument's name (absent ones left out later) */
 export type NamedArrays = ReadonlyArray<readonly [string, ArrayBufferView | undefined | null]>;
+
+/**
+ * A plain view of this realm over the same memory as `x` (a typed array of the kind its tag
+ * says): no copy, and none of a subclass's methods or an own property of `x` comes along, so
+ * nothing of the caller's runs when the library later reads, slices or copies it.
+ */
+export function plainView<T extends Float32Array | Uint8Array | Int32Array>(x: T): T {
+  const kind = typedArrayTag.call(x);
+  const ctor = kind === 'Float32Array' ? Float32Array : kind === 'Int32Array' ? Int32Array : Uint8Array;
+  const length = viewLength(x);
+  // (no view can be made over a detached buffer: an empty array says as much to the size checks)
+  return (length === 0 ? new ctor(0) : new ctor(viewBuffer(x) as ArrayBuffer, viewByteOffset(x), length)) as T;
+}
+
+/** the same memory: one buffer, offset and length */
+export function sameView(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return viewBuffer(a) === viewBuffer(b) && viewByteOffset(a) === viewByteOffset(b) && viewByteLength(a) === viewByteLength(b);
+}
 
 export const isFloat32Array = (x: unknown): x is Float32Array => typedArrayKind(x) === 'Float32Array';
 export const isUint8Array = (x: unknown): x is Uint8Array => typedArrayKind(x) === 'Uint8Array';

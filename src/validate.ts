@@ -6,7 +6,7 @@
 import type { AttentionArgs, MatmulArgs, MultiHeadParams, ResolvedMask, SoftmaxArgs, Strides3 } from './backend.js';
 import { attnRangeError, attnTypeError, describe } from './errors.js';
 import { checkShape, numel, type Tensor } from './tensor.js';
-import { isFloat32Array, isInt32Array, isUint8Array, type NamedArrays } from './typed-arrays.js';
+import { isFloat32Array, isInt32Array, isUint8Array, plainView, viewBuffer, viewByteLength, viewByteOffset, viewLength, type NamedArrays } from './typed-arrays.js';
 
 export type Layout = 'bhsd' | 'bshd';
 
@@ -30,12 +30,37 @@ export function checkOptions(fn: string, options: unknown, allowed: readonly str
     const hint = typeof (options as { then?: unknown }).then === 'function' ? ' (a promise: is an `await` missing?)' : '';
     throw attnTypeError('ERR_ATTN_OPTION', `${fn}: options must be a plain object, got ${describe(options)}${hint}`);
   }
-  for (const key of Object.keys(options)) {
+  const keys = Object.keys(options);
+  for (const key of keys) {
     if (!allowed.includes(key)) {
       throw attnTypeError('ERR_ATTN_OPTION', `${fn}: unknown option "${key}" (known: ${allowed.join(', ')})`);
     }
   }
-  return options as Record<string, unknown>;
+  // Each option is read once, here, before anything is checked: a getter cannot run between a
+  // check and the use of what it checked (it could resize an array already validated, or call
+  // the library again and fill a cache checked for room), and it cannot answer twice.
+  const snapshot: Record<string, unknown> = Object.create(null);
+  for (const key of keys) snapshot[key] = (options as Record<string, unknown>)[key];
+  return snapshot;
+}
+
+/** [name, array, its element count now]: an entry for checkStillSized, taken where the array was checked */
+export function sized(name: string, view: ArrayBufferView | undefined): readonly [string, ArrayBufferView | undefined, number] {
+  return [name, view, view ? viewLength(view) : 0];
+}
+
+/**
+ * Validation still reads the caller's objects after the options: a tensor's `data` and `shape`
+ * (getters, a Proxy's traps), and any of them may resize or detach an array checked before it.
+ * Each resolve* ends with this, once nothing of the caller's runs before the backend has the
+ * arrays: every array must still hold the elements it was checked with.
+ */
+export function checkStillSized(fn: string, arrays: ReadonlyArray<readonly [string, ArrayBufferView | undefined, number]>): void {
+  for (const [name, view, n] of arrays) {
+    if (view && viewLength(view) !== n) {
+      throw attnRangeError('ERR_ATTN_SIZE', `${fn}: ${name} changed from ${n} to ${viewLength(view)} elements while the call was being checked (its buffer was resized or detached)`);
+    }
+  }
 }
 
 export function checkTensor(name: string, value: unknown, rank?: number | [number, number]): Tensor {
@@ -66,9 +91,10 @@ function checkTypedTensor(
     }
   }
   const n = numel(dims, name);
-  const arr = data as Float32Array | Uint8Array;
-  if (arr.length !== n) {
-    throw attnRangeError('ERR_ATTN_SIZE', `${name}: data has ${arr.length} elements but shape [${dims.join(', ')}] needs ${n}`);
+  const arr = plainView(data as Float32Array | Uint8Array);
+  const length = viewLength(arr);
+  if (length !== n) {
+    throw attnRangeError('ERR_ATTN_SIZE', `${name}: data has ${length} elements but shape [${dims.join(', ')}] needs ${n}`);
   }
   return { data: arr, shape: dims };
 }
@@ -113,8 +139,9 @@ export function checkPositiveInt(fn: string, name: string, value: unknown): numb
 
 /** Two typed arrays share memory: writing one would change the other mid-computation. */
 export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  if (a.buffer !== b.buffer) return false;
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+  if (viewBuffer(a) !== viewBuffer(b)) return false;
+  const [ao, bo] = [viewByteOffset(a), viewByteOffset(b)];
+  return ao < bo + viewByteLength(b) && bo < ao + viewByteLength(a);
 }
 
 // ArrayBuffer.prototype's own getter, taken once: an own `resizable` property of a buffer could
@@ -136,7 +163,7 @@ function isResizable(buffer: ArrayBufferLike): boolean {
  */
 export function checkFixedLength(fn: string, named: NamedArrays): void {
   for (const [name, a] of named) {
-    if (a && isResizable(a.buffer)) {
+    if (a && isResizable(viewBuffer(a))) {
       throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} is on a resizable ArrayBuffer, which could shrink while the call runs; pass an array on a fixed-length buffer`);
     }
   }
@@ -146,8 +173,8 @@ export function checkFixedLength(fn: string, named: NamedArrays): void {
 export function outputArray(fn: string, out: unknown, length: number, inputs: Array<ArrayBufferView | undefined>): Float32Array {
   if (out === undefined) return new Float32Array(length);
   if (!isFloat32Array(out)) throw attnTypeError('ERR_ATTN_TYPE', `${fn}: out must be a Float32Array, got ${describe(out)}`);
-  if (out.length !== length) {
-    throw attnRangeError('ERR_ATTN_SIZE', `${fn}: out must have exactly ${length} elements, got ${out.length}`);
+  if (viewLength(out) !== length) {
+    throw attnRangeError('ERR_ATTN_SIZE', `${fn}: out must have exactly ${length} elements, got ${viewLength(out)}`);
   }
   for (const input of inputs) {
     if (input && overlaps(out, input)) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: out must not share memory with an input`);
@@ -198,7 +225,7 @@ export function resolveKeyLengths(fn: string, value: unknown, B: number, Sk: num
   // An array's entries are each read once, into the copy that is checked and used: a getter or a
   // Proxy cannot show validation one value and the kernel another. A hole reads as undefined and
   // is refused, as an explicit undefined is.
-  const given: ArrayLike<unknown> = typed ? (value as Int32Array) : Array.from(value as unknown[]);
+  const given: ArrayLike<unknown> = typed ? plainView(value as Int32Array) : Array.from(value as unknown[]);
   if (!typed) {
     for (let b = 0; b < given.length; b++) {
       const len = given[b];
@@ -213,7 +240,7 @@ export function resolveKeyLengths(fn: string, value: unknown, B: number, Sk: num
     const len = given[b] as number;
     if (len < 0 || len > Sk) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: keyLengths[${b}] must be in [0, ${Sk}], got ${len}`);
   }
-  return typed ? (value as Int32Array) : Int32Array.from(given as number[]);
+  return typed ? (given as Int32Array) : Int32Array.from(given as number[]);
 }
 
 export const ATTENTION_OPTIONS = ['scale', 'causal', 'mask', 'keyLengths', 'layout', 'returnWeights', 'out'] as const;
@@ -227,9 +254,13 @@ export interface ResolvedAttention {
 export function resolveAttention(fn: string, q: unknown, k: unknown, v: unknown, options: unknown): ResolvedAttention {
   const opts = checkOptions(fn, options, ATTENTION_OPTIONS);
   const layout = checkLayout(fn, opts.layout);
+  // (each array's size noted as soon as it is checked: the next tensor's getters may change it)
   const qt = checkTensor(`${fn}: q`, q, 4);
+  const checked = [sized('q', qt.data)];
   const kt = checkTensor(`${fn}: k`, k, 4);
+  checked.push(sized('k', kt.data));
   const vt = checkTensor(`${fn}: v`, v, 4);
+  checked.push(sized('v', vt.data));
   const at = (t: Tensor) => (layout === 'bhsd' ? { b: t.shape[0], h: t.shape[1], s: t.shape[2], d: t.shape[3] } : { b: t.shape[0], s: t.shape[1], h: t.shape[2], d: t.shape[3] });
   const Q = at(qt);
   const K = at(kt);
@@ -252,6 +283,9 @@ export function resolveAttention(fn: string, q: unknown, k: unknown, v: unknown,
   const outShape = layout === 'bhsd' ? [B, Hq, Sq, V.d] : [B, Sq, Hq, V.d];
   const outLength = numel(outShape, `${fn}: output`);
   const weightsLength = returnWeights ? numel([B, Hq, Sq, Sk], `${fn}: weights`) : 0;
+  const mask = opts.mask === undefined ? undefined : resolveMask(fn, opts.mask, B, Hq, Sq, Sk);
+  checked.push(sized('mask', mask?.data));
+  const keyLengths = opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, Sk);
 
   const args: AttentionArgs = {
     q: qt.data,
@@ -270,12 +304,13 @@ export function resolveAttention(fn: string, q: unknown, k: unknown, v: unknown,
     oStrides: layoutStrides(layout, Hq, Sq, V.d),
     scale: checkScale(fn, opts.scale, 1 / Math.sqrt(Q.d)),
     causal: checkBoolean(fn, 'causal', opts.causal),
-    mask: opts.mask === undefined ? undefined : resolveMask(fn, opts.mask, B, Hq, Sq, Sk),
-    keyLengths: opts.keyLengths === undefined ? undefined : resolveKeyLengths(fn, opts.keyLengths, B, Sk),
+    mask,
+    keyLengths,
     out: new Float32Array(0),
   };
   args.out = outputArray(fn, opts.out, outLength, [qt.data, kt.data, vt.data, args.mask?.data, args.keyLengths]);
   if (returnWeights) args.weights = new Float32Array(weightsLength);
+  checkStillSized(fn, [...checked, sized('keyLengths', keyLengths), sized('out', args.out)]);
   return { args, outShape, returnWeights };
 }
 
@@ -298,7 +333,9 @@ export function resolveMatmul(fn: string, a: unknown, b: unknown, options: unkno
   const opts = checkOptions(fn, options, MATMUL_OPTIONS);
   const transposeB = checkBoolean(fn, 'transposeB', opts.transposeB);
   const at = checkTensor(`${fn}: a`, a, [2, 8]);
+  const checked = [sized('a', at.data)];
   const bt = checkTensor(`${fn}: b`, b, [2, 8]);
+  checked.push(sized('b', bt.data));
   const [m, ka] = at.shape.slice(-2);
   const [br, bc] = bt.shape.slice(-2);
   const kb = transposeB ? bc : br;
@@ -324,6 +361,7 @@ export function resolveMatmul(fn: string, a: unknown, b: unknown, options: unkno
   const count = (dims: number[]) => dims.reduce((x, y) => x * y, 1);
   const outShape = [...lead, m, n];
   const out = outputArray(fn, opts.out, numel(outShape, `${fn}: output`), [at.data, bt.data]);
+  checkStillSized(fn, [...checked, sized('out', out)]);
 
   const ones = (side: number[], from: number) => side.slice(from).every((d) => d === 1);
   const whole = (side: number[], from: number) => side.slice(from).every((d, i) => d === lead[from + i]);
@@ -343,7 +381,9 @@ export function resolveMatmul(fn: string, a: unknown, b: unknown, options: unkno
   const strides = (side: number[]) => side.map((_, i) => count(side.slice(i + 1)));
   const sa = strides(A);
   const sb = strides(B);
-  const view = (data: Float32Array, from: number, length: number) => (from === 0 && length === data.length ? data : data.subarray(from, from + length));
+  // (built from the buffer, not by subarray(), which would run a subclass's constructor of `out`)
+  const view = (data: Float32Array, from: number, length: number) =>
+    from === 0 && length === viewLength(data) ? data : new Float32Array(viewBuffer(data), viewByteOffset(data) + from * 4, length);
   const calls: MatmulArgs[] = [];
   const outer = count(lead.slice(0, split));
   for (let o = 0; o < outer; o++) {
@@ -378,16 +418,10 @@ export function resolveSoftmax(fn: string, x: unknown, options: unknown): { args
   const opts = checkOptions(fn, options, SOFTMAX_OPTIONS);
   const xt = checkTensor(`${fn}: x`, x, [1, 8]);
   const cols = xt.shape[xt.shape.length - 1];
-  return {
-    args: {
-      x: xt.data,
-      out: outputArray(fn, opts.out, xt.data.length, [xt.data]),
-      rows: xt.data.length / cols,
-      cols,
-      scale: checkScale(fn, opts.scale, 1),
-    },
-    outShape: xt.shape.slice(),
-  };
+  const n = viewLength(xt.data);
+  const args = { x: xt.data, out: outputArray(fn, opts.out, n, [xt.data]), rows: n / cols, cols, scale: checkScale(fn, opts.scale, 1) };
+  checkStillSized(fn, [['x', xt.data, n], sized('out', args.out)]);
+  return { args, outShape: xt.shape.slice() };
 }
 
 export const MULTIHEAD_PARAMS = ['embedDim', 'numHeads', 'numKvHeads', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo'] as const;
@@ -406,8 +440,8 @@ function checkWeight(fn: string, name: string, value: unknown, rows: number, col
   if (!isFloat32Array(data)) {
     throw attnTypeError('ERR_ATTN_TYPE', `${fn}: ${name} must be a Float32Array or a tensor of shape ${want}, got ${describe(value)}`);
   }
-  if (data.length !== size) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: ${name} must have ${size} elements (shape ${want}), got ${data.length}`);
-  return data;
+  if (viewLength(data) !== size) throw attnRangeError('ERR_ATTN_SIZE', `${fn}: ${name} must have ${size} elements (shape ${want}), got ${viewLength(data)}`);
+  return plainView(data);
 }
 
 export function resolveMultiHeadParams(fn: string, params: unknown): MultiHeadParams {
@@ -422,7 +456,7 @@ export function resolveMultiHeadParams(fn: string, params: unknown): MultiHeadPa
   const headDim = E / Hq;
   const kvDim = Hkv * headDim;
   const bias = (name: string, n: number) => (p[name] === undefined ? undefined : checkWeight(fn, name, p[name], n, undefined));
-  return {
+  const resolved: MultiHeadParams = {
     embedDim: E,
     numHeads: Hq,
     numKvHeads: Hkv,
@@ -437,4 +471,8 @@ export function resolveMultiHeadParams(fn: string, params: unknown): MultiHeadPa
     bv: bias('bv', kvDim),
     bo: bias('bo', E),
   };
+  const { wq, wk, wv, wo, bq, bk, bv, bo } = resolved;
+  const sizes: Array<[string, Float32Array | undefined, number]> = [['wq', wq, E * E], ['wk', wk, kvDim * E], ['wv', wv, kvDim * E], ['wo', wo, E * E], ['bq', bq, E], ['bk', bk, kvDim], ['bv', bv, kvDim], ['bo', bo, E]];
+  checkStillSized(fn, sizes);
+  return resolved;
 }

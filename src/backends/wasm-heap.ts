@@ -3,8 +3,8 @@
  * demand, reused between calls) and the frame of one call, which copies inputs in and outputs
  * back where they do not already live inside that memory.
  */
-import { attnError, copyResult } from '../errors.js';
-import { isFloat32Array, isInt32Array } from '../typed-arrays.js';
+import { attnError, attnRangeError, copyResult } from '../errors.js';
+import { isFloat32Array, isInt32Array, viewBuffer, viewByteLength, viewByteOffset, viewLength } from '../typed-arrays.js';
 
 const PAGE = 65536;
 /** wasm32 addresses: 4 GiB of linear memory at most */
@@ -93,7 +93,7 @@ export class WasmHeap {
    */
   owns(view: ArrayBufferView): boolean {
     this.#refresh();
-    return view.byteLength > 0 && this.#known.has(view.buffer);
+    return viewByteLength(view) > 0 && this.#known.has(viewBuffer(view));
   }
 
   /** whether the memory is shared (views survive growing) */
@@ -200,7 +200,7 @@ type Typed = Float32Array | Uint8Array | Int32Array;
 export class CallFrame {
   readonly #heap: WasmHeap;
   readonly #temps: number[] = [];
-  readonly #copyIn: Array<[number, Typed]> = [];
+  readonly #copyIn: Array<[number, Typed, number]> = [];
   readonly #copyOut: Array<[number, Float32Array, number, string]> = [];
   readonly #pending: Array<{ bytes: number; assign: (off: number) => void }> = [];
 
@@ -211,11 +211,12 @@ export class CallFrame {
   /** an input array: its pointer (available after commit()) */
   input(view: Typed | undefined, set: (ptr: number) => void): void {
     if (!view) return set(0);
-    if (this.#heap.owns(view)) return set(view.byteOffset);
+    if (this.#heap.owns(view)) return set(viewByteOffset(view));
+    const bytes = viewByteLength(view);
     this.#pending.push({
-      bytes: view.byteLength,
+      bytes,
       assign: (off) => {
-        this.#copyIn.push([off, view]);
+        this.#copyIn.push([off, view, bytes]);
         set(off);
       },
     });
@@ -224,11 +225,11 @@ export class CallFrame {
   /** an output array (`name` for the error if its buffer is detached before finish()) */
   output(view: Float32Array | undefined, set: (ptr: number) => void, name: string): void {
     if (!view) return set(0);
-    if (this.#heap.owns(view)) return set(view.byteOffset);
+    if (this.#heap.owns(view)) return set(viewByteOffset(view));
     this.#pending.push({
-      bytes: view.byteLength,
+      bytes: viewByteLength(view),
       assign: (off) => {
-        this.#copyOut.push([off, view, view.length, name]);
+        this.#copyOut.push([off, view, viewLength(view), name]);
         set(off);
       },
     });
@@ -260,8 +261,10 @@ export class CallFrame {
         off += blockBytes(p.bytes);
       }
     }
-    for (const [off, view] of this.#copyIn) {
-      this.#heap.copiedIn += view.byteLength;
+    for (const [off, view, bytes] of this.#copyIn) {
+      // the block holds the bytes the view had when it was added: never copy more into it
+      if (viewByteLength(view) !== bytes) throw attnRangeError('ERR_ATTN_SIZE', 'wasm: an input array changed size while the call was being prepared');
+      this.#heap.copiedIn += bytes;
       if (isFloat32Array(view)) this.#heap.f32.set(view, off >>> 2);
       else if (isInt32Array(view)) this.#heap.i32.set(view, off >>> 2);
       else this.#heap.u8.set(view, off);

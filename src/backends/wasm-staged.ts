@@ -14,6 +14,7 @@
  * the visible keys are copied (a preallocated KV cache holding fewer tokens costs what it holds).
  */
 import type { AttentionArgs } from '../backend.js';
+import { viewByteLength } from '../typed-arrays.js';
 import { attentionCall, attentionFrame, execCalls } from './wasm-core.js';
 import type { WasmInstance } from './wasm-instance.js';
 
@@ -36,7 +37,7 @@ export function canStage(inst: WasmInstance, a: AttentionArgs, fromBytes: number
   if (stageK && a.kStrides.s !== a.headDim) return false;
   if (stageV && a.vStrides.s !== a.headDimV) return false;
   if (a.batch * a.numKvHeads < 2) return false;
-  const bytes = (stageK ? a.k.byteLength : 0) + (stageV ? a.v.byteLength : 0);
+  const bytes = (stageK ? viewByteLength(a.k) : 0) + (stageV ? viewByteLength(a.v) : 0);
   return bytes >= fromBytes;
 }
 
@@ -56,7 +57,8 @@ export function runAttentionStaged(inst: WasmInstance, a: AttentionArgs): void {
       // keys past keyLengths[b] are hidden: the kernels never read their values, and their key
       // rows only in the packing of the last group of 8 (whose scores are then overwritten with
       // -Infinity), so only the visible rows are copied and that group's tail is zeroed
-      const visible = a.keyLengths ? a.keyLengths[b] : a.seqK;
+      // (clamped as the kernel clamps it: the copies below must stay inside the staging blocks)
+      const visible = a.keyLengths ? Math.min(Math.max(a.keyLengths[b], 0), a.seqK) : a.seqK;
       const kZeroEnd = Math.min(a.seqK, (visible + 7) & ~7);
       for (let hk = 0; hk < a.numKvHeads; hk++) {
         const h0 = hk * G;
