@@ -214,19 +214,25 @@ describe('native backend', function () {
       assert.equal(r.probes, r.reason);
     });
 
-    it('explains a file that is not a loadable addon (child process)', () => {
-      const bogus = path.join(os.tmpdir(), `sa-bogus-${process.pid}.node`);
-      fs.writeFileSync(bogus, 'not an ELF file');
-      try {
-        const r = child(
+    /** why loadNativeBackend() fails in a child process that loads `file` as the addon */
+    const loadFailure = (file: string): string =>
+      (
+        child(
           `const m = await import(NATIVE_MODULE);
            let reason = '';
            try { m.loadNativeBackend(); } catch (e) { reason = e.message; }
            console.log(JSON.stringify({ reason }));`,
-          { SIMD_ATTENTION_NATIVE_PATH: bogus },
-        ) as { reason: string };
-        assert.ok(r.reason.includes(bogus), r.reason);
-        assert.doesNotMatch(r.reason, /not found/);
+          { SIMD_ATTENTION_NATIVE_PATH: file },
+        ) as { reason: string }
+      ).reason;
+
+    it('explains a file that is not a loadable addon (child process)', () => {
+      const bogus = path.join(os.tmpdir(), `sa-bogus-${process.pid}.node`);
+      fs.writeFileSync(bogus, 'not an ELF file');
+      try {
+        const reason = loadFailure(bogus);
+        assert.ok(reason.includes(bogus), reason);
+        assert.doesNotMatch(reason, /not found/);
       } finally {
         fs.rmSync(bogus, { force: true });
       }
@@ -239,15 +245,9 @@ describe('native backend', function () {
       try {
         for (const bytes of [1000, 50000, fs.statSync(real.file).size - 1]) {
           fs.writeFileSync(cut, fs.readFileSync(real.file).subarray(0, bytes));
-          const r = child(
-            `const m = await import(NATIVE_MODULE);
-             let reason = '';
-             try { m.loadNativeBackend(); } catch (e) { reason = e.message; }
-             console.log(JSON.stringify({ reason }));`,
-            { SIMD_ATTENTION_NATIVE_PATH: cut },
-          ) as { reason: string };
-          assert.ok(r.reason.includes(`${cut} (SIMD_ATTENTION_NATIVE_PATH): truncated: its `), r.reason);
-          assert.match(r.reason, new RegExp(`the file has ${bytes} bytes`));
+          const reason = loadFailure(cut);
+          assert.ok(reason.includes(`${cut} (SIMD_ATTENTION_NATIVE_PATH): truncated: its `), reason);
+          assert.match(reason, new RegExp(`the file has ${bytes} bytes`));
         }
       } finally {
         fs.rmSync(cut, { force: true });
