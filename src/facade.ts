@@ -132,8 +132,9 @@ export class Attention {
   /** [.., M, K] x [.., K, N] (or [.., N, K] with transposeB), the leading (batch) dims broadcast as in NumPy's matmul. */
   matmul(a: Tensor, b: Tensor, options?: { transposeB?: boolean; out?: Float32Array }): Tensor {
     const backend = this.#live('matmul');
-    const { calls, out, outShape } = resolveMatmul('matmul', a, b, options);
-    checkNotInFlight('matmul', [['a', a.data], ['b', b.data]], [['out', out]]);
+    const r = resolveMatmul('matmul', a, b, options);
+    const { calls, out, outShape } = r;
+    checkNotInFlight('matmul', [['a', r.a], ['b', r.b]], [['out', out]]);
     for (const args of calls) backend.matmul(args);
     return { data: out, shape: outShape };
   }

@@ -24,32 +24,50 @@ export interface MultiHeadForwardOptions {
 
 const FORWARD_OPTIONS = ['causal', 'keyLengths', 'mask', 'key', 'value', 'cache', 'out'] as const;
 
+/** What a KvCache is, out of the caller's reach: the room check and the kernels read this. */
+interface CacheRecord {
+  readonly state: KvCacheState;
+  readonly owner: MultiHeadAttention;
+  readonly batch: number;
+  busy: boolean;
+}
+
+// Kept apart from the object the caller holds, so that an own property shadowing `length`, a
+// Proxy around a cache or a write to its fields cannot make the room check pass on a full cache
+// (the kernels then wrote past the cache's storage on wasm).
+const records = new WeakMap<object, CacheRecord>();
+
 /** A KV cache for token-by-token decoding; positions fill up from 0 to maxLength. */
 export class KvCache {
-  /** @internal */ readonly state: KvCacheState;
-  /** @internal */ readonly owner: MultiHeadAttention;
-  /** @internal */ busy = false;
-  readonly batch: number;
   /** @internal */
   constructor(owner: MultiHeadAttention, batch: number, maxLength: number, kvDim: number) {
-    this.owner = owner;
-    this.batch = batch;
     const n = numel([batch, maxLength, kvDim], 'createCache: cache');
-    this.state = { k: new Float32Array(n), v: new Float32Array(n), maxLength, length: 0, epoch: 0 };
+    const state = { k: new Float32Array(n), v: new Float32Array(n), maxLength, length: 0, epoch: 0 };
+    records.set(this, { state, owner, batch, busy: false });
+  }
+  get batch(): number {
+    return records.get(this)!.batch;
   }
   /** positions filled so far */
   get length(): number {
-    return this.state.length;
+    return records.get(this)!.state.length;
   }
   get maxLength(): number {
-    return this.state.maxLength;
+    return records.get(this)!.state.maxLength;
   }
   /** forget every position (the storage is kept) */
   reset(): void {
-    if (this.busy) throw attnRangeError('ERR_ATTN_VALUE', 'KvCache.reset: the cache is in use by a pending forwardAsync');
-    this.state.length = 0;
-    this.state.epoch++;
+    const r = records.get(this);
+    if (!r) throw attnTypeError('ERR_ATTN_TYPE', 'KvCache.reset: not a cache made by createCache()');
+    if (r.busy) throw attnRangeError('ERR_ATTN_VALUE', 'KvCache.reset: the cache is in use by a pending forwardAsync');
+    r.state.length = 0;
+    r.state.epoch++;
   }
+}
+
+/** @internal the storage behind a cache (for tests: what a worker catches up from) */
+export function cacheState(cache: KvCache): KvCacheState | undefined {
+  return records.get(cache)?.state;
 }
 
 export class MultiHeadAttention {
@@ -86,7 +104,7 @@ export class MultiHeadAttention {
     return new KvCache(this, batch, maxLength, this.#kvDim);
   }
 
-  #resolve(fn: string, x: unknown, options: unknown): { args: MultiHeadForwardArgs; outShape: number[]; cache?: KvCache } {
+  #resolve(fn: string, x: unknown, options: unknown): { args: MultiHeadForwardArgs; outShape: number[]; cache?: CacheRecord } {
     const opts = checkOptions(fn, options, FORWARD_OPTIONS);
     const E = this.embedDim;
     const xt = checkTensor(`${fn}: x`, x, 3);
@@ -106,25 +124,27 @@ export class MultiHeadAttention {
       if (kt.shape[0] !== B || kt.shape[2] !== E) {
         throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: key must be [${B}, Skv, ${E}] to match x [${xt.shape}], got [${kt.shape}]`);
       }
-      kvData = kt.data;
+      // x itself as key and value is self-attention (one input feeds Q, K and V: the backends fuse it)
+      if (!sameView(kt.data, xt.data)) kvData = kt.data;
       Skv = kt.shape[1];
     }
-    let cache: KvCache | undefined;
+    let cache: CacheRecord | undefined;
     let seqK = Skv;
     if (opts.cache !== undefined) {
-      if (!(opts.cache instanceof KvCache) || opts.cache.owner !== this) {
+      cache = typeof opts.cache === 'object' && opts.cache !== null ? records.get(opts.cache) : undefined;
+      if (!cache || cache.owner !== this) {
         throw attnTypeError('ERR_ATTN_TYPE', `${fn}: cache must come from this object's createCache(), got ${describe(opts.cache)}`);
       }
-      cache = opts.cache;
       if (opts.key !== undefined) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: a cache cannot be combined with cross-attention key/value`);
       if (cache.busy) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: the cache is in use by a pending forwardAsync`);
       if (cache.batch !== B) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: cache was created for batch ${cache.batch}, x has batch ${B}`);
-      if (cache.length + Sq > cache.maxLength) {
-        throw attnRangeError('ERR_ATTN_SIZE', `${fn}: cache holds ${cache.length} of ${cache.maxLength} positions; ${Sq} more do not fit`);
+      const { length, maxLength } = cache.state;
+      if (length + Sq > maxLength) {
+        throw attnRangeError('ERR_ATTN_SIZE', `${fn}: cache holds ${length} of ${maxLength} positions; ${Sq} more do not fit`);
       }
-      seqK = cache.length + Sq;
+      seqK = length + Sq;
     }
-    const cacheLength = cache?.length;
+    const cacheLength = cache?.state.length;
     const causal = opts.causal === undefined ? false : opts.causal;
     if (typeof causal !== 'boolean') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: causal must be a boolean, got ${describe(causal)}`);
     const outShape = [B, Sq, E];
@@ -145,8 +165,8 @@ export class MultiHeadAttention {
     };
     // (what the caller's objects could change after their checks: see checkStillSized)
     checkStillSized(fn, [['x', xt.data, B * Sq * E], ['key', kvData, B * Skv * E], maskSize, sized('keyLengths', keyLengths), sized('out', args.out)]);
-    if (cache && (cache.length !== cacheLength || cache.busy)) {
-      throw attnRangeError('ERR_ATTN_VALUE', `${fn}: the cache was used by another call while this one was being checked (it held ${cacheLength} positions, now ${cache.length})`);
+    if (cache && (cache.state.length !== cacheLength || cache.busy)) {
+      throw attnRangeError('ERR_ATTN_VALUE', `${fn}: the cache was used by another call while this one was being checked (it held ${cacheLength} positions, now ${cache.state.length})`);
     }
     return { args, outShape, cache };
   }

@@ -39,8 +39,9 @@ export function checkOptions(fn: string, options: unknown, allowed: readonly str
   // Each option is read once, here, before anything is checked: a getter cannot run between a
   // check and the use of what it checked (it could resize an array already validated, or call
   // the library again and fill a cache checked for room), and it cannot answer twice.
+  // (every own option the function knows, enumerable or not, as a plain read of it would find)
   const snapshot: Record<string, unknown> = Object.create(null);
-  for (const key of keys) snapshot[key] = (options as Record<string, unknown>)[key];
+  for (const key of allowed) if (Object.prototype.hasOwnProperty.call(options, key)) snapshot[key] = (options as Record<string, unknown>)[key];
   return snapshot;
 }
 
@@ -319,6 +320,9 @@ export const MATMUL_OPTIONS = ['transposeB', 'out'] as const;
 export interface ResolvedMatmul {
   /** the backend calls that fill `out`, in order (one unless the batch dims broadcast in a way one call's strides cannot express) */
   calls: MatmulArgs[];
+  /** the operands' data as checked (read once from the caller's tensors) */
+  a: Float32Array;
+  b: Float32Array;
   out: Float32Array;
   outShape: number[];
 }
@@ -409,7 +413,7 @@ export function resolveMatmul(fn: string, a: unknown, b: unknown, options: unkno
       transposeB,
     });
   }
-  return { calls, out, outShape };
+  return { calls, a: at.data, b: bt.data, out, outShape };
 }
 
 export const SOFTMAX_OPTIONS = ['scale', 'out'] as const;

@@ -19,6 +19,7 @@ import { instantiateSync, type WasmBuild } from '../src/backends/wasm-instance.j
 import { loadWasmBackend, loadWasmBackendSync, nodeRunner, packageRoot, wasmBuilds, wasmPath } from '../src/backends/wasm.js';
 import { MIRROR_BUDGET_BYTES } from '../src/backends/wasm-multihead.js';
 import { Attention } from '../src/facade.js';
+import { cacheState } from '../src/multihead.js';
 import * as reference from '../src/reference/index.js';
 import type { Tensor } from '../src/tensor.js';
 import { assertClose } from './helpers/compare.js';
@@ -427,8 +428,8 @@ describe('wasm backend: memory', () => {
         assertClose(got, reference.multiHeadAttention(x, params, { causal: true }).data, 'KV cache above 2 GiB', 1e-3, 1e-3);
         // the cache's record (what a worker catches up from) holds x·Wkᵀ and x·Wvᵀ
         const xm = { data: x.data, shape: [S, E] };
-        assertClose(cache.state.k, reference.matmul(xm, { data: params.wk, shape: [8, E] }, { transposeB: true }).data, 'cached keys', 1e-4, 1e-4);
-        assertClose(cache.state.v, reference.matmul(xm, { data: params.wv, shape: [8, E] }, { transposeB: true }).data, 'cached values', 1e-4, 1e-4);
+        assertClose(cacheState(cache)!.k, reference.matmul(xm, { data: params.wk, shape: [8, E] }, { transposeB: true }).data, 'cached keys', 1e-4, 1e-4);
+        assertClose(cacheState(cache)!.v, reference.matmul(xm, { data: params.wv, shape: [8, E] }, { transposeB: true }).data, 'cached values', 1e-4, 1e-4);
         mha.dispose();
       } finally {
         heap.free(filler);
