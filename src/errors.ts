@@ -2,7 +2,7 @@
  * Errors with stable codes. Wrong types raise TypeError, wrong shapes / sizes / values raise
  * RangeError; both carry `code` so callers can branch without parsing messages.
  */
-import { viewByteLength, viewLength, type NamedArrays } from './typed-arrays.js';
+import { setInto, viewByteLength, viewLength, type NamedArrays } from './typed-arrays.js';
 
 export type AttentionErrorCode =
   | 'ERR_ATTN_TYPE' // an argument has the wrong JS type
@@ -67,7 +67,7 @@ export function attachedNow(named: NamedArrays): () => void {
 /** dst.set(src), or detachedDuringCall(name) when dst's buffer has been detached since the call began */
 export function copyResult(dst: Float32Array, src: Float32Array, name: string): void {
   if (viewLength(dst) !== viewLength(src)) throw detachedDuringCall(name);
-  dst.set(src);
+  setInto(dst, src);
 }
 
 /** A short, readable description of a given value for error messages. */

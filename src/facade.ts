@@ -97,8 +97,9 @@ export class Attention {
 
   /** softmax(scale·Q·Kᵀ + mask)·V over every (batch, head). */
   attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): AttentionResult {
-    const backend = this.#live('attention');
+    this.#live('attention');
     const { args, outShape } = resolveAttention('attention', q, k, v, options);
+    const backend = this.#live('attention'); // (a getter read while resolving may have closed it)
     checkNotInFlight('attention', attentionReads(args), attentionWrites(args));
     backend.attention(args);
     return result(args.out, outShape, args.weights, [args.batch, args.numHeads, args.seqQ, args.seqK]);
@@ -114,8 +115,9 @@ export class Attention {
    * ERR_ATTN_SIZE.
    */
   async attentionAsync(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
-    const backend = this.#live('attentionAsync');
+    this.#live('attentionAsync');
     const { args, outShape } = resolveAttention('attentionAsync', q, k, v, options);
+    const backend = this.#live('attentionAsync');
     checkFixedLength('attentionAsync', [['q', args.q], ['k', args.k], ['v', args.v], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
     const writes = attentionWrites(args);
     const outputsAttached = attachedNow(writes);
@@ -131,8 +133,9 @@ export class Attention {
 
   /** [.., M, K] x [.., K, N] (or [.., N, K] with transposeB), the leading (batch) dims broadcast as in NumPy's matmul. */
   matmul(a: Tensor, b: Tensor, options?: { transposeB?: boolean; out?: Float32Array }): Tensor {
-    const backend = this.#live('matmul');
+    this.#live('matmul');
     const r = resolveMatmul('matmul', a, b, options);
+    const backend = this.#live('matmul');
     const { calls, out, outShape } = r;
     checkNotInFlight('matmul', [['a', r.a], ['b', r.b]], [['out', out]]);
     for (const args of calls) backend.matmul(args);
@@ -141,16 +144,18 @@ export class Attention {
 
   /** softmax(scale·x) over the last axis, max subtracted first. */
   softmax(x: Tensor, options?: { scale?: number; out?: Float32Array }): Tensor {
-    const backend = this.#live('softmax');
+    this.#live('softmax');
     const { args, outShape } = resolveSoftmax('softmax', x, options);
+    const backend = this.#live('softmax');
     checkNotInFlight('softmax', [['x', args.x]], [['out', args.out]]);
     backend.softmax(args);
     return { data: args.out, shape: outShape };
   }
 
   multiHeadAttention(params: MultiHeadAttentionParams): MultiHeadAttention {
-    const backend = this.#live('multiHeadAttention');
+    this.#live('multiHeadAttention');
     const resolved = resolveMultiHeadParams('multiHeadAttention', params);
+    const backend = this.#live('multiHeadAttention');
     // the backend copies or packs the weights now
     const { wq, wk, wv, wo, bq, bk, bv, bo } = resolved;
     checkNotInFlight('multiHeadAttention', Object.entries({ wq, wk, wv, wo, bq, bk, bv, bo }), []);

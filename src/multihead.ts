@@ -37,29 +37,38 @@ interface CacheRecord {
 // (the kernels then wrote past the cache's storage on wasm).
 const records = new WeakMap<object, CacheRecord>();
 
+/** only createCache() makes caches: it has checked the sizes the constructor takes */
+const fromCreateCache = Symbol('createCache');
+
+function recordOf(cache: KvCache, what: string): CacheRecord {
+  const r = records.get(cache);
+  if (!r) throw attnTypeError('ERR_ATTN_TYPE', `KvCache.${what}: not a cache made by createCache()`);
+  return r;
+}
+
 /** A KV cache for token-by-token decoding; positions fill up from 0 to maxLength. */
 export class KvCache {
   /** @internal */
-  constructor(owner: MultiHeadAttention, batch: number, maxLength: number, kvDim: number) {
+  constructor(token: typeof fromCreateCache, owner: MultiHeadAttention, batch: number, maxLength: number, kvDim: number) {
+    if (token !== fromCreateCache) throw attnTypeError('ERR_ATTN_TYPE', 'KvCache: make caches with multiHeadAttention(...).createCache({ batch, maxLength })');
     const n = numel([batch, maxLength, kvDim], 'createCache: cache');
     const state = { k: new Float32Array(n), v: new Float32Array(n), maxLength, length: 0, epoch: 0 };
     records.set(this, { state, owner, batch, busy: false });
   }
   get batch(): number {
-    return records.get(this)!.batch;
+    return recordOf(this, 'batch').batch;
   }
   /** positions filled so far */
   get length(): number {
-    return records.get(this)!.state.length;
+    return recordOf(this, 'length').state.length;
   }
   get maxLength(): number {
-    return records.get(this)!.state.maxLength;
+    return recordOf(this, 'maxLength').state.maxLength;
   }
   /** forget every position (the storage is kept) */
   reset(): void {
-    const r = records.get(this);
-    if (!r) throw attnTypeError('ERR_ATTN_TYPE', 'KvCache.reset: not a cache made by createCache()');
-    if (r.busy) throw attnRangeError('ERR_ATTN_VALUE', 'KvCache.reset: the cache is in use by a pending forwardAsync');
+    const r = recordOf(this, 'reset');
+    if (r.busy) throw attnRangeError('ERR_ATTN_VALUE', 'KvCache.reset: the cache is in use by a pending forwardAsync (or a forward still running)');
     r.state.length = 0;
     r.state.epoch++;
   }
@@ -101,7 +110,7 @@ export class MultiHeadAttention {
     const opts = checkOptions(fn, options, ['batch', 'maxLength']);
     const batch = checkPositiveInt(fn, 'batch', opts.batch);
     const maxLength = checkPositiveInt(fn, 'maxLength', opts.maxLength);
-    return new KvCache(this, batch, maxLength, this.#kvDim);
+    return new KvCache(fromCreateCache, this, batch, maxLength, this.#kvDim);
   }
 
   #resolve(fn: string, x: unknown, options: unknown): { args: MultiHeadForwardArgs; outShape: number[]; cache?: CacheRecord } {
@@ -136,7 +145,7 @@ export class MultiHeadAttention {
         throw attnTypeError('ERR_ATTN_TYPE', `${fn}: cache must come from this object's createCache(), got ${describe(opts.cache)}`);
       }
       if (opts.key !== undefined) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: a cache cannot be combined with cross-attention key/value`);
-      if (cache.busy) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: the cache is in use by a pending forwardAsync`);
+      if (cache.busy) throw attnRangeError('ERR_ATTN_VALUE', `${fn}: the cache is in use by a pending forwardAsync (or a forward still running)`);
       if (cache.batch !== B) throw attnRangeError('ERR_ATTN_SHAPE', `${fn}: cache was created for batch ${cache.batch}, x has batch ${B}`);
       const { length, maxLength } = cache.state;
       if (length + Sq > maxLength) {
@@ -173,18 +182,26 @@ export class MultiHeadAttention {
 
   /** y = concat_h(attention(x·Wqᵀ + bq, kv·Wkᵀ + bk, kv·Wvᵀ + bv))·Woᵀ + bo, x [B, S, E] -> [B, S, E] */
   forward(x: Tensor, options?: MultiHeadForwardOptions): Tensor {
-    const kernel = this.#live('forward');
+    this.#live('forward');
     const { args, outShape, cache } = this.#resolve('forward', x, options);
+    const kernel = this.#live('forward'); // (a getter read while resolving may have disposed it)
     checkNotInFlight('forward', forwardReads(args), [['out', args.out]]);
-    kernel.forward(args);
-    if (cache) cache.state.length += args.seqQ;
+    // busy while the kernel runs, as for forwardAsync: nothing may append to the cache meanwhile
+    if (cache) cache.busy = true;
+    try {
+      kernel.forward(args);
+      if (cache) cache.state.length += args.seqQ;
+    } finally {
+      if (cache) cache.busy = false;
+    }
     return { data: args.out, shape: outShape };
   }
 
   /** forward() computed off the calling thread where the backend can; as for attentionAsync, keep the arrays' buffers attached until it settles. */
   async forwardAsync(x: Tensor, options?: MultiHeadForwardOptions): Promise<Tensor> {
-    const kernel = this.#live('forwardAsync');
+    this.#live('forwardAsync');
     const { args, outShape, cache } = this.#resolve('forwardAsync', x, options);
+    const kernel = this.#live('forwardAsync');
     checkFixedLength('forwardAsync', [['x', args.x], ['key', args.kv], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
     const release = holdInFlight('forwardAsync', forwardReads(args), [['out', args.out]]);
     if (cache) cache.busy = true;

@@ -34,8 +34,9 @@ export function checkShape(shape: unknown, what: string): number[] {
   }
   // a plain loop: tensor() freezes its shapes, and forEach and slice on a frozen array take V8's
   // slow path (~1.4 us against ~0.1 us per shape, several shapes per call)
-  const dims = new Array<number>(shape.length);
-  for (let i = 0; i < shape.length; i++) {
+  const rank = shape.length; // (read once: a getter at an index could shorten the array)
+  const dims = new Array<number>(rank);
+  for (let i = 0; i < rank; i++) {
     const d: unknown = shape[i];
     if (typeof d !== 'number' || !Number.isInteger(d)) {
       throw attnTypeError('ERR_ATTN_TYPE', `${what}: shape[${i}] must be an integer, got ${describe(d)}`);

@@ -19,6 +19,17 @@ const byteLengthGetter = intrinsic('byteLength');
 const byteOffsetGetter = intrinsic('byteOffset');
 const bufferGetter = intrinsic('buffer');
 
+const setMethod = (typedArrayProto as { set: (this: unknown, src: ArrayLike<number>, offset?: number) => void }).set;
+
+/**
+ * dst.set(src, offset) through %TypedArray%.prototype.set: `dst` may be the caller's `out`, and
+ * a subclass's own set() would run the caller's code while a kernel's results are being written
+ * (it could call the library again on the same KV cache mid-call).
+ */
+export function setInto(dst: Float32Array, src: Float32Array, offset = 0): void {
+  setMethod.call(dst, src, offset);
+}
+
 /** the element count of a typed array (0 once its buffer is detached) */
 export const viewLength = (v: ArrayBufferView): number => lengthGetter.call(v) as number;
 /** the bytes a typed array spans (0 once its buffer is detached) */

@@ -126,6 +126,55 @@ for (const variant of variants()) {
       assert.deepEqual(Array.from(out.subarray(0, 2)), [1, 0]); // row 0 sees key 0 only
     });
 
+    it("an out whose own set() calls forward on the same cache: never run (results are written through the built-in set)", () => {
+      const E = 16;
+      const w = () => new Float32Array(E * E).map((_, i) => ((i % 5) - 2) * 0.02);
+      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      try {
+        const cache = mha.createCache({ batch: 1, maxLength: 4 });
+        const tok = (v: number) => tensor(new Float32Array(E).fill(v), [1, 1, E]);
+        mha.forward(tok(0.1), { cache });
+        let calls = 0;
+        class Out extends Float32Array {
+          override set(src: ArrayLike<number>, offset?: number): void {
+            calls++;
+            mha.forward(tok(0.2), { cache });
+            super.set(src, offset);
+          }
+        }
+        mha.forward(tok(0.3), { cache, out: new Out(E) });
+        assert.equal(calls, 0);
+        assert.equal(cache.length, 2);
+      } finally {
+        mha.dispose();
+      }
+    });
+
+    it('close() or dispose() from a getter: the call refuses instead of computing on what was closed', () => {
+      const own = facadeOf(variant);
+      const q = tensor(new Float32Array(8).fill(0.1), [1, 1, 2, 4]);
+      expectCode(() => own.attention(q, q, q, { get causal() { own.close(); return false; } }), 'ERR_ATTN_DISPOSED');
+      const other = facadeOf(variant);
+      const E = 8;
+      const w = () => new Float32Array(E * E);
+      expectCode(() => other.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), get wo() { other.close(); return w(); } }), 'ERR_ATTN_DISPOSED');
+      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      const x = tensor(new Float32Array(E), [1, 1, E]);
+      expectCode(() => mha.forward(x, { get causal() { mha.dispose(); return false; } }), 'ERR_ATTN_DISPOSED');
+    });
+
+    it('KvCache is made by createCache() only; a shape that shortens itself is read once', () => {
+      const E = 8;
+      const w = () => new Float32Array(E * E);
+      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      const Ctor = mha.createCache({ batch: 1, maxLength: 2 }).constructor as new (...a: unknown[]) => unknown;
+      expectCode(() => new Ctor(mha, 1, 1.5, E), 'ERR_ATTN_TYPE', /createCache/);
+      mha.dispose();
+      const shape = [2, 3];
+      Object.defineProperty(shape, 0, { get() { shape.length = 1; return 2; } });
+      expectCode(() => attn.alloc(shape), 'ERR_ATTN_TYPE', /shape\[1\] must be an integer, got undefined/);
+    });
+
     it('a forward nested in a getter cannot overfill the cache checked for room', () => {
       const E = 16;
       const w = () => new Float32Array(E * E).map((_, i) => ((i % 7) - 3) * 0.01);

@@ -5,6 +5,7 @@
 import type { AttentionArgs, Backend, MatmulArgs, ResolvedMask, SoftmaxArgs, Strides3 } from '../backend.js';
 import * as reference from '../reference/index.js';
 import type { Tensor } from '../tensor.js';
+import { setInto } from '../typed-arrays.js';
 
 /** Copies a strided [B, H, S, D] tensor into a contiguous bhsd one. */
 function gather(data: Float32Array, st: Strides3, B: number, H: number, S: number, D: number): Tensor {
@@ -24,7 +25,7 @@ function scatter(src: Float32Array, dst: Float32Array, st: Strides3, B: number, 
   let o = 0;
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++)
-      for (let s = 0; s < S; s++, o += D) dst.set(src.subarray(o, o + D), b * st.b + h * st.h + s * st.s);
+      for (let s = 0; s < S; s++, o += D) setInto(dst, src.subarray(o, o + D), b * st.b + h * st.h + s * st.s);
 }
 
 /** A resolved mask is a contiguous tensor whose broadcast axes have size 1: rebuild that shape. */
@@ -55,11 +56,11 @@ export function matmulJs(a: MatmulArgs): void {
   const bMat = a.transposeB ? [a.n, a.k] : [a.k, a.n];
   const bShape = a.strideB === 0 ? bMat : [a.batch, ...bMat];
   const result = reference.matmul({ data: a.a, shape: aShape }, { data: a.b, shape: bShape }, { transposeB: a.transposeB, bias: a.bias });
-  a.out.set(result.data);
+  setInto(a.out, result.data);
 }
 
 export function softmaxJs(a: SoftmaxArgs): void {
-  a.out.set(reference.softmax({ data: a.x, shape: [a.rows, a.cols] }, { scale: a.scale }).data);
+  setInto(a.out, reference.softmax({ data: a.x, shape: [a.rows, a.cols] }, { scale: a.scale }).data);
 }
 
 export function createJsBackend(): Backend {
