@@ -121,7 +121,7 @@ export class Attention {
     checkFixedLength('attentionAsync', [['q', args.q], ['k', args.k], ['v', args.v], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
     const writes = attentionWrites(args);
     const outputsAttached = attachedNow(writes);
-    const release = holdInFlight('attentionAsync', attentionReads(args), writes);
+    const release = holdInFlight('attentionAsync', attentionReads(args), writes, [q, k, v, options]);
     try {
       await backend.attentionAsync(args);
     } finally {

@@ -18,6 +18,8 @@ interface Claim {
   fn: string;
   reads: Array<readonly [string, ArrayBufferView]>;
   writes: Array<readonly [string, ArrayBufferView]>;
+  /** held, never read: see holdInFlight */
+  keep?: unknown;
 }
 
 // One set per JS realm, kept on globalThis, so that the ESM and CommonJS copies of this module
@@ -71,10 +73,13 @@ export function checkNotInFlight(fn: string, reads: NamedArrays, writes: NamedAr
 
 /**
  * checkNotInFlight, then holds the arrays for an async call until the returned release runs
- * (when its promise settles, either way).
+ * (when its promise settles, either way). `keep`: the caller's own objects (tensors, options),
+ * held as long: the call uses plain views of their arrays, and a wasm alloc() block is freed
+ * when the caller's array is collected, so that array must outlive the call even if the caller
+ * drops it.
  */
-export function holdInFlight(fn: string, reads: NamedArrays, writes: NamedArrays): () => void {
-  const claim: Claim = { fn, reads: present(reads), writes: present(writes) };
+export function holdInFlight(fn: string, reads: NamedArrays, writes: NamedArrays, keep?: unknown): () => void {
+  const claim: Claim = { fn, reads: present(reads), writes: present(writes), keep };
   conflict(fn, claim.reads, claim.writes);
   pending.add(claim);
   return () => void pending.delete(claim);

@@ -203,7 +203,7 @@ export class MultiHeadAttention {
     const { args, outShape, cache } = this.#resolve('forwardAsync', x, options);
     const kernel = this.#live('forwardAsync');
     checkFixedLength('forwardAsync', [['x', args.x], ['key', args.kv], ['out', args.out], ['mask', args.mask?.data], ['keyLengths', args.keyLengths]]);
-    const release = holdInFlight('forwardAsync', forwardReads(args), [['out', args.out]]);
+    const release = holdInFlight('forwardAsync', forwardReads(args), [['out', args.out]], [x, options]);
     if (cache) cache.busy = true;
     try {
       await kernel.forwardAsync(args);
