@@ -13,7 +13,6 @@ import { attnRangeError } from './errors.js';
 import { viewByteLength, type NamedArrays } from './typed-arrays.js';
 import { overlaps } from './validate.js';
 
-
 interface Claim {
   fn: string;
   reads: Array<readonly [string, ArrayBufferView]>;
