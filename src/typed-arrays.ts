@@ -6,14 +6,13 @@
  * additive one. The %TypedArray%.prototype[@@toStringTag] getter reads the array's internal
  * type, whatever its realm, and cannot be spoofed by an object's own Symbol.toStringTag.
  */
-const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
-  .get as (this: unknown) => string | undefined;
+const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const intrinsic = (name: PropertyKey) => Object.getOwnPropertyDescriptor(typedArrayProto, name)!.get as (this: unknown) => unknown;
+const typedArrayTag = intrinsic(Symbol.toStringTag) as (this: unknown) => string | undefined;
 
 // A typed array's length, byte length, offset and buffer read through %TypedArray%.prototype's
 // own getters: a subclass may redefine `length` or `byteLength`, and sizes read through those
 // would let it pass validation with one size and hand a copy or a kernel another.
-const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
-const intrinsic = (name: string) => Object.getOwnPropertyDescriptor(typedArrayProto, name)!.get as (this: unknown) => unknown;
 const lengthGetter = intrinsic('length');
 const byteLengthGetter = intrinsic('byteLength');
 const byteOffsetGetter = intrinsic('byteOffset');

@@ -459,24 +459,29 @@ export function resolveMultiHeadParams(fn: string, params: unknown): MultiHeadPa
   numel([E, E], `${fn}: wq`);
   const headDim = E / Hq;
   const kvDim = Hkv * headDim;
-  const bias = (name: string, n: number) => (p[name] === undefined ? undefined : checkWeight(fn, name, p[name], n, undefined));
+  // (each weight's size noted as soon as it is checked, as resolveAttention does for its tensors)
+  const checked: Array<ReturnType<typeof sized>> = [];
+  const weight = (name: string, rows: number, cols: number | undefined) => {
+    const w = checkWeight(fn, name, p[name], rows, cols);
+    checked.push(sized(name, w));
+    return w;
+  };
+  const bias = (name: string, n: number) => (p[name] === undefined ? undefined : weight(name, n, undefined));
   const resolved: MultiHeadParams = {
     embedDim: E,
     numHeads: Hq,
     numKvHeads: Hkv,
     headDim,
     kvDim,
-    wq: checkWeight(fn, 'wq', p.wq, E, E),
-    wk: checkWeight(fn, 'wk', p.wk, kvDim, E),
-    wv: checkWeight(fn, 'wv', p.wv, kvDim, E),
-    wo: checkWeight(fn, 'wo', p.wo, E, E),
+    wq: weight('wq', E, E),
+    wk: weight('wk', kvDim, E),
+    wv: weight('wv', kvDim, E),
+    wo: weight('wo', E, E),
     bq: bias('bq', E),
     bk: bias('bk', kvDim),
     bv: bias('bv', kvDim),
     bo: bias('bo', E),
   };
-  const { wq, wk, wv, wo, bq, bk, bv, bo } = resolved;
-  const sizes: Array<[string, Float32Array | undefined, number]> = [['wq', wq, E * E], ['wk', wk, kvDim * E], ['wv', wv, kvDim * E], ['wo', wo, E * E], ['bq', bq, E], ['bk', bk, kvDim], ['bv', bv, kvDim], ['bo', bo, E]];
-  checkStillSized(fn, sizes);
+  checkStillSized(fn, checked);
   return resolved;
 }
