@@ -38,6 +38,13 @@ function withDataGetter(t: Tensor, sideEffect: () => void): Tensor {
   };
 }
 
+/** The embedding size of smallBlock(). */
+const E = 16;
+/** A square weight of the small block: fixed, non-zero values (what they compute is not checked here). */
+const weight = () => new Float32Array(E * E).map((_, i) => ((i % 7) - 3) * 0.01);
+/** A small multi-head block (embedDim E, 2 heads) for the cache and dispose cases. */
+const smallBlock = (attn: Attention) => attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: weight(), wk: weight(), wv: weight(), wo: weight() });
+
 for (const variant of variants()) {
   describe(`caller code during validation: ${variant.label}`, () => {
     let attn: Attention;
@@ -99,9 +106,7 @@ for (const variant of variants()) {
     });
 
     it('a cache whose length is shadowed, or a Proxy around one, cannot pass the room check', () => {
-      const E = 16;
-      const w = () => new Float32Array(E * E).fill(0.01);
-      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      const mha = smallBlock(attn);
       try {
         const cache = mha.createCache({ batch: 1, maxLength: 2 });
         const x = tensor(new Float32Array(2 * E).fill(0.1), [1, 2, E]);
@@ -127,9 +132,7 @@ for (const variant of variants()) {
     });
 
     it("an out whose own set() calls forward on the same cache: never run (results are written through the built-in set)", () => {
-      const E = 16;
-      const w = () => new Float32Array(E * E).map((_, i) => ((i % 5) - 2) * 0.02);
-      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      const mha = smallBlock(attn);
       try {
         const cache = mha.createCache({ batch: 1, maxLength: 4 });
         const tok = (v: number) => tensor(new Float32Array(E).fill(v), [1, 1, E]);
@@ -155,18 +158,14 @@ for (const variant of variants()) {
       const q = tensor(new Float32Array(8).fill(0.1), [1, 1, 2, 4]);
       expectCode(() => own.attention(q, q, q, { get causal() { own.close(); return false; } }), 'ERR_ATTN_DISPOSED');
       const other = facadeOf(variant);
-      const E = 8;
-      const w = () => new Float32Array(E * E);
-      expectCode(() => other.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), get wo() { other.close(); return w(); } }), 'ERR_ATTN_DISPOSED');
-      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      expectCode(() => other.multiHeadAttention({ embedDim: E, numHeads: 2, wq: weight(), wk: weight(), wv: weight(), get wo() { other.close(); return weight(); } }), 'ERR_ATTN_DISPOSED');
+      const mha = smallBlock(attn);
       const x = tensor(new Float32Array(E), [1, 1, E]);
       expectCode(() => mha.forward(x, { get causal() { mha.dispose(); return false; } }), 'ERR_ATTN_DISPOSED');
     });
 
     it('KvCache is made by createCache() only; a shape that shortens itself is read once', () => {
-      const E = 8;
-      const w = () => new Float32Array(E * E);
-      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      const mha = smallBlock(attn);
       const Ctor = mha.createCache({ batch: 1, maxLength: 2 }).constructor as new (...a: unknown[]) => unknown;
       expectCode(() => new Ctor(mha, 1, 1.5, E), 'ERR_ATTN_TYPE', /createCache/);
       mha.dispose();
@@ -176,9 +175,7 @@ for (const variant of variants()) {
     });
 
     it('a forward nested in a getter cannot overfill the cache checked for room', () => {
-      const E = 16;
-      const w = () => new Float32Array(E * E).map((_, i) => ((i % 7) - 3) * 0.01);
-      const mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+      const mha = smallBlock(attn);
       try {
         const cache = mha.createCache({ batch: 1, maxLength: 4 });
         const x = (s: number) => tensor(new Float32Array(s * E).fill(0.1), [1, s, E]);
