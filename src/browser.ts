@@ -56,23 +56,25 @@ function pickBuild(requested: WasmBuild | undefined): WasmBuild {
 }
 
 /**
- * new Worker(url) for a module worker. A script of another origin (this package from a CDN) is
- * refused as a worker (SecurityError), but may be imported: a same-origin blob that imports it
- * serves instead (the module reaches the worker by message, so nothing is fetched relative to it).
+ * new Worker(url) for a module worker, and what frees what starting it took. A script of another
+ * origin (this package from a CDN) is refused as a worker (SecurityError), but may be imported: a
+ * same-origin blob that imports it serves instead (the module reaches the worker by message, so
+ * nothing is fetched relative to it).
  */
-function startWorker(url: URL | string): Worker {
+function startWorker(url: URL | string): { w: Worker; release: () => void } {
   try {
-    return new Worker(url, { type: 'module' });
+    return { w: new Worker(url, { type: 'module' }), release: () => {} };
   } catch (err) {
     if ((err as Error)?.name !== 'SecurityError' || typeof Blob !== 'function' || typeof URL.createObjectURL !== 'function') throw err;
     const href = new URL(String(url), typeof location !== 'undefined' ? location.href : import.meta.url).href;
     const blob = URL.createObjectURL(new Blob([`import ${JSON.stringify(href)};\n`], { type: 'text/javascript' }));
     const w = new Worker(blob, { type: 'module' });
-    // the blob is read when the worker starts: freed once it has answered (or failed)
-    const revoke = () => URL.revokeObjectURL(blob);
-    w.addEventListener('message', revoke, { once: true });
-    w.addEventListener('error', revoke, { once: true });
-    return w;
+    // the blob is read when the worker starts: freed once it has answered or failed, or when it
+    // is terminated before either (revoking twice is harmless)
+    const release = () => URL.revokeObjectURL(blob);
+    w.addEventListener('message', release, { once: true });
+    w.addEventListener('error', release, { once: true });
+    return { w, release };
   }
 }
 
@@ -81,7 +83,7 @@ function browserRunner(inst: WasmInstance, worker: URL | string | false | undefi
   return () => {
     if (worker === false || typeof Worker !== 'function') return undefined;
     const url = worker ?? new URL('./wasm-worker.mjs', import.meta.url);
-    const w = startWorker(url);
+    const { w, release } = startWorker(url);
     const like: WorkerLike = {
       post: (msg, transfer) => w.postMessage(msg, transfer ?? []),
       onMessage: (cb) => w.addEventListener('message', (e) => cb((e as MessageEvent).data)),
@@ -89,7 +91,10 @@ function browserRunner(inst: WasmInstance, worker: URL | string | false | undefi
         w.addEventListener('error', (e) => cb(new Error((e as ErrorEvent).message || `could not start the worker ${String(url)}`)));
         w.addEventListener('messageerror', () => cb(new Error('a message to the worker could not be deserialised')));
       },
-      terminate: () => w.terminate(),
+      terminate: () => {
+        w.terminate();
+        release();
+      },
     };
     return createWorkerRunner(like, inst.module, inst.shared, inst.shared ? inst.heap.memory : undefined);
   };

@@ -56,6 +56,9 @@ function mhaForward(id: number, mhaId: number, c: WorkerMhaCall): { reply: Worke
       maxLength: cache.maxLength,
       length: cache.length,
       epoch: cache.epoch,
+      // what the calling thread sent before is all the twin's mirror may trust: a call computed
+      // here and then refused there left rows here that the cache's record does not have
+      known: cache.from,
       rows: (from, to) => {
         if (from !== cache.from || to !== cache.length) throw new Error(`wasm-worker: cache rows ${from}..${to} were not sent (${cache.from}..${cache.length})`);
         return { k: cache.k, v: cache.v };

@@ -6,7 +6,7 @@
  */
 import type { AttentionArgs, Backend, KvCacheState, MatmulArgs, MultiHeadKernel, MultiHeadParams, SoftmaxArgs } from '../backend.js';
 import { attachedNow, attnError, copyResult } from '../errors.js';
-import { isFloat32Array, isInt32Array } from '../typed-arrays.js';
+import { isFloat32Array, isInt32Array, viewLength } from '../typed-arrays.js';
 import { CallFrame, WasmHeap } from './wasm-heap.js';
 import type { WasmExports, WasmInstance } from './wasm-instance.js';
 import { WasmMhaCore, appendRows, recordRows, type MhaCall, type MhaResult } from './wasm-multihead.js';
@@ -380,13 +380,16 @@ function createMultiHead(
   const inWorker = async (w: WorkerRunner, a: Parameters<MultiHeadKernel['forward']>[0]) => {
     const id = twin(w);
     const { cache, out, ...rest } = toCall(a);
-    const wc: WorkerMhaCall = { ...rest, outLength: out.length };
+    const wc: WorkerMhaCall = { ...rest, outLength: viewLength(out) };
     if (a.cache && cache) {
       const known = workerSynced.get(cache.id);
       const from = known && known.epoch === cache.epoch ? Math.min(known.rows, a.cache.length) : 0;
       const rows = recordRows(a.cache.k, a.cache.v, a.batch, a.cache.maxLength, KV, from, a.cache.length);
       wc.cache = { id: cache.id, maxLength: cache.maxLength, length: cache.length, epoch: cache.epoch, from, k: rows.k, v: rows.v };
     }
+    // until this call is recorded, the worker's mirror may hold rows the record does not (a call
+    // that computed there, then was refused here): the next call sends every row
+    if (cache) workerSynced.delete(cache.id);
     const r = await w.mhaForward(id, wc);
     copyResult(a.out, r.out, 'args.out');
     record(a, r);

@@ -202,6 +202,8 @@ export class CallFrame {
   readonly #temps: number[] = [];
   readonly #copyIn: Array<[number, Typed, number]> = [];
   readonly #copyOut: Array<[number, Float32Array, number, string]> = [];
+  /** outputs used in place (alloc() views): a grow of a memory that is not shared detaches them */
+  readonly #ownedOut: Array<[Float32Array, string]> = [];
   readonly #pending: Array<{ bytes: number; assign: (off: number) => void }> = [];
 
   constructor(heap: WasmHeap) {
@@ -225,7 +227,10 @@ export class CallFrame {
   /** an output array (`name` for the error if its buffer is detached before finish()) */
   output(view: Float32Array | undefined, set: (ptr: number) => void, name: string): void {
     if (!view) return set(0);
-    if (this.#heap.owns(view)) return set(viewByteOffset(view));
+    if (this.#heap.owns(view)) {
+      this.#ownedOut.push([view, name]);
+      return set(viewByteOffset(view));
+    }
     this.#pending.push({
       bytes: viewByteLength(view),
       assign: (off) => {
@@ -240,34 +245,52 @@ export class CallFrame {
   }
 
   /**
-   * Allocates the temporary blocks and copies the inputs in. The blocks are carved from one
-   * allocation (each 64-byte aligned), and the copies go through the heap's cached views: a
-   * small call spent more time in per-block allocs and frees and in the views made for each
-   * copy than in its kernel.
+   * Allocates the temporary blocks and copies the inputs in; on a failure the frame's blocks are
+   * released.
    */
   commit(): void {
-    if (this.#pending.length > 0) {
-      let total = 0;
-      for (const p of this.#pending) {
-        // a size that is not a count of bytes (once: a 32-bit size read back as negative) is refused, not rounded up to a block
-        if (!(p.bytes >= 0 && Number.isFinite(p.bytes))) throw allocError(p.bytes, 'invalid size');
-        total += blockBytes(p.bytes);
+    try {
+      this.#allocate();
+      // An alloc() output used in place loses its result if the memory grew (not shared: the
+      // grow detached it; the kernel would write where the caller can no longer look).
+      for (const [view, name] of this.#ownedOut) {
+        if (viewByteLength(view) === 0) {
+          throw attnRangeError('ERR_ATTN_SIZE', `wasm: ${name} is an alloc() tensor, and this call grew the WebAssembly memory, which is not shared, so the grow detached it and its result would be lost; nothing was computed. Pass the call's other arrays as alloc() tensors too (nothing is copied in then); a shared memory, where the runtime allows one, has no such limit`);
+        }
       }
-      const base = this.#heap.alloc(total);
-      this.#temps.push(base);
-      let off = base;
-      for (const p of this.#pending) {
-        p.assign(off);
-        off += blockBytes(p.bytes);
+      for (const [off, view, bytes] of this.#copyIn) {
+        // the block holds the bytes the view had when it was added: never copy more into it
+        if (viewByteLength(view) !== bytes) throw attnRangeError('ERR_ATTN_SIZE', 'wasm: an input array changed size while the call was being prepared');
+        this.#heap.copiedIn += bytes;
+        if (isFloat32Array(view)) this.#heap.f32.set(view, off >>> 2);
+        else if (isInt32Array(view)) this.#heap.i32.set(view, off >>> 2);
+        else this.#heap.u8.set(view, off);
       }
+    } catch (e) {
+      this.release();
+      throw e;
     }
-    for (const [off, view, bytes] of this.#copyIn) {
-      // the block holds the bytes the view had when it was added: never copy more into it
-      if (viewByteLength(view) !== bytes) throw attnRangeError('ERR_ATTN_SIZE', 'wasm: an input array changed size while the call was being prepared');
-      this.#heap.copiedIn += bytes;
-      if (isFloat32Array(view)) this.#heap.f32.set(view, off >>> 2);
-      else if (isInt32Array(view)) this.#heap.i32.set(view, off >>> 2);
-      else this.#heap.u8.set(view, off);
+  }
+
+  /**
+   * Allocates the temporary blocks. They are carved from one allocation (each 64-byte aligned),
+   * and the copies go through the heap's cached views: a small call spent more time in per-block
+   * allocs and frees and in the views made for each copy than in its kernel.
+   */
+  #allocate(): void {
+    if (this.#pending.length === 0) return;
+    let total = 0;
+    for (const p of this.#pending) {
+      // a size that is not a count of bytes (once: a 32-bit size read back as negative) is refused, not rounded up to a block
+      if (!(p.bytes >= 0 && Number.isFinite(p.bytes))) throw allocError(p.bytes, 'invalid size');
+      total += blockBytes(p.bytes);
+    }
+    const base = this.#heap.alloc(total);
+    this.#temps.push(base);
+    let off = base;
+    for (const p of this.#pending) {
+      p.assign(off);
+      off += blockBytes(p.bytes);
     }
   }
 

@@ -53,6 +53,11 @@ export interface MhaCall {
     length: number;
     /** KvCacheState.epoch: changes when the cache is reset */
     epoch: number;
+    /**
+     * rows [0, known) the caller knows a mirror to hold (a worker's twin: those it was sent
+     * before); undefined: every row the mirror has caught up
+     */
+    known?: number;
     /** rows [from, to) of every batch, [B, to - from, kvDim] each */
     rows(from: number, to: number): { k: Float32Array; v: Float32Array };
   };
@@ -193,7 +198,7 @@ export class WasmMhaCore {
       m.synced = 0;
       m.epoch = c.epoch;
     }
-    if (c.length < m.synced) m.synced = c.length;
+    m.synced = Math.min(m.synced, c.length, c.known ?? c.length);
     if (m.synced < c.length) {
       // catch up from the record: rows written by the other thread
       const KV = this.#p.kvDim;

@@ -9,6 +9,7 @@
  */
 import type { AttentionArgs } from '../backend.js';
 import { attnError, copyResult, type AttentionErrorCode } from '../errors.js';
+import { viewLength } from '../typed-arrays.js';
 import type { AsyncRunner, KernelCall } from './wasm-core.js';
 import type { MhaCall, PackedMha } from './wasm-multihead.js';
 
@@ -58,16 +59,19 @@ export function toRequest(id: number, a: AttentionArgs, transfer: Transferable[]
     mask: a.mask ? { ...a.mask, data: compact(a.mask.data, transfer) } : undefined,
     keyLengths: a.keyLengths ? compact(a.keyLengths, transfer) : undefined,
   };
-  return { type: 'attention', id, args, outLength: out.length, weightsLength: weights ? weights.length : 0 };
+  // sized through the built-in accessors: `out` is the caller's own array, and its own `length`
+  // (a subclass's getter) would size the worker's block
+  return { type: 'attention', id, args, outLength: viewLength(out), weightsLength: weights ? viewLength(weights) : 0 };
 }
 
+/**
+ * A reply's error: a coded one is the call's own (as the calling thread would have thrown it);
+ * one without a code is the worker's (its protocol, its module), and the call is computed on the
+ * calling thread instead.
+ */
 function toError(e: NonNullable<WorkerReply['error']>): Error {
-  if (e.code) {
-    const err = attnError(e.code as AttentionErrorCode, e.message);
-    return err;
-  }
-  const err = e.name === 'RangeError' ? new RangeError(e.message) : e.name === 'TypeError' ? new TypeError(e.message) : new Error(e.message);
-  return err;
+  if (e.code) return attnError(e.code as AttentionErrorCode, e.message);
+  return workerFailed(`wasm worker: ${e.message}`);
 }
 
 export interface WorkerRunner extends AsyncRunner {
@@ -152,7 +156,14 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
     return new Promise<WorkerReply>((resolve, reject) => {
       pending.set(id, { resolve, reject });
       worker.ref?.();
-      worker.post({ ...msg, id }, transfer);
+      try {
+        worker.post({ ...msg, id }, transfer);
+      } catch (err) {
+        // the message could not be sent (a DataCloneError): the call is computed here instead
+        pending.delete(id);
+        settle();
+        reject(workerFailed(`wasm worker: the call could not be sent: ${(err as Error)?.message}`));
+      }
     });
   };
 
