@@ -11,19 +11,16 @@ import { fmadd } from './math';
  * C[4][8] (row stride ldc bytes) = init + A[4][K] (row stride lda bytes) * panel[K][8]
  * (row stride ldp bytes: 32 for a packed panel, or a plain row-major matrix's stride).
  * init: pointer to an 8-float row added to every row (a bias), or 0 for none.
- * accumulate: when true, C's current contents are added (init ignored).
+ * accumulate: when true, C's current contents are added (init ignored): the K products are
+ * summed from zero and the sum added to C at the end, so they are rounded at the size of their
+ * own sum, not of C's (attention's P * V over a long row: C holds every earlier tile's sum).
  */
 // @ts-ignore: decorator
 @inline export function kernel4x8(
   a: usize, lda: usize, panel: usize, ldp: usize, K: i32, c: usize, ldc: usize, init: usize, accumulate: bool
 ): void {
   let c00: v128, c01: v128, c10: v128, c11: v128, c20: v128, c21: v128, c30: v128, c31: v128;
-  if (accumulate) {
-    c00 = v128.load(c); c01 = v128.load(c, 16);
-    c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
-    c20 = v128.load(c + (ldc << 1)); c21 = v128.load(c + (ldc << 1), 16);
-    c30 = v128.load(c + ldc * 3); c31 = v128.load(c + ldc * 3, 16);
-  } else if (init != 0) {
+  if (init != 0 && !accumulate) {
     c00 = v128.load(init); c01 = v128.load(init, 16);
     c10 = c00; c11 = c01; c20 = c00; c21 = c01; c30 = c00; c31 = c01;
   } else {
@@ -48,6 +45,12 @@ import { fmadd } from './math';
     a0 += 4;
     p += ldp;
   }
+  if (accumulate) {
+    c00 = f32x4.add(v128.load(c), c00); c01 = f32x4.add(v128.load(c, 16), c01);
+    c10 = f32x4.add(v128.load(c + ldc), c10); c11 = f32x4.add(v128.load(c + ldc, 16), c11);
+    c20 = f32x4.add(v128.load(c + (ldc << 1)), c20); c21 = f32x4.add(v128.load(c + (ldc << 1), 16), c21);
+    c30 = f32x4.add(v128.load(c + ldc * 3), c30); c31 = f32x4.add(v128.load(c + ldc * 3, 16), c31);
+  }
   v128.store(c, c00); v128.store(c, c01, 16);
   v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
   v128.store(c + (ldc << 1), c20); v128.store(c + (ldc << 1), c21, 16);
@@ -60,9 +63,7 @@ import { fmadd } from './math';
   a: usize, panel: usize, ldp: usize, K: i32, c: usize, init: usize, accumulate: bool
 ): void {
   let c0: v128, c1: v128;
-  if (accumulate) {
-    c0 = v128.load(c); c1 = v128.load(c, 16);
-  } else if (init != 0) {
+  if (init != 0 && !accumulate) {
     c0 = v128.load(init); c1 = v128.load(init, 16);
   } else {
     c0 = f32x4.splat(0); c1 = c0;
@@ -76,6 +77,9 @@ import { fmadd } from './math';
     c1 = fmadd(s, v128.load(p, 16), c1);
     a0 += 4;
     p += ldp;
+  }
+  if (accumulate) {
+    c0 = f32x4.add(v128.load(c), c0); c1 = f32x4.add(v128.load(c, 16), c1);
   }
   v128.store(c, c0); v128.store(c, c1, 16);
 }

@@ -152,12 +152,15 @@ static inline void qk_tile(const float* __restrict qt, const float* __restrict k
 }
 
 // ot[n][q] += sum_j pt[j][q] * v_j[c0 + n]   for n < N columns (the online-softmax rescale of
-// ot, when the running max moved, is a separate pass: it is rare)
+// ot, when the running max moved, is a separate pass: it is rare). The block's sums start at zero
+// and are added to ot at the end: summed onto ot itself, every product of a long row was rounded
+// at the size of the whole running sum (a relative error growing with Sk, ~6e-5 at 100k keys);
+// so only the block's ~bk products and the row's Sk / bk block sums are.
 template <int N>
 static inline void pv_tile(const float* __restrict pt, int64_t nk, const float* __restrict v0, int64_t vs,
                            float* __restrict ot) {
   T acc[N][kAttMR];
-  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::load(ot + n * BQ + m * W);
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
   SA_ATT_UNROLL for (int64_t j = 0; j < nk; ++j) {
     T pv[kAttMR];
     SA_UNROLL for (int m = 0; m < kAttMR; ++m) pv[m] = V::load(pt + j * BQ + m * W);
@@ -167,7 +170,8 @@ static inline void pv_tile(const float* __restrict pt, int64_t nk, const float* 
       SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::fmadd(pv[m], b, acc[n][m]);
     }
   }
-  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(ot + n * BQ + m * W, acc[n][m]);
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m)
+    V::store(ot + n * BQ + m * W, V::add(V::load(ot + n * BQ + m * W), acc[n][m]));
 }
 
 template <int N>
