@@ -308,6 +308,40 @@ describe('browser: headless Chromium runs dist/browser.mjs', function () {
     }
   });
 
+  it('close() before a cross-origin worker has answered still frees the blob URL it was started from', async () => {
+    const cdn = await serve(true);
+    try {
+      const cdnBase = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
+      const got = await inPage<{ pending: string; made: number; kept: number }>(
+        page,
+        `async ({ url }) => {
+          const made = new Set();
+          const { createObjectURL: create, revokeObjectURL: revoke } = URL;
+          URL.createObjectURL = function (b) { const u = create.call(URL, b); made.add(u); return u; };
+          URL.revokeObjectURL = function (u) { made.delete(u); return revoke.call(URL, u); };
+          let count = 0;
+          try {
+            const m = await import(url);
+            const attn = await m.load({ backend: 'wasm' });
+            const q = m.tensor(new Float32Array(16).fill(0.1), [1, 1, 2, 8]);
+            const p = attn.attentionAsync(q, q, q).catch((e) => e.code);
+            count = made.size;
+            attn.close();
+            return { pending: await p, made: count, kept: made.size };
+          } finally {
+            Object.assign(URL, { createObjectURL: create, revokeObjectURL: revoke });
+          }
+        }`,
+        { url: `${cdnBase}/dist/browser.mjs?blob` },
+      );
+      assert.equal(got.pending, 'ERR_ATTN_DISPOSED');
+      assert.equal(got.made, 1, 'the worker was started through a blob, not yet revoked when close() ran');
+      assert.equal(got.kept, 0, 'close() revoked the blob URL');
+    } finally {
+      await new Promise<void>((resolve) => cdn.close(() => resolve()));
+    }
+  });
+
   it('takes the module from the caller (bytes, URL, compiled module), and alloc() views WASM memory', async () => {
     const rand = rng(104);
     const q = randomTensor(rand, [1, 2, 9, 16]);
