@@ -120,20 +120,33 @@ struct AddonData {
   Napi::FunctionReference resizable_getter;
 };
 
-// Whether a typed array's buffer is a resizable ArrayBuffer (an async call holds its arrays'
-// addresses while it runs, and a shrink would free memory under the kernel). A growable
-// SharedArrayBuffer never shrinks (the ArrayBuffer getter refuses one: false). Runs JS: read
-// before any address is taken.
-bool OnResizableBuffer(Napi::Env env, const Napi::TypedArray& ta) {
-  napi_value buffer = nullptr;
-  if (napi_get_typedarray_info(env, ta, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok) throw Napi::Error::New(env);
+// An async call holds its arrays' addresses while it runs, and a resizable ArrayBuffer could
+// shrink (free memory) under the kernel: such arrays are refused. Whether a buffer is resizable
+// is read through ArrayBuffer.prototype's `resizable` getter as it was when the addon loaded,
+// which is JS (script may have replaced it before then, and a replacement could transfer or
+// free any array). So every argument is checked first, before any address is taken: afterwards
+// no JS runs until the call is queued. A SharedArrayBuffer never shrinks (and the getter refuses
+// one); a getter that throws for an ArrayBuffer refuses the call (it cannot be told fixed).
+void RefuseResizable(Napi::Env env, const Napi::CallbackInfo& info, const char* const* names, size_t count) {
   AddonData* data = env.GetInstanceData<AddonData>();
-  if (!data || data->resizable_getter.IsEmpty()) return false;
-  try {
-    Napi::Value r = data->resizable_getter.Call(Napi::Value(env, buffer), {});
-    return r.IsBoolean() && r.As<Napi::Boolean>().Value();
-  } catch (const Napi::Error&) {
-    return false;  // not an ArrayBuffer (a SharedArrayBuffer)
+  if (!data || data->resizable_getter.IsEmpty()) return;  // a runtime without resizable buffers
+  for (size_t i = 0; i < count && i < info.Length(); ++i) {
+    if (!info[i].IsTypedArray()) continue;  // View() reports it
+    napi_value buffer = nullptr;
+    bool plain = false;
+    if (napi_get_typedarray_info(env, info[i], nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok ||
+        napi_is_arraybuffer(env, buffer, &plain) != napi_ok)
+      throw Napi::Error::New(env);
+    if (!plain) continue;
+    bool resizable = true;
+    std::string why = "is on a resizable ArrayBuffer, which could shrink while the async call runs";
+    try {
+      Napi::Value r = data->resizable_getter.Call(Napi::Value(env, buffer), {});
+      resizable = !(r.IsBoolean() && !r.As<Napi::Boolean>().Value());
+    } catch (const Napi::Error& e) {
+      why = "could not be told fixed-length: ArrayBuffer.prototype.resizable threw (" + e.Message() + ")";
+    }
+    if (resizable) Throw(env, "ERR_ATTN_TYPE", std::string(names[i]) + ": " + why, Kind::Type);
   }
 }
 
@@ -156,8 +169,6 @@ E* View(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typed
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
     Throw(env, "ERR_ATTN_TYPE", name + ": expected a " + tname + ", got " + TypeName(v), Kind::Type);
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (keep && OnResizableBuffer(env, ta))
-    Throw(env, "ERR_ATTN_TYPE", name + ": is on a resizable ArrayBuffer, which could shrink while the async call runs", Kind::Type);
   *len = ta.ElementLength();
   if (keep) keep->push_back({ta, name});
   if (*len == 0) return reinterpret_cast<E*>(alignof(E));  // never dereferenced
@@ -727,6 +738,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       auto c = core(env);
       int threads = 0;
       HeldArrays keep;
+      RefuseResizable(env, info, attn_slot::kArgNames, attn_slot::kArgs);
       AttnParams p = ReadAttention(info, "attentionAsync", &keep, &threads);
       auto* w = new KernelWorker(env, c.get(), c, keep, [c, p, threads]() {
         return WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); });
@@ -819,6 +831,7 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     namespace S = forward_slot;
     HeldArrays keep;
     HeldArrays* kp = async ? &keep : nullptr;
+    if (async) RefuseResizable(env, info, S::kArgNames, S::kArgs);
     const Header hd = ReadHeader(info, async ? "forwardAsync" : "forward", S::kCount, S::kArgs, S::kNames);
     const sa::MultiHeadConfig& cfg = weights_->config();
     const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;
@@ -896,7 +909,9 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
     const int th = (int)CheckedInt(env, "fmaPeakGflops: threads", info[0].As<Napi::Number>().DoubleValue(), 1, 1024);
     double ms = info[1].As<Napi::Number>().DoubleValue();
     if (!(ms > 0 && ms <= 60000)) Throw(env, "ERR_ATTN_VALUE", "fmaPeakGflops: millis (0, 60000]", Kind::Range);
-    return Napi::Number::New(env, sa::fma_peak_gflops(nullptr, th, ms));
+    const double r = sa::fma_peak_gflops(nullptr, th, ms);
+    if (r < 0) Throw(env, "ERR_ATTN_NATIVE", "fmaPeakGflops: could not start " + std::to_string(th) + " threads");
+    return Napi::Number::New(env, r);
   });
 }
 
@@ -909,6 +924,7 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
     const int th = (int)CheckedInt(env, "readBandwidthGBs: threads", info[1].As<Napi::Number>().DoubleValue(), 1, 1024);
     if (!(bytes >= 1 && bytes <= 64.0 * (1 << 30))) Throw(env, "ERR_ATTN_VALUE", "readBandwidthGBs: bytes 1..64 GiB", Kind::Range);
     double r = sa::read_bandwidth_gbs((int64_t)bytes, th);
+    if (r == sa::kThreadsRefused) Throw(env, "ERR_ATTN_NATIVE", "readBandwidthGBs: could not start " + std::to_string(th) + " threads");
     if (r < 0) Throw(env, "ERR_ATTN_ALLOC", "readBandwidthGBs: could not allocate the buffer");
     return Napi::Number::New(env, r);
   });

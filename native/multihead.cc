@@ -30,15 +30,26 @@ struct FloatBuf {
 MultiHeadWeights::MultiHeadWeights(const KernelTable* kt, const MultiHeadConfig& cfg) : kt_(kt), cfg_(cfg) {
   const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;
   const int64_t fq = kt->packed_b_floats(E, E), fkv = kt->packed_b_floats(E, 2 * KV), fo = kt->packed_b_floats(E, E);
-  void* mem = nullptr;
-  const size_t bytes = (size_t)(fq + fkv + fo) * sizeof(float);
-  if (posix_memalign(&mem, 64, bytes ? bytes : 64) != 0 || !mem) throw std::bad_alloc();
-  packed_ = (float*)mem;
-  bytes_ = (int64_t)bytes;
+  // Whatever may throw (the vectors) first, the packed block last: a constructor that throws runs
+  // no destructor, so a bad_alloc after the block was taken leaked it.
   // Wk and Wv stacked: [2*KV, E]
   std::vector<float> wkv((size_t)(2 * KV * E));
   memcpy(wkv.data(), cfg.wk, sizeof(float) * (size_t)(KV * E));
   memcpy(wkv.data() + KV * E, cfg.wv, sizeof(float) * (size_t)(KV * E));
+  has_bias_qkv_ = cfg.bq || cfg.bk || cfg.bv;
+  if (has_bias_qkv_) {
+    bias_qkv_.assign((size_t)(E + 2 * KV), 0.0f);
+    if (cfg.bq) memcpy(bias_qkv_.data(), cfg.bq, sizeof(float) * (size_t)E);
+    if (cfg.bk) memcpy(bias_qkv_.data() + E, cfg.bk, sizeof(float) * (size_t)KV);
+    if (cfg.bv) memcpy(bias_qkv_.data() + E + KV, cfg.bv, sizeof(float) * (size_t)KV);
+  }
+  has_bias_o_ = cfg.bo != nullptr;
+  if (has_bias_o_) bias_o_.assign(cfg.bo, cfg.bo + E);
+  void* mem = nullptr;
+  const size_t bytes = (size_t)(fq + fkv + fo) * sizeof(float);
+  if (posix_memalign(&mem, 64, bytes ? bytes : 64) != 0 || !mem) throw std::bad_alloc();
+  packed_ = (float*)mem;
+  bytes_ = (int64_t)bytes + (int64_t)(bias_qkv_.size() + bias_o_.size()) * 4;
   kt->pack_b(cfg.wq, E, true, E, E, packed_, &q_);
   kt->pack_b(wkv.data(), E, true, E, 2 * KV, packed_ + fq, &kv_);
   kt->pack_b(cfg.wo, E, true, E, E, packed_ + fq + fkv, &o_);
@@ -51,16 +62,6 @@ MultiHeadWeights::MultiHeadWeights(const KernelTable* kt, const MultiHeadConfig&
     qkv_.n = E + 2 * KV;
     qkv_.panel = q_.panel;
   }
-  has_bias_qkv_ = cfg.bq || cfg.bk || cfg.bv;
-  if (has_bias_qkv_) {
-    bias_qkv_.assign((size_t)(E + 2 * KV), 0.0f);
-    if (cfg.bq) memcpy(bias_qkv_.data(), cfg.bq, sizeof(float) * (size_t)E);
-    if (cfg.bk) memcpy(bias_qkv_.data() + E, cfg.bk, sizeof(float) * (size_t)KV);
-    if (cfg.bv) memcpy(bias_qkv_.data() + E + KV, cfg.bv, sizeof(float) * (size_t)KV);
-  }
-  has_bias_o_ = cfg.bo != nullptr;
-  if (has_bias_o_) bias_o_.assign(cfg.bo, cfg.bo + E);
-  bytes_ += (int64_t)(bias_qkv_.size() + bias_o_.size()) * 4;
   cfg_.wq = cfg_.wk = cfg_.wv = cfg_.wo = nullptr;
   cfg_.bq = cfg_.bk = cfg_.bv = cfg_.bo = nullptr;
 }

@@ -612,6 +612,49 @@ if (isMainThread) {
       b = load({ threads: 1 });
     });
 
+    // ArrayBuffer.prototype.resizable replaced before the addon loads (a polyfill, hostile script):
+    // the binding reads it through that getter, so it is JS, and it ran after earlier arrays'
+    // addresses were taken: one that transferred q away let the kernel read q's old memory
+    it('an async call asks whether its buffers are resizable before it takes any address (child process)', () => {
+      const r = child(
+        `const resizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable');
+         let q, kBuffer, throwFor;
+         Object.defineProperty(ArrayBuffer.prototype, 'resizable', {
+           configurable: true,
+           get() {
+             if (this === throwFor) throw new Error('no answer');
+             if (this === kBuffer && q.byteLength > 0) structuredClone(q.buffer, { transfer: [q.buffer] });
+             return resizable.get.call(this);
+           },
+         });
+         const m = await import(NATIVE_MODULE);
+         const b = m.loadNativeBackend({ threads: 1 });
+         const n = 2 * 64 * 16;
+         const arr = () => Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+         const args = (over) => ({ q: (q = arr()), k: arr(), v: arr(), batch: 1, numHeads: 2, numKvHeads: 2, seqQ: 64, seqK: 64, headDim: 16, headDimV: 16,
+           qStrides: { b: n, h: 1024, s: 16 }, kStrides: { b: n, h: 1024, s: 16 }, vStrides: { b: n, h: 1024, s: 16 }, oStrides: { b: n, h: 1024, s: 16 },
+           scale: 0.25, causal: false, out: new Float32Array(n).fill(NaN), ...over });
+         const outcome = async (a) => {
+           try { await b.attentionAsync(a); return { settled: 'resolved' }; }
+           catch (e) { return { settled: e.code, message: e.message, outUntouched: a.out.every((x) => Number.isNaN(x)) }; }
+         };
+         const transferred = args({});
+         kBuffer = transferred.k.buffer;
+         const first = await outcome(transferred);
+         kBuffer = undefined;
+         const throwing = args({});
+         throwFor = throwing.v.buffer;
+         const second = await outcome(throwing);
+         console.log(JSON.stringify({ first, second }));`,
+        {},
+      ) as { first: { settled: string; message: string; outUntouched: boolean }; second: { settled: string; message: string } };
+      assert.equal(r.first.settled, 'ERR_ATTN_SIZE', JSON.stringify(r.first));
+      assert.match(r.first.message, /args\.q/);
+      assert.ok(r.first.outUntouched, `the kernel never ran: ${r.first.message}`);
+      assert.equal(r.second.settled, 'ERR_ATTN_TYPE', JSON.stringify(r.second));
+      assert.match(r.second.message, /args\.v: could not be told fixed-length/);
+    });
+
     it('refuses arrays shorter than shapes and strides need', () => {
       const short = (patch: (a: AttentionArgs) => void) => {
         const a = attnArgs(2, 4, 2, 5, 7, 8);
@@ -708,6 +751,64 @@ if (isMainThread) {
       if (first === 'created') this.skip(); // a machine whose limits let 1024 threads start anyway
       assert.match(first, /^ERR_ATTN_NATIVE .*could not start 1024 threads/);
       assert.equal(second, 'then 2');
+    });
+
+    it('a buffer whose size would pass int64 is refused, not allocated short (strides of 0, raw binding, child process)', () => {
+      // heads 2^40 and seqK 2^25 over a few floats (every stride 0, which the binding allows):
+      // the decode split's partial sums, B·H·Sq·chunks·(2 + Dv) floats, wrapped to a 0-byte block
+      const script = `const raw = require(${JSON.stringify(b.details().binary)});
+        const e = raw.createEngine(raw.bestIsa(), 1);
+        const [H, Sq, Sk, D, Dv] = [2 ** 40, 1, 2 ** 25, 1, 62];
+        const h = new Float64Array(27);
+        h.set([1, H, 1, Sq, Sk, D, Dv, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        try { e.attention(h, new Float32Array(D), new Float32Array(D), new Float32Array(Dv), new Float32Array(Dv), null, null, null); console.log('ran'); }
+        catch (err) { console.log(err.code); }`;
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60000 });
+      assert.equal(r.signal, null, `the child died: ${r.signal} ${r.stderr}`);
+      assert.equal(r.stdout.trim(), 'ERR_ATTN_ALLOC', r.stderr);
+    });
+
+    it('a probe whose threads the OS refuses is an ERR_ATTN_NATIVE error, not an abort (a child under ulimit -v)', function () {
+      if (process.env.SIMD_ATTENTION_SANITIZED) this.skip();
+      const script = `const raw = require(${JSON.stringify(b.details().binary)});
+        for (const probe of [() => raw.fmaPeakGflops(1024, 1), () => raw.readBandwidthGBs(1 << 20, 1024)]) {
+          try { probe(); console.log('ran'); } catch (e) { console.log(e.code + ' ' + e.message); }
+        }`;
+      const r = spawnSync('bash', ['-c', 'ulimit -v 6000000 && exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 60000 });
+      assert.equal(r.signal, null, `the child died: ${r.signal} ${r.stderr}`);
+      assert.equal(r.status, 0, r.stderr);
+      const [fma, read] = r.stdout.trim().split('\n');
+      if (fma === 'ran') this.skip(); // a machine whose limits let 1024 threads start anyway
+      assert.match(fma, /^ERR_ATTN_NATIVE fmaPeakGflops: could not start 1024 threads/);
+      assert.match(read, /^ERR_ATTN_NATIVE readBandwidthGBs: could not start 1024 threads/);
+    });
+
+    it('a multi-head block that runs out of memory while being made keeps none of it (children under ulimit -v)', function () {
+      if (process.env.SIMD_ATTENTION_SANITIZED || !fs.existsSync('/proc/self/status')) this.skip();
+      // E 8192: the packed weights are one 1 GiB block and the stacked [Wk; Wv] a 512 MiB vector.
+      // With 1.25 GiB of address space to spare, one of the two cannot be had; whichever it is,
+      // the other must be given back (the packed block, taken first, was kept: +1 GiB)
+      const script = `const raw = require(${JSON.stringify(b.details().binary)});
+        const fs = require('node:fs');
+        const vm = () => Number(/VmSize:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
+        const E = 8192, w = new Float32Array(E * E);
+        const e = raw.createEngine('scalar', 1);
+        const before = vm();
+        if (process.argv[1] === 'measure') { console.log(Math.ceil(before)); process.exit(0); }
+        let code = 'made';
+        try { e.createMultiHead({ embedDim: E, numHeads: 8, numKvHeads: 8, headDim: 1024, kvDim: E, wq: w, wk: w, wv: w, wo: w }); } catch (err) { code = err.code; }
+        console.log(JSON.stringify({ code, grown: vm() - before }));`;
+      const run = (limitKiB: number | undefined, arg: string) =>
+        spawnSync('bash', ['-c', `${limitKiB ? `ulimit -v ${limitKiB} && ` : ''}exec "$0" -e "$1" "$2"`, process.execPath, script, arg], { encoding: 'utf8', timeout: 60000 });
+      const m = run(undefined, 'measure');
+      assert.equal(m.status, 0, m.stderr);
+      const baseMiB = Number(m.stdout.trim());
+      const r = run(Math.round((baseMiB + 1280) * 1024), 'make');
+      assert.equal(r.status, 0, `${r.signal} ${r.stderr}`);
+      const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { code: string; grown: number };
+      if (got.code === 'made') this.skip(); // the limit left room for both
+      assert.equal(got.code, 'ERR_ATTN_ALLOC');
+      assert.ok(got.grown < 256, `the address space grew by ${got.grown.toFixed(0)} MiB after the failed call`);
     });
 
     it('close() ends the pool even while a multi-head block made from the instance lives (threads counted in /proc, child process)', function () {

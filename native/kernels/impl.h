@@ -73,8 +73,17 @@ static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t iclamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
+// a * b for counts (>= 0), or -1 when the product passes int64: falloc then refuses it
+static inline int64_t count_mul(int64_t a, int64_t b) {
+  if (a < 0 || b < 0) return -1;
+  return (a != 0 && b > INT64_MAX / a) ? -1 : a * b;
+}
+static inline int64_t count_mul(int64_t a, int64_t b, int64_t c) { return count_mul(count_mul(a, b), c); }
+
+// n floats, 64-byte aligned; nullptr when they cannot be had (a count of -1 included: an overflow)
 static float* falloc(int64_t n) {
-  if (n <= 0) n = 1;
+  if (n < 0 || (uint64_t)n > (SIZE_MAX - 63) / sizeof(float)) return nullptr;
+  if (n == 0) n = 1;
   size_t bytes = (size_t)n * sizeof(float);
   bytes = (bytes + 63) & ~(size_t)63;
   void* p = nullptr;
@@ -1048,7 +1057,8 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
     pl.scratch_floats = direct_scratch_floats(p.head_dim, p.head_dim_v);
     if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
     if (pl.nchunks > 1) {
-      c.partials = falloc(p.batch * p.heads * p.seq_q * pl.nchunks * (2 + p.head_dim_v));
+      // each factor may be large where strides of 0 let small arrays stand for big shapes
+      c.partials = falloc(count_mul(count_mul(p.batch, p.heads, p.seq_q), pl.nchunks, 2 + p.head_dim_v));
       if (!c.partials) return kErrAlloc;
     }
     par.run(tasks * pl.nchunks, direct_task, &c);
@@ -1486,7 +1496,7 @@ static int matmul_impl(const MatmulParams& p, Parallel& par) {
   }
   const int64_t per = packed_b_floats_impl(p.k, p.n);
   const int64_t nb = p.stride_b == 0 ? 1 : p.batch;
-  float* packed = falloc(per * nb);
+  float* packed = falloc(count_mul(per, nb));
   if (!packed) return kErrAlloc;
   c.packed = packed;
   c.packed_stride = p.stride_b == 0 ? 0 : per;

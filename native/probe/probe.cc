@@ -72,12 +72,21 @@ double fma_peak_gflops(const char* isa, int threads, double millis) {
     } while (std::chrono::steady_clock::now() < end);
     rates[(size_t)id] = best;
   };
+  // a thread the system refuses: those started run their probe and are joined (a vector of
+  // joinable threads unwinding would terminate the process)
   std::vector<std::thread> ts;
-  for (int i = 1; i < threads; ++i) ts.emplace_back(body, i);
-  while (ready.load() < threads - 1) std::this_thread::yield();
+  bool started = true;
+  try {
+    for (int i = 1; i < threads; ++i) ts.emplace_back(body, i);
+  } catch (...) {
+    started = false;
+  }
+  if (started)
+    while (ready.load() < threads - 1) std::this_thread::yield();
   go.store(true);
-  body(0);
+  if (started) body(0);
   for (auto& t : ts) t.join();
+  if (!started) return kThreadsRefused;
   double total = 0;
   for (double r : rates) total += r;
   return total / 1e9;
@@ -315,7 +324,7 @@ double read_bandwidth_gbs(int64_t bytes, int threads) {
 
   const bool started = run_threads(threads, bar, body);
   aligned_free_bytes(buf);
-  return started ? best / 1e9 : -1;
+  return started ? best / 1e9 : kThreadsRefused;
 }
 
 double read_regions_seconds(const char* const* ptrs, const int64_t* bytes, int n, int threads) {

@@ -3,6 +3,8 @@
 #include <cstdint>
 
 namespace sa {
+// what a probe returns when the system would not start one of its threads (other failures: -1)
+constexpr double kThreadsRefused = -2;
 // GFLOP/s of independent FMA chains with the table of `isa` (nullptr = best), `threads` threads
 // running for about `millis` ms each. Returns < 0 on failure.
 double fma_peak_gflops(const char* isa, int threads, double millis);
