@@ -18,11 +18,13 @@ async function info(): Promise<number> {
   const i = attn.info();
   const rows: [string, unknown][] = [['backend', i.backend], ['isa', i.isa], ['threads', i.threads], ...Object.entries(i.details ?? {})];
   if (i.fallbackReason) rows.push(['fallback', i.fallbackReason]);
-  // a backend or instruction set chosen on purpose is no fallback, but is still why a faster one is not in use
-  for (const name of ['SIMD_ATTENTION_BACKEND', 'SIMD_ATTENTION_ISA']) {
-    const value = process.env[name];
-    if (value && value !== 'auto') rows.push(['chosen by', `${name}=${value}`]);
-  }
+  // a backend or instruction set chosen on purpose is no fallback, but is still why a faster one
+  // is not in use: named when it chose something else than the default would have
+  const backend = process.env.SIMD_ATTENTION_BACKEND;
+  if (backend && backend !== 'auto' && i.backend !== 'native') rows.push(['chosen by', `SIMD_ATTENTION_BACKEND=${backend}`]);
+  const isa = process.env.SIMD_ATTENTION_ISA;
+  const best = String(i.details?.isasAvailable ?? '').split(',')[0];
+  if (isa && i.backend === 'native' && i.isa !== best) rows.push(['chosen by', `SIMD_ATTENTION_ISA=${isa}`]);
   const width = Math.max(...rows.map(([key]) => key.length)) + 2;
   console.log(`simd-attention ${i.version}`);
   for (const [key, value] of rows) console.log(`${`${key}:`.padEnd(width)}${value}`);

@@ -68,8 +68,8 @@ function numbersToFloat32(data: unknown[]): Float32Array {
  * Wraps data and a shape as a Tensor, checking that they agree. Plain number arrays are
  * copied into a Float32Array; typed arrays are used as they are (no copy).
  */
-export function tensor(data: Float32Array | Uint8Array | ArrayLike<number>, shape: readonly number[]): Tensor<Float32Array>;
 export function tensor<T extends Float32Array | Uint8Array>(data: T, shape: readonly number[]): Tensor<T>;
+export function tensor(data: Float32Array | readonly number[], shape: readonly number[]): Tensor<Float32Array>;
 export function tensor(data: unknown, shape: readonly number[]): Tensor<Float32Array | Uint8Array> {
   const dims = checkShape(shape, 'tensor');
   const n = numel(dims, 'tensor');

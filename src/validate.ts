@@ -117,7 +117,7 @@ function checkScale(fn: string, value: unknown, fallback: number): number {
   // anything else, so a scale whose product with it passes float32's range would turn every
   // score to NaN there (as would one past float32's range itself).
   if (!Number.isFinite(Math.fround(Math.fround(value) * LOG2E_F32))) {
-    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: scale must be finite and at most ${MAX_SCALE} in magnitude (float32's largest value over log2(e): the kernels compute in float32 and in base 2), got ${value}`);
+    throw attnRangeError('ERR_ATTN_VALUE', `${fn}: scale must be finite and, rounded to float32, at most ${MAX_SCALE} in magnitude (float32's largest value over log2(e): the kernels compute in float32 and in base 2), got ${value}`);
   }
   return value;
 }
