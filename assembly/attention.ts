@@ -135,19 +135,21 @@ function hasNonFinite(base: usize, ld: usize, n: i32, cols: i32): bool {
       }
     }
   } else {
+    // each row's keys of the tile summed from zero, then added to O (as the micro-kernel does)
     for (let r = 0; r < rows; r++) {
       const prow = S + (<usize>r) * (<usize>BC) * 4;
       const orow = O + (<usize>r) * ldo;
       const mr = mrow0 + (<usize>r) * msq;
       const jv = min<i32>(load<i32>(lim + (<usize>r) * 4) - j0, tw); // this row's keys [0, jv)
-      for (let j = 0; j < jv; j++) {
-        if (maskKind == 2 && load<u8>(mask + mr + (<usize>(j0 + j)) * msk) == 0) continue;
-        const vp = f32x4.splat(load<f32>(prow + (<usize>j) * 4));
-        const vrow = vt + (<usize>j) * ldv;
-        for (let d = 0; d < dv8; d += 4) {
-          const o = orow + (<usize>d) * 4;
-          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(vp, v128.load(vrow + (<usize>d) * 4))));
+      for (let d = 0; d < dv8; d += 4) {
+        let acc = f32x4.splat(0);
+        let vr = vt + (<usize>d) * 4;
+        for (let j = 0; j < jv; j++, vr += ldv) {
+          if (maskKind == 2 && load<u8>(mask + mr + (<usize>(j0 + j)) * msk) == 0) continue;
+          acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(prow + (<usize>j) * 4)), v128.load(vr)));
         }
+        const o = orow + (<usize>d) * 4;
+        v128.store(o, f32x4.add(v128.load(o), acc));
       }
     }
   }

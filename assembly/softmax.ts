@@ -29,15 +29,22 @@ export function softmax(out: usize, x: usize, rows: i32, cols: i32, scale: f32):
     // (x - 0) * s2, which is x * s2 itself, gives the zeros, the NaN or the equal weights
     const mu: f32 = m == -Infinity || s2 == 0 ? 0 : m * sg;
     const vm = f32x4.splat(mu);
-    // 2. exponentials and their sum
-    let sv = f32x4.splat(0);
-    j = 0;
-    for (; j < c4; j += 4) {
-      const e = exp2x4(f32x4.mul(f32x4.sub(v128.load(xr + (<usize>j) * 4), vm), vs));
-      v128.store(orow + (<usize>j) * 4, e);
-      sv = f32x4.add(sv, e);
+    // 2. exponentials and their sum, in blocks of 256 floats each summed from zero (one running
+    // sum over a long row rounded every term at the size of the whole sum: 5.9e-5 relative at a
+    // million columns)
+    let total = f32x4.splat(0);
+    for (let j0 = 0; j0 < c4; j0 += 256) {
+      const j1 = min<i32>(c4, j0 + 256);
+      let sv = f32x4.splat(0);
+      for (j = j0; j < j1; j += 4) {
+        const e = exp2x4(f32x4.mul(f32x4.sub(v128.load(xr + (<usize>j) * 4), vm), vs));
+        v128.store(orow + (<usize>j) * 4, e);
+        sv = f32x4.add(sv, e);
+      }
+      total = f32x4.add(total, sv);
     }
-    let sum = hsum(sv);
+    j = c4;
+    let sum = hsum(total);
     for (; j < cols; j++) {
       const e = exp2s((load<f32>(xr + (<usize>j) * 4) - mu) * s2);
       store<f32>(orow + (<usize>j) * 4, e);

@@ -827,13 +827,16 @@ MultiHead::MultiHead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MultiHea
 Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    if (!weights_) Throw(env, "ERR_ATTN_DISPOSED", "multiHeadAttention: this block was disposed");
     namespace S = forward_slot;
     HeldArrays keep;
     HeldArrays* kp = async ? &keep : nullptr;
+    // JS first (it may dispose this block, or close its engine), then what the call holds
     if (async) RefuseResizable(env, info, S::kArgNames, S::kArgs);
+    auto c = core_;
+    auto w = weights_;
+    if (!w || !c) Throw(env, "ERR_ATTN_DISPOSED", "multiHeadAttention: this block was disposed");
     const Header hd = ReadHeader(info, async ? "forwardAsync" : "forward", S::kCount, S::kArgs, S::kNames);
-    const sa::MultiHeadConfig& cfg = weights_->config();
+    const sa::MultiHeadConfig& cfg = w->config();
     const int64_t E = cfg.embed_dim, KV = cfg.kv_dim;
     sa::MultiHeadForward f{};
     size_t lx, lkv, lo;
@@ -866,8 +869,6 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     ReadMask(hd, S::kMaskKind, info[S::kMaskData], kp, f.batch, cfg.num_heads, f.seq_q, seq_k, &f.mask_kind, &f.mask, ms);
     f.m_sb = ms[0]; f.m_sh = ms[1]; f.m_sq = ms[2]; f.m_sk = ms[3];
     f.key_lengths = ReadKeyLengths(env, info[S::kKeyLengths], kp, f.batch, seq_k);
-    auto c = core_;
-    auto w = weights_;
     const int threads = threads_;
     if (!async) {
       CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); }), "forward");

@@ -70,6 +70,7 @@ function numbersToFloat32(data: unknown[]): Float32Array {
  */
 export function tensor<T extends Float32Array | Uint8Array>(data: T, shape: readonly number[]): Tensor<T>;
 export function tensor(data: Float32Array | readonly number[], shape: readonly number[]): Tensor<Float32Array>;
+export function tensor(data: Float32Array | Uint8Array | readonly number[], shape: readonly number[]): Tensor<Float32Array | Uint8Array>;
 export function tensor(data: unknown, shape: readonly number[]): Tensor<Float32Array | Uint8Array> {
   const dims = checkShape(shape, 'tensor');
   const n = numel(dims, 'tensor');

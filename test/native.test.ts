@@ -753,6 +753,33 @@ if (isMainThread) {
       assert.equal(second, 'then 2');
     });
 
+    it('a forwardAsync whose resizable getter disposes its block is refused, not run on freed weights (child process)', () => {
+      const index = JSON.stringify(pathToFileURL(path.join(root, 'src', 'index.ts')).href);
+      const r = child(
+        `const resizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable');
+         let armed = false, mha;
+         Object.defineProperty(ArrayBuffer.prototype, 'resizable', {
+           configurable: true,
+           get() {
+             // the binding's header (13 float64 slots) is asked about by the binding alone
+             if (armed && this.byteLength === 13 * 8) { armed = false; mha.dispose(); }
+             return resizable.get.call(this);
+           },
+         });
+         const { load, tensor } = await import(${index});
+         const attn = await load({ backend: 'native', threads: 1 });
+         const E = 16, w = () => new Float32Array(E * E).fill(0.01);
+         mha = attn.multiHeadAttention({ embedDim: E, numHeads: 2, wq: w(), wk: w(), wv: w(), wo: w() });
+         armed = true;
+         let settled;
+         try { await mha.forwardAsync(tensor(new Float32Array(E).fill(1), [1, 1, E])); settled = 'resolved'; } catch (e) { settled = e.code; }
+         console.log(JSON.stringify({ settled, armed }));`,
+        {},
+      ) as { settled: string; armed: boolean };
+      assert.equal(r.armed, false, 'the getter ran for the header');
+      assert.equal(r.settled, 'ERR_ATTN_DISPOSED');
+    });
+
     it('a buffer whose size would pass int64 is refused, not allocated short (strides of 0, raw binding, child process)', () => {
       // heads 2^40 and seqK 2^25 over a few floats (every stride 0, which the binding allows):
       // the decode split's partial sums, B·H·Sq·chunks·(2 + Dv) floats, wrapped to a 0-byte block

@@ -15,6 +15,9 @@ describe('tensor(): the types match what it accepts and returns', () => {
     const n: Tensor<Float32Array> = tensor([1, 2, 3, 4], [2, 2]);
     const either: Float32Array | Uint8Array = Math.random() < 2 ? new Float32Array(2) : new Uint8Array(2);
     const u: Tensor<Float32Array | Uint8Array> = tensor(either, [2]);
+    const anyData: Float32Array | Uint8Array | number[] = Math.random() < 2 ? [1, 2] : new Uint8Array(2);
+    const a: Tensor<Float32Array | Uint8Array> = tensor(anyData, [2]);
+    assert.ok(a.data instanceof Float32Array);
     assert.ok(f.data instanceof Float32Array && n.data instanceof Float32Array && u.data instanceof Float32Array);
   });
 

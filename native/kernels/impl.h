@@ -51,6 +51,9 @@ constexpr int64_t kStripMaxRowBlocks = 6;  // matmul: B packed inside the tasks 
 #define SA_ATT_BK 64
 #endif
 constexpr int64_t ATT_BK = SA_ATT_BK;  // keys per block (flash path, no weights)
+// Long sums (a row's weights, its weighted values) are formed kSumKeys terms at a time, each
+// piece from zero, then added up: one running sum rounds every term at the size of the whole.
+constexpr int64_t kSumKeys = 256;
 // The attention micro-kernels' depth loops are unrolled: the loop's own counter and pointer
 // updates can take an FMA port's slot, and unrolled they come once per SA_ATT_UNR steps
 // (+3-4% on long2k and enc512 here, in paired runs; 2 and 8 measured the same as 4 within noise).
@@ -163,24 +166,28 @@ static inline void qk_tile(const float* __restrict qt, const float* __restrict k
 // ot[n][q] += sum_j pt[j][q] * v_j[c0 + n]   for n < N columns (the online-softmax rescale of
 // ot, when the running max moved, is a separate pass: it is rare). The block's sums start at zero
 // and are added to ot at the end: summed onto ot itself, every product of a long row was rounded
-// at the size of the whole running sum (a relative error growing with Sk, ~6e-5 at 100k keys);
-// so only the block's ~bk products and the row's Sk / bk block sums are.
+// at the size of the whole running sum (a relative error growing with Sk: 1.4e-5 at 131k keys,
+// test/long-rows); so only a piece's products (at most kSumKeys) and the row's piece sums are.
 template <int N>
 static inline void pv_tile(const float* __restrict pt, int64_t nk, const float* __restrict v0, int64_t vs,
                            float* __restrict ot) {
-  T acc[N][kAttMR];
-  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
-  SA_ATT_UNROLL for (int64_t j = 0; j < nk; ++j) {
-    T pv[kAttMR];
-    SA_UNROLL for (int m = 0; m < kAttMR; ++m) pv[m] = V::load(pt + j * BQ + m * W);
-    const float* vr = v0 + j * vs;
-    SA_UNROLL for (int n = 0; n < N; ++n) {
-      T b = V::set1(vr[n]);
-      SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::fmadd(pv[m], b, acc[n][m]);
+  // a block longer than kSumKeys (with weights the block is the whole row) in pieces of it
+  for (int64_t j0 = 0; j0 < nk; j0 += kSumKeys) {
+    const int64_t j1 = imin(nk, j0 + kSumKeys);
+    T acc[N][kAttMR];
+    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
+    SA_ATT_UNROLL for (int64_t j = j0; j < j1; ++j) {
+      T pv[kAttMR];
+      SA_UNROLL for (int m = 0; m < kAttMR; ++m) pv[m] = V::load(pt + j * BQ + m * W);
+      const float* vr = v0 + j * vs;
+      SA_UNROLL for (int n = 0; n < N; ++n) {
+        T b = V::set1(vr[n]);
+        SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::fmadd(pv[m], b, acc[n][m]);
+      }
     }
+    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m)
+      V::store(ot + n * BQ + m * W, V::add(V::load(ot + n * BQ + m * W), acc[n][m]));
   }
-  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m)
-    V::store(ot + n * BQ + m * W, V::add(V::load(ot + n * BQ + m * W), acc[n][m]));
 }
 
 template <int N>
@@ -476,22 +483,27 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     if (offs) {
       // every lane group's max stayed within the slack (checked above): the reference is
       // unchanged (alpha = 1), P = exp2(t); a NaN score gives a NaN row either way
-      T s0 = V::zero(), s1 = V::zero();
-      int64_t j = 0;
-      for (; j + 1 < nk; j += 2) {
-        T e0 = V::exp2(V::load(st + j * BQ + m * W));
-        T e1 = V::exp2(V::load(st + (j + 1) * BQ + m * W));
-        V::store(st + j * BQ + m * W, e0);
-        V::store(st + (j + 1) * BQ + m * W, e1);
-        s0 = V::add(s0, e0);
-        s1 = V::add(s1, e1);
+      T sum = V::zero();
+      for (int64_t j0 = 0; j0 < nk; j0 += kSumKeys) {
+        const int64_t j1 = imin(nk, j0 + kSumKeys);
+        T s0 = V::zero(), s1 = V::zero();
+        int64_t j = j0;
+        for (; j + 1 < j1; j += 2) {
+          T e0 = V::exp2(V::load(st + j * BQ + m * W));
+          T e1 = V::exp2(V::load(st + (j + 1) * BQ + m * W));
+          V::store(st + j * BQ + m * W, e0);
+          V::store(st + (j + 1) * BQ + m * W, e1);
+          s0 = V::add(s0, e0);
+          s1 = V::add(s1, e1);
+        }
+        if (j < j1) {
+          T e0 = V::exp2(V::load(st + j * BQ + m * W));
+          V::store(st + j * BQ + m * W, e0);
+          s0 = V::add(s0, e0);
+        }
+        sum = V::add(sum, V::add(s0, s1));
       }
-      if (j < nk) {
-        T e0 = V::exp2(V::load(st + j * BQ + m * W));
-        V::store(st + j * BQ + m * W, e0);
-        s0 = V::add(s0, e0);
-      }
-      V::store(r.lo + m * W, V::add(V::load(r.lo + m * W), V::add(s0, s1)));
+      V::store(r.lo + m * W, V::add(V::load(r.lo + m * W), sum));
       V::store(r.alpha + m * W, V::set1(1.0f));
       continue;
     }
@@ -501,22 +513,27 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
     const T mref = V::ninf_to_zero(mx);  // P = exp2(tile - mref)
     T al = V::exp2(V::sub(mold, mref));
-    T s0 = V::zero(), s1 = V::zero();
-    int64_t j = 0;
-    for (; j + 1 < nk; j += 2) {
-      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
-      T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), mref));
-      V::store(st + j * BQ + m * W, e0);
-      V::store(st + (j + 1) * BQ + m * W, e1);
-      s0 = V::add(s0, e0);
-      s1 = V::add(s1, e1);
+    T sum = V::zero();
+    for (int64_t j0 = 0; j0 < nk; j0 += kSumKeys) {
+      const int64_t j1 = imin(nk, j0 + kSumKeys);
+      T s0 = V::zero(), s1 = V::zero();
+      int64_t j = j0;
+      for (; j + 1 < j1; j += 2) {
+        T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
+        T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), mref));
+        V::store(st + j * BQ + m * W, e0);
+        V::store(st + (j + 1) * BQ + m * W, e1);
+        s0 = V::add(s0, e0);
+        s1 = V::add(s1, e1);
+      }
+      if (j < j1) {
+        T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
+        V::store(st + j * BQ + m * W, e0);
+        s0 = V::add(s0, e0);
+      }
+      sum = V::add(sum, V::add(s0, s1));
     }
-    if (j < nk) {
-      T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
-      V::store(st + j * BQ + m * W, e0);
-      s0 = V::add(s0, e0);
-    }
-    V::store(r.lo + m * W, V::fmadd(V::load(r.lo + m * W), al, V::add(s0, s1)));
+    V::store(r.lo + m * W, V::fmadd(V::load(r.lo + m * W), al, sum));
     V::store(r.alpha + m * W, al);
     V::store(r.mo + m * W, mx);
     moved = true;
@@ -720,12 +737,13 @@ constexpr int dec_kb(int rb) { return W / rb >= 1 ? pow2_floor(W / rb) : 1; }
 struct DecState {
   const float* q;  // the query row times scale·log2(e): qs, in scratch
   float* qs;
-  float* o;
+  float* o;   // the weighted values of the pieces before the current one
+  float* ob;  // of the current piece of kSumKeys keys (summed from zero: see dec_flush)
   float* s[2];
   uint8_t* hid[2];
   bool anyhid[2];
   int64_t h, i, n;  // query head, query index, keys of the chunk it sees (a prefix)
-  float m, l;
+  float m, l, lb;   // lb: the weights' sum of the current piece, as ob
 };
 
 // One chunk of a task: its index, its first key, the keys any row sees, and its rows' states.
@@ -833,13 +851,13 @@ static inline void dec_pv_key(DecState* rows, int slot, int64_t jj, const float*
   for (; c + W <= Dv; c += W) {
     const T v = V::load(vr + c);
     SA_UNROLL for (int r = 0; r < RB; ++r)
-      if (use[r]) V::store(rows[r].o + c, V::fmadd(V::set1(pw[r]), v, V::load(rows[r].o + c)));
+      if (use[r]) V::store(rows[r].ob + c, V::fmadd(V::set1(pw[r]), v, V::load(rows[r].ob + c)));
   }
   if (c < Dv) {
     const int cn = (int)(Dv - c);
     const T v = V::load_partial(vr + c, cn);
     SA_UNROLL for (int r = 0; r < RB; ++r)
-      if (use[r]) V::store_partial(rows[r].o + c, V::fmadd(V::set1(pw[r]), v, V::load_partial(rows[r].o + c, cn)), cn);
+      if (use[r]) V::store_partial(rows[r].ob + c, V::fmadd(V::set1(pw[r]), v, V::load_partial(rows[r].ob + c, cn)), cn);
   }
 }
 
@@ -859,16 +877,38 @@ static void dec_softmax_block(DecState& R, int slot, int64_t nb, int64_t Dv) {
   float sum = 0.0f;
   exp2_sum_inplace(R.s[slot], nb, mref, &sum);
   if (mx == R.m) {
-    R.l += sum;
+    R.lb += sum;
     return;
   }
   const float alpha = exp2f(R.m - mref);  // 0 for the first finite max: O and l held only zeros (or NaN)
-  R.l = R.l * alpha + sum;
+  R.l *= alpha;
+  R.lb = R.lb * alpha + sum;
   const T av = V::set1(alpha);
-  int64_t c = 0;
-  for (; c + W <= Dv; c += W) V::store(R.o + c, V::mul(V::load(R.o + c), av));
-  if (c < Dv) V::store_partial(R.o + c, V::mul(V::load_partial(R.o + c, (int)(Dv - c)), av), (int)(Dv - c));
+  float* const sums[2] = {R.o, R.ob};
+  for (float* o : sums) {
+    int64_t c = 0;
+    for (; c + W <= Dv; c += W) V::store(o + c, V::mul(V::load(o + c), av));
+    if (c < Dv) V::store_partial(o + c, V::mul(V::load_partial(o + c, (int)(Dv - c)), av), (int)(Dv - c));
+  }
   R.m = mx;
+}
+
+// The current piece's sums added to the row's and started again from zero: summed into one
+// running total, every weighted value of a long row was rounded at the size of the whole sum (a
+// decoding row of 131k keys without the key split, as with weights: 1.7e-5 relative).
+static void dec_flush(DecState& R, int64_t Dv) {
+  R.l += R.lb;
+  R.lb = 0.0f;
+  int64_t c = 0;
+  for (; c + W <= Dv; c += W) {
+    V::store(R.o + c, V::add(V::load(R.o + c), V::load(R.ob + c)));
+    V::store(R.ob + c, V::zero());
+  }
+  if (c < Dv) {
+    const int cn = (int)(Dv - c);
+    V::store_partial(R.o + c, V::add(V::load_partial(R.o + c, cn), V::load_partial(R.ob + c, cn)), cn);
+    V::store_partial(R.ob + c, V::zero(), cn);
+  }
 }
 
 // Streams the chunk's keys and values side by side for RB rows (see above).
@@ -896,6 +936,9 @@ static void dec_rows(DecChunk& ch, const AttnParams& p, int64_t b, const float* 
       const int64_t nb = imin(DEC_BLK, ch.nmax - bi * DEC_BLK);
       for (int r = 0; r < RB; ++r) dec_softmax_block(ch.rows[r], cur, nb, Dv);
     }
+    // pieces of kSumKeys keys: block bi - 1's values and block bi's weights are in
+    if (bi == nblk || (bi + 1) % (kSumKeys / DEC_BLK) == 0)
+      for (int r = 0; r < RB; ++r) dec_flush(ch.rows[r], Dv);
   }
 }
 
@@ -908,10 +951,10 @@ static inline void dec_rows_dispatch(int rb, DecChunk& ch, const AttnParams& p, 
   }
 }
 
-// scratch floats per worker for the direct path: per row, O (Dv rounded up to W), two blocks of
+// scratch floats per worker for the direct path: per row, O and the current piece of O (each Dv rounded up to W), two blocks of
 // scores and of hidden flags, and the scaled query row (D rounded up to W)
 static inline int64_t direct_state_floats(int64_t D, int64_t Dv) {
-  return (Dv + W - 1) / W * W + 2 * DEC_BLK + 2 * DEC_BLK / 4 + (D + W - 1) / W * W;
+  return 2 * ((Dv + W - 1) / W * W) + 2 * DEC_BLK + 2 * DEC_BLK / 4 + (D + W - 1) / W * W;
 }
 static inline int64_t direct_scratch_floats(int64_t D, int64_t Dv) { return DEC_RB * direct_state_floats(D, Dv); }
 
@@ -940,7 +983,8 @@ static void direct_task(void* vctx, int64_t t, int worker) {
     for (int r = 0; r < DEC_RB; ++r) {
       DecState& S = rows[r];
       S.o = buf;
-      S.s[0] = buf + ob;
+      S.ob = buf + ob;
+      S.s[0] = buf + 2 * ob;
       S.s[1] = S.s[0] + DEC_BLK;
       S.hid[0] = (uint8_t*)(S.s[1] + DEC_BLK);
       S.hid[1] = S.hid[0] + DEC_BLK;
@@ -967,8 +1011,8 @@ static void direct_task(void* vctx, int64_t t, int worker) {
       for (int64_t d = 0; d < p.head_dim; ++d) R.qs[d] = qrow[d] * pl.qscale;
       R.q = R.qs;
       R.m = kNegInf;
-      R.l = 0.0f;
-      for (int64_t y = 0; y < Dv; ++y) R.o[y] = 0.0f;
+      R.l = R.lb = 0.0f;
+      for (int64_t y = 0; y < Dv; ++y) R.o[y] = R.ob[y] = 0.0f;
       ch.nmax = imax(ch.nmax, R.n);
       if (p.weights) wrow[r] = p.weights + ((b * p.heads + R.h) * Sq + R.i) * Sk;
     }
@@ -1558,15 +1602,24 @@ static void softmax_task(void* vctx, int64_t t, int) {
     }
     // y = exp2((x - mref) * scale * log2e) and its sum, in one pass; with scale 0, (x - 0) * 0 is
     // x * 0 itself
+    // The sum goes in pieces of kSumKeys floats (4.6e-5 relative at a million columns as one
+    // running sum).
     const float mref = sc == 0.0f ? 0.0f : sg * mx;
     const T mv = V::set1(mref);
     T acc = V::zero();
+    const int64_t nw = n / W * W;
     int64_t j = 0;
-    for (; j + W <= n; j += W) {
-      const T e = V::exp2(V::mul(V::sub(V::load(x + j), mv), scv));
-      V::store(y + j, e);
-      acc = V::add(acc, e);
+    for (int64_t j0 = 0; j0 < nw; j0 += kSumKeys) {
+      const int64_t j1 = imin(nw, j0 + kSumKeys);
+      T blk = V::zero();
+      for (j = j0; j < j1; j += W) {
+        const T e = V::exp2(V::mul(V::sub(V::load(x + j), mv), scv));
+        V::store(y + j, e);
+        blk = V::add(blk, e);
+      }
+      acc = V::add(acc, blk);
     }
+    j = nw;
     if (j < n) {
       const int rem = (int)(n - j);
       V::store_partial(y + j, V::exp2(V::mul(V::sub(V::load_partial(x + j, rem), mv), scv)), rem);
