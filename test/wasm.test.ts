@@ -437,6 +437,33 @@ describe('wasm backend: memory', () => {
     }
   });
 
+  it('an alloc() tensor that ends at the very top of a 4 GiB memory is read whole (a loop to its end address wrapped to 0)', () => {
+    for (const build of kernelBuilds()) {
+      const be = loadWasmBackendSync({ build }) as WasmBackend;
+      const heap = be.instance.heap;
+      const attn = new Attention(be);
+      const rand = rng(43);
+      const [Sq, Sk, D] = [8, 1024, 16]; // V: 64 KiB, one page
+      const q = randomTensor(rand, [1, 1, Sq, D]), k = randomTensor(rand, [1, 1, Sk, D]), v = randomTensor(rand, [1, 1, Sk, D]);
+      // fillers stand for other tensors (address space, not RAM); a hole below them is kept for
+      // the call's own blocks; V takes the last 64 KiB
+      const filler1 = heap.alloc(2 ** 30);
+      const hole = heap.alloc(16 * 2 ** 20);
+      const filler2 = heap.alloc(heap.maxBytes - (hole + 16 * 2 ** 20) - 65536);
+      try {
+        const top = attn.alloc([1, 1, Sk, D]);
+        assert.equal(top.data.byteOffset + top.data.byteLength, 2 ** 32, `${build}: V ends at the top of the memory`);
+        top.data.set(v.data);
+        heap.free(hole);
+        assertClose(attn.attention(q, k, top).output.data, reference.attention(q, k, v).output.data, `${build}: V at the top of memory`);
+      } finally {
+        heap.free(filler1);
+        heap.free(filler2);
+        attn.close();
+      }
+    }
+  });
+
   it('scratch and packed sizes are exact past 2 and 4 GiB (32-bit sizes came back negative or wrapped)', () => {
     const x = wasmBackend('simd128').instance.exports;
     const ceil8 = (v: number) => Math.ceil(v / 8) * 8;

@@ -30,8 +30,8 @@ import { fmadd } from './math';
   let a0 = a;
   const a1 = lda, a2 = lda << 1, a3 = lda * 3;
   let p = panel;
-  const end = panel + (<usize>K) * ldp;
-  while (p < end) {
+  // counted, not compared with an end address: one at the top of a 4 GiB memory wraps to 0
+  for (let kk = 0; kk < K; kk++) {
     const b0 = v128.load(p);
     const b1 = v128.load(p, 16);
     let s = v128.load32_splat(a0);
@@ -70,8 +70,8 @@ import { fmadd } from './math';
   }
   let a0 = a;
   let p = panel;
-  const end = panel + (<usize>K) * ldp;
-  while (p < end) {
+  // counted, not compared with an end address: one at the top of a 4 GiB memory wraps to 0
+  for (let kk = 0; kk < K; kk++) {
     const s = v128.load32_splat(a0);
     c0 = fmadd(s, v128.load(p), c0);
     c1 = fmadd(s, v128.load(p, 16), c1);
@@ -102,8 +102,7 @@ import { fmadd } from './math';
   let a0 = a;
   let p0 = panel;
   const p1 = panelStride, p2 = panelStride << 1, p3 = panelStride * 3;
-  const end = panel + (<usize>K) * 32;
-  while (p0 < end) {
+  for (let kk = 0; kk < K; kk++) {
     const s = v128.load32_splat(a0);
     c0 = fmadd(s, v128.load(p0), c0); c1 = fmadd(s, v128.load(p0, 16), c1);
     c2 = fmadd(s, v128.load(p0 + p1), c2); c3 = fmadd(s, v128.load(p0 + p1, 16), c3);
