@@ -394,6 +394,39 @@ static inline FlashRows flash_rows(int64_t h, float* buf, int64_t D, int64_t Dv)
   return r;
 }
 
+// One lane group's column of a tile (c[j * BQ], j < nk) turned into P = exp2(c - mref) in place
+// (without the subtraction when Sub is false: offset tiles already hold s - m); returns its sum,
+// formed in pieces of kSumKeys (with weights the tile is the whole row).
+template <bool Sub>
+static inline T exp2_column(float* c, int64_t nk, T mref) {
+  T sum = V::zero();
+  for (int64_t j0 = 0; j0 < nk; j0 += kSumKeys) {
+    const int64_t j1 = imin(nk, j0 + kSumKeys);
+    T s0 = V::zero(), s1 = V::zero();
+    int64_t j = j0;
+    for (; j + 1 < j1; j += 2) {
+      T t0 = V::load(c + j * BQ), t1 = V::load(c + (j + 1) * BQ);
+      if (Sub) {
+        t0 = V::sub(t0, mref);
+        t1 = V::sub(t1, mref);
+      }
+      const T e0 = V::exp2(t0), e1 = V::exp2(t1);
+      V::store(c + j * BQ, e0);
+      V::store(c + (j + 1) * BQ, e1);
+      s0 = V::add(s0, e0);
+      s1 = V::add(s1, e1);
+    }
+    if (j < j1) {
+      const T t0 = V::load(c + j * BQ);
+      const T e0 = V::exp2(Sub ? V::sub(t0, mref) : t0);
+      V::store(c + j * BQ, e0);
+      s0 = V::add(s0, e0);
+    }
+    sum = V::add(sum, V::add(s0, s1));
+  }
+  return sum;
+}
+
 // One key block [kb, kb + nk) of one query block: S = Q·Kᵀ into the tile st, masks, the online
 // softmax, O += P·V. prefetch_kv: the K rows of the next block and this block's V rows are
 // prefetched during the Q·Kᵀ tiles (flash_streams_kv; done by a task's first query block only).
@@ -483,26 +516,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     if (offs) {
       // every lane group's max stayed within the slack (checked above): the reference is
       // unchanged (alpha = 1), P = exp2(t); a NaN score gives a NaN row either way
-      T sum = V::zero();
-      for (int64_t j0 = 0; j0 < nk; j0 += kSumKeys) {
-        const int64_t j1 = imin(nk, j0 + kSumKeys);
-        T s0 = V::zero(), s1 = V::zero();
-        int64_t j = j0;
-        for (; j + 1 < j1; j += 2) {
-          T e0 = V::exp2(V::load(st + j * BQ + m * W));
-          T e1 = V::exp2(V::load(st + (j + 1) * BQ + m * W));
-          V::store(st + j * BQ + m * W, e0);
-          V::store(st + (j + 1) * BQ + m * W, e1);
-          s0 = V::add(s0, e0);
-          s1 = V::add(s1, e1);
-        }
-        if (j < j1) {
-          T e0 = V::exp2(V::load(st + j * BQ + m * W));
-          V::store(st + j * BQ + m * W, e0);
-          s0 = V::add(s0, e0);
-        }
-        sum = V::add(sum, V::add(s0, s1));
-      }
+      const T sum = exp2_column<false>(st + m * W, nk, V::zero());
       V::store(r.lo + m * W, V::add(V::load(r.lo + m * W), sum));
       V::store(r.alpha + m * W, V::set1(1.0f));
       continue;
@@ -513,26 +527,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     const T mx = kb == 0 ? bm : V::max(mold, V::sub(bm, slack));
     const T mref = V::ninf_to_zero(mx);  // P = exp2(tile - mref)
     T al = V::exp2(V::sub(mold, mref));
-    T sum = V::zero();
-    for (int64_t j0 = 0; j0 < nk; j0 += kSumKeys) {
-      const int64_t j1 = imin(nk, j0 + kSumKeys);
-      T s0 = V::zero(), s1 = V::zero();
-      int64_t j = j0;
-      for (; j + 1 < j1; j += 2) {
-        T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
-        T e1 = V::exp2(V::sub(V::load(st + (j + 1) * BQ + m * W), mref));
-        V::store(st + j * BQ + m * W, e0);
-        V::store(st + (j + 1) * BQ + m * W, e1);
-        s0 = V::add(s0, e0);
-        s1 = V::add(s1, e1);
-      }
-      if (j < j1) {
-        T e0 = V::exp2(V::sub(V::load(st + j * BQ + m * W), mref));
-        V::store(st + j * BQ + m * W, e0);
-        s0 = V::add(s0, e0);
-      }
-      sum = V::add(sum, V::add(s0, s1));
-    }
+    const T sum = exp2_column<true>(st + m * W, nk, mref);
     V::store(r.lo + m * W, V::fmadd(V::load(r.lo + m * W), al, sum));
     V::store(r.alpha + m * W, al);
     V::store(r.mo + m * W, mx);
