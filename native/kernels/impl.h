@@ -946,8 +946,9 @@ static inline void dec_rows_dispatch(int rb, DecChunk& ch, const AttnParams& p, 
   }
 }
 
-// scratch floats per worker for the direct path: per row, O and the current piece of O (each Dv rounded up to W), two blocks of
-// scores and of hidden flags, and the scaled query row (D rounded up to W)
+// scratch floats per worker for the direct path: per row, O and the current piece of O (each Dv
+// rounded up to W), two blocks of scores and of hidden flags, and the scaled query row (D rounded
+// up to W)
 static inline int64_t direct_state_floats(int64_t D, int64_t Dv) {
   return 2 * ((Dv + W - 1) / W * W) + 2 * DEC_BLK + 2 * DEC_BLK / 4 + (D + W - 1) / W * W;
 }
@@ -1596,25 +1597,23 @@ static void softmax_task(void* vctx, int64_t t, int) {
       continue;
     }
     // y = exp2((x - mref) * scale * log2e) and its sum, in one pass; with scale 0, (x - 0) * 0 is
-    // x * 0 itself
-    // The sum goes in pieces of kSumKeys floats (4.6e-5 relative at a million columns as one
-    // running sum).
+    // x * 0 itself. The sum goes in pieces of kSumKeys floats (one running sum: 4.6e-5 relative
+    // at a million columns).
     const float mref = sc == 0.0f ? 0.0f : sg * mx;
     const T mv = V::set1(mref);
     T acc = V::zero();
     const int64_t nw = n / W * W;
-    int64_t j = 0;
     for (int64_t j0 = 0; j0 < nw; j0 += kSumKeys) {
       const int64_t j1 = imin(nw, j0 + kSumKeys);
       T blk = V::zero();
-      for (j = j0; j < j1; j += W) {
+      for (int64_t j = j0; j < j1; j += W) {
         const T e = V::exp2(V::mul(V::sub(V::load(x + j), mv), scv));
         V::store(y + j, e);
         blk = V::add(blk, e);
       }
       acc = V::add(acc, blk);
     }
-    j = nw;
+    int64_t j = nw;
     if (j < n) {
       const int rem = (int)(n - j);
       V::store_partial(y + j, V::exp2(V::mul(V::sub(V::load_partial(x + j, rem), mv), scv)), rem);
