@@ -126,7 +126,7 @@ function panelTimes(C: usize, A: usize, panel: usize, biasP: usize, tmp: usize, 
       kernel4x8(A + (<usize>r) * lda, lda, panel, 32, k, C + (<usize>r) * ldc + (<usize>c0) * 4, ldc, init, false);
     }
     for (; r < m; r++) {
-      kernel1x8(A + (<usize>r) * lda, panel, 32, k, C + (<usize>r) * ldc + (<usize>c0) * 4, init, false);
+      kernel1x8(A + (<usize>r) * lda, panel, 32, k, C + (<usize>r) * ldc + (<usize>c0) * 4, init);
     }
   } else {
     for (; r + 4 <= m; r += 4) {
@@ -139,7 +139,7 @@ function panelTimes(C: usize, A: usize, panel: usize, biasP: usize, tmp: usize, 
       }
     }
     for (; r < m; r++) {
-      kernel1x8(A + (<usize>r) * lda, panel, 32, k, tmp, init, false);
+      kernel1x8(A + (<usize>r) * lda, panel, 32, k, tmp, init);
       const dst = C + (<usize>r) * ldc + (<usize>c0) * 4;
       for (let c = 0; c < cols; c++) store<f32>(dst + (<usize>c) * 4, load<f32>(tmp + (<usize>c) * 4));
     }

@@ -57,13 +57,11 @@ import { fmadd } from './math';
   v128.store(c + ldc * 3, c30); v128.store(c + ldc * 3, c31, 16);
 }
 
-/** one row: C[1][8] = init + A[1][K] * panel[K][8] (same conventions as kernel4x8) */
+/** one row: C[1][8] = init + A[1][K] * panel[K][8] (init and ldp as for kernel4x8; no caller adds to C) */
 // @ts-ignore: decorator
-@inline export function kernel1x8(
-  a: usize, panel: usize, ldp: usize, K: i32, c: usize, init: usize, accumulate: bool
-): void {
+@inline export function kernel1x8(a: usize, panel: usize, ldp: usize, K: i32, c: usize, init: usize): void {
   let c0: v128, c1: v128;
-  if (init != 0 && !accumulate) {
+  if (init != 0) {
     c0 = v128.load(init); c1 = v128.load(init, 16);
   } else {
     c0 = f32x4.splat(0); c1 = c0;
@@ -77,9 +75,6 @@ import { fmadd } from './math';
     c1 = fmadd(s, v128.load(p, 16), c1);
     a0 += 4;
     p += ldp;
-  }
-  if (accumulate) {
-    c0 = f32x4.add(v128.load(c), c0); c1 = f32x4.add(v128.load(c, 16), c1);
   }
   v128.store(c, c0); v128.store(c, c1, 16);
 }
