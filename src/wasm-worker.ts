@@ -9,6 +9,7 @@ import { execCalls, runAttention, type KernelCall } from './backends/wasm-core.j
 import { instantiateOnMemory, instantiateSync, type WasmExports, type WasmInstance } from './backends/wasm-instance.js';
 import { WasmMhaCore, type PackedMha } from './backends/wasm-multihead.js';
 import type { WorkerAttentionRequest, WorkerMhaCall, WorkerReply } from './backends/wasm-runner.js';
+import { WORKER_PROTOCOL } from './backends/worker-protocol.js';
 
 interface Port {
   post(message: unknown, transfer: Transferable[]): void;
@@ -39,6 +40,8 @@ async function port(): Promise<Port> {
 }
 
 let inst: WasmInstance | undefined;
+/** set when the calling side speaks another protocol: then nothing is computed here */
+let refused: string | undefined;
 /** exec mode: an instance on the caller's shared memory, running the caller's plans */
 let shared: WasmExports | undefined;
 const blocks = new Map<number, WasmMhaCore>();
@@ -70,11 +73,28 @@ function mhaForward(id: number, mhaId: number, c: WorkerMhaCall): { reply: Worke
   return { reply: { id, out, kNew: r.kNew, vNew: r.vNew }, transfer };
 }
 
+/** an error without an ERR_ATTN code: the worker's, so the calling side computes the call itself */
+function workerError(p: Port, id: number, message: string): void {
+  p.post({ id, error: { name: 'Error', message } }, []);
+}
+
 function handle(p: Port, msg: unknown): void {
-  const m = msg as { type: string; module?: WebAssembly.Module; shared?: boolean; memory?: WebAssembly.Memory };
+  const m = msg as { type: string; id?: number; protocol?: unknown; module?: WebAssembly.Module; shared?: boolean; memory?: WebAssembly.Memory };
   if (m.type === 'init') {
+    // said first, before any answer, so that the calling side can check it
+    p.post({ type: 'ready', protocol: WORKER_PROTOCOL }, []);
+    if (m.protocol !== WORKER_PROTOCOL) {
+      refused = `wasm-worker: the calling side speaks protocol ${String(m.protocol)}, this worker ${WORKER_PROTOCOL}`;
+      return;
+    }
     if (m.memory) shared = instantiateOnMemory(m.module!, m.memory);
     else inst = instantiateSync(m.module!, { shared: m.shared });
+    return;
+  }
+  if (refused) {
+    // a call of another protocol is answered, never computed: read with this protocol's
+    // meaning it could write the calling side's shared memory wrongly
+    if (typeof m.id === 'number') workerError(p, m.id, refused);
     return;
   }
   if (m.type === 'exec') {
@@ -120,7 +140,11 @@ function handle(p: Port, msg: unknown): void {
     }
     return;
   }
-  if (m.type !== 'attention') return;
+  if (m.type !== 'attention') {
+    // a message this worker does not know still gets its answer: its call must not stay pending
+    if (typeof m.id === 'number') workerError(p, m.id, `wasm-worker: unknown message ${JSON.stringify(m.type)} (protocol ${WORKER_PROTOCOL})`);
+    return;
+  }
   const req = msg as WorkerAttentionRequest;
   let reply: WorkerReply;
   const transfer: Transferable[] = [];

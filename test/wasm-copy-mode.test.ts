@@ -7,9 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { AttentionArgs } from '../src/backend.js';
 import { createWasmBackend } from '../src/backends/wasm-core.js';
 import { instantiateSync } from '../src/backends/wasm-instance.js';
-import { createWorkerRunner, type WorkerLike } from '../src/backends/wasm-runner.js';
+import { createWorkerRunner, toRequest, type WorkerLike } from '../src/backends/wasm-runner.js';
+import { WORKER_PROTOCOL } from '../src/backends/worker-protocol.js';
 import { nodeRunner, wasmPath } from '../src/backends/wasm.js';
 import { Attention } from '../src/facade.js';
 import { tensor } from '../src/tensor.js';
@@ -106,14 +109,21 @@ describe('wasm: a worker in copy mode', function () {
 });
 
 describe('wasm: the worker protocol', () => {
-  /** a worker that answers every call with `reply`, or throws when a call is posted */
-  function fakeWorker(reply: (id: number) => unknown, postThrows = false): WorkerLike & { refs: number } {
+  /**
+   * a worker that answers every call with `reply`, or throws when a call is posted; it answers
+   * `init` with `ready` (null: it says nothing, as a worker from before the handshake)
+   */
+  function fakeWorker(reply: (id: number) => unknown, postThrows = false, ready: unknown = { type: 'ready', protocol: WORKER_PROTOCOL }): WorkerLike & { refs: number; terminated: boolean } {
     let onMessage: (m: unknown) => void = () => {};
     const w = {
       refs: 0,
+      terminated: false,
       post(msg: unknown) {
         const m = msg as { type: string; id?: number };
-        if (m.type === 'init') return;
+        if (m.type === 'init') {
+          if (ready !== null) queueMicrotask(() => onMessage(ready));
+          return;
+        }
         if (postThrows) throw new DOMException('could not be cloned', 'DataCloneError');
         queueMicrotask(() => onMessage(reply(m.id!)));
       },
@@ -121,7 +131,7 @@ describe('wasm: the worker protocol', () => {
       onError: () => {},
       ref: () => void w.refs++,
       unref: () => void w.refs--,
-      terminate: () => {},
+      terminate: () => void (w.terminated = true),
     };
     return w;
   }
@@ -150,6 +160,85 @@ describe('wasm: the worker protocol', () => {
     const r = await attn.attentionAsync(q, q, q);
     assert.deepEqual(r.output.data, attn.attention(q, q, q).output.data);
     assert.equal(worker.refs, -1, 'ref()ed for the call and unref()ed after it, on top of the unref() at start');
+  });
+
+  // A page may serve its own copy of wasm-worker.mjs, which can outlive an upgrade of the
+  // package. Before the handshake such a worker computed calls with its own reading of them.
+  for (const [what, ready] of [
+    ['says another protocol', { type: 'ready', protocol: WORKER_PROTOCOL + 1 }],
+    ['answers without saying its protocol (from before the handshake)', null],
+  ] as const) {
+    it(`a worker that ${what} computes nothing: its answer is not used, the call runs on the calling thread`, async () => {
+      const i = inst();
+      // its answer would be wrong: the calling thread's is what must come back
+      const worker = fakeWorker((id) => ({ id, out: new Float32Array(16).fill(7) }), false, ready);
+      const attn = new Attention(createWasmBackend(i, { runner: () => createWorkerRunner(worker, i.module) }));
+      const r = await attn.attentionAsync(q, q, q);
+      assert.deepEqual(r.output.data, attn.attention(q, q, q).output.data);
+      assert.equal(worker.terminated, true);
+      assert.equal(attn.info().details?.async, 'calling thread');
+    });
+  }
+});
+
+describe('wasm: the worker script and the protocol (dist/wasm-worker.mjs)', function () {
+  this.timeout(60000);
+  const file = new URL('../dist/wasm-worker.mjs', import.meta.url);
+  const module = new WebAssembly.Module(readFileSync(wasmPath('simd128', false)));
+  /** starts the worker, sends `init` with `protocol`, then `call`; resolves with what it answered to each */
+  async function exchange(protocol: number, call: Record<string, unknown>): Promise<unknown[]> {
+    const w = new Worker(file);
+    try {
+      const answers: unknown[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        w.on('message', (m) => {
+          answers.push(m);
+          if (answers.length === 2) resolve();
+        });
+        w.on('error', reject);
+      });
+      w.postMessage({ type: 'init', protocol, module, shared: false });
+      w.postMessage(call);
+      await done;
+      return answers;
+    } finally {
+      await w.terminate();
+    }
+  }
+  /** a well-formed attention message (the third test shows it is computed under the right protocol) */
+  const request = (id: number) => {
+    const t = new Float32Array(16).map((_, i) => i / 16);
+    const st = { b: 16, h: 16, s: 8 };
+    const args: AttentionArgs = {
+      q: t, k: t, v: t, batch: 1, numHeads: 1, numKvHeads: 1, seqQ: 2, seqK: 2, headDim: 8, headDimV: 8,
+      qStrides: st, kStrides: st, vStrides: st, oStrides: st, scale: 0.5, causal: false, out: new Float32Array(16),
+    }; // prettier-ignore
+    return toRequest(id, args, []) as unknown as Record<string, unknown>;
+  };
+
+  it('says its protocol first, and answers the calls of another protocol with an uncoded error, computing nothing', async () => {
+    const [ready, reply] = await exchange(WORKER_PROTOCOL + 1, request(7));
+    assert.deepEqual(ready, { type: 'ready', protocol: WORKER_PROTOCOL });
+    const r = reply as { id: number; out?: unknown; error?: { message: string; code?: string } };
+    assert.equal(r.id, 7);
+    assert.equal(r.out, undefined);
+    assert.match(r.error!.message, new RegExp(`protocol ${WORKER_PROTOCOL + 1}, this worker ${WORKER_PROTOCOL}`));
+    assert.equal(r.error!.code, undefined);
+  });
+
+  it('answers a message it does not know with an uncoded error, so that its call does not stay pending', async () => {
+    const [, reply] = await exchange(WORKER_PROTOCOL, { type: 'frobnicate', id: 3 });
+    const r = reply as { id: number; error?: { message: string; code?: string } };
+    assert.equal(r.id, 3);
+    assert.match(r.error!.message, /unknown message "frobnicate"/);
+    assert.equal(r.error!.code, undefined);
+  });
+
+  it('computes a call of its own protocol (the request above is well formed)', async () => {
+    const [, reply] = await exchange(WORKER_PROTOCOL, request(9));
+    const r = reply as { id: number; out?: Float32Array; error?: unknown };
+    assert.equal(r.error, undefined);
+    assert.equal(r.out!.length, 16);
   });
 });
 

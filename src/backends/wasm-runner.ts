@@ -12,6 +12,7 @@ import { attnError, copyResult, type AttentionErrorCode } from '../errors.js';
 import { viewLength } from '../typed-arrays.js';
 import type { AsyncRunner, KernelCall } from './wasm-core.js';
 import type { MhaCall, PackedMha } from './wasm-multihead.js';
+import { WORKER_PROTOCOL } from './worker-protocol.js';
 
 export interface WorkerLike {
   post(message: unknown, transfer?: Transferable[]): void;
@@ -120,34 +121,45 @@ export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Modul
   let alive = true;
   let mode: 'exec' | 'copy' = 'copy';
   const pending = new Map<number, Pending>();
+  // the worker's first message says which protocol it speaks (worker-protocol.ts)
+  let ready = false;
   const settle = () => {
     if (pending.size === 0) worker.unref?.();
   };
-  worker.onMessage((m) => {
-    const reply = m as WorkerReply;
-    const p = pending.get(reply.id);
-    if (!p) return;
-    pending.delete(reply.id);
-    settle();
-    if (reply.error) p.reject(toError(reply.error));
-    else p.resolve(reply);
-  });
-  worker.onError((err) => {
+  /** the worker cannot serve: its pending calls and every later one are computed here */
+  const fail = (message: string) => {
     if (!alive) return;
     alive = false;
-    for (const p of pending.values()) p.reject(workerFailed(`wasm worker failed: ${err.message}`));
+    for (const p of pending.values()) p.reject(workerFailed(message));
     pending.clear();
     worker.terminate();
+  };
+  worker.onMessage((m) => {
+    const msg = m as WorkerReply & { type?: string; protocol?: unknown };
+    if (msg.type === 'ready') {
+      if (msg.protocol === WORKER_PROTOCOL) ready = true;
+      else fail(`wasm worker speaks protocol ${String(msg.protocol)}, this package ${WORKER_PROTOCOL} (a wasm-worker.mjs of another version?)`);
+      return;
+    }
+    // a worker that answers before saying its protocol predates the handshake
+    if (!ready) return fail('wasm worker answered without saying its protocol (a wasm-worker.mjs of another version?)');
+    const p = pending.get(msg.id);
+    if (!p) return;
+    pending.delete(msg.id);
+    settle();
+    if (msg.error) p.reject(toError(msg.error));
+    else p.resolve(msg);
   });
+  worker.onError((err) => fail(`wasm worker failed: ${err.message}`));
   if (memory) {
     try {
-      worker.post({ type: 'init', module, shared, memory });
+      worker.post({ type: 'init', protocol: WORKER_PROTOCOL, module, shared, memory });
       mode = 'exec';
     } catch {
       // the memory cannot cross (DataCloneError without cross-origin isolation): copy mode
     }
   }
-  if (mode === 'copy') worker.post({ type: 'init', module, shared });
+  if (mode === 'copy') worker.post({ type: 'init', protocol: WORKER_PROTOCOL, module, shared });
   worker.unref?.();
 
   const call = (msg: { type: string } & Record<string, unknown>, transfer: Transferable[]): Promise<WorkerReply> => {
