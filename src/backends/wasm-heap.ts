@@ -5,6 +5,7 @@
  */
 import { attnError, attnRangeError, copyResult } from '../errors.js';
 import { isFloat32Array, isInt32Array, viewBuffer, viewByteLength, viewByteOffset, viewLength } from '../typed-arrays.js';
+import type { WasmMemory } from './wasm-types.js';
 
 const PAGE = 65536;
 /** wasm32 addresses: 4 GiB of linear memory at most */
@@ -25,7 +26,7 @@ function allocError(bytes: number, why: string): Error {
  * aligned; freed blocks coalesce. The memory grows (never shrinks) when no block fits.
  */
 export class WasmHeap {
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   readonly base: number;
   /** free blocks [offset, size], sorted by offset */
   #free: Array<[number, number]> = [];
@@ -43,7 +44,7 @@ export class WasmHeap {
   copiedIn = 0;
   readonly maxBytes: number;
 
-  constructor(memory: WebAssembly.Memory, heapBase: number, maxPages = MAX_PAGES) {
+  constructor(memory: WasmMemory, heapBase: number, maxPages = MAX_PAGES) {
     this.memory = memory;
     this.maxBytes = maxPages * PAGE;
     this.base = Math.ceil(heapBase / ALIGN) * ALIGN;

@@ -6,11 +6,17 @@
  */
 import { isWasmModule } from '../typed-arrays.js';
 import { MAX_PAGES, WasmHeap } from './wasm-heap.js';
+import type { WasmMemory, WasmModule } from './wasm-types.js';
 
 /** 'relaxed-simd' uses f32x4.relaxed_madd (fused multiply-add); 'simd128' runs wherever WebAssembly SIMD does. */
 export type WasmBuild = 'relaxed-simd' | 'simd128';
 /** Where the module comes from: a URL (or URL string) to fetch, its bytes, or a compiled module. */
-export type WasmSource = URL | string | ArrayBuffer | Uint8Array | WebAssembly.Module;
+export type WasmSource = URL | string | ArrayBuffer | Uint8Array | CompiledModule;
+/**
+ * A compiled module. `source?: never` gives the type a property, so that an options object with
+ * a misspelt key is refused (WebAssembly.Module is an empty interface, which any object matches).
+ */
+export type CompiledModule = WasmModule & { readonly source?: never };
 
 /** File name of each build inside <package>/dist/wasm/ (importing a plain memory). */
 export const WASM_FILES: Record<WasmBuild, string> = {
@@ -26,7 +32,7 @@ export const WASM_SHARED_FILES: Record<WasmBuild, string> = {
 
 /** The raw exports of assembly/index.ts (byte pointers into `memory`, element strides). */
 export interface WasmExports {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   _initialize?: () => void;
   heapBase(): number;
   isRelaxed(): number;
@@ -100,7 +106,7 @@ export interface WasmInstance {
   exports: WasmExports;
   heap: WasmHeap;
   build: WasmBuild;
-  module: WebAssembly.Module;
+  module: WasmModule;
   /** the memory is shared: alloc() views stay valid when it grows */
   shared: boolean;
 }
@@ -181,7 +187,7 @@ function isSharedMismatch(err: unknown): boolean {
  * Compiles and instantiates synchronously (Node; in browsers only off the main thread or for
  * small modules). `shared` unset: whichever memory the module imports.
  */
-export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): WasmInstance {
+export function instantiateSync(source: Uint8Array | ArrayBuffer | WasmModule, o: InstantiateOptions = {}): WasmInstance {
   const module = isWasmModule(source) ? source : new WebAssembly.Module(source as BufferSource);
   const attempt = (shared: boolean) => {
     const opts = { ...o, shared };
@@ -196,7 +202,7 @@ export function instantiateSync(source: Uint8Array | ArrayBuffer | WebAssembly.M
   }
 }
 
-export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly.Module, o: InstantiateOptions = {}): Promise<WasmInstance> {
+export async function instantiate(source: Uint8Array | ArrayBuffer | WasmModule, o: InstantiateOptions = {}): Promise<WasmInstance> {
   const module = isWasmModule(source) ? source : await WebAssembly.compile(source as BufferSource);
   const attempt = async (shared: boolean) => {
     const opts = { ...o, shared };
@@ -216,7 +222,7 @@ export async function instantiate(source: Uint8Array | ArrayBuffer | WebAssembly
  * The instance only runs kernel calls planned elsewhere: it must not allocate, since the
  * heap belongs to the thread that made the memory.
  */
-export function instantiateOnMemory(module: WebAssembly.Module, memory: WebAssembly.Memory): WasmExports {
+export function instantiateOnMemory(module: WasmModule, memory: WasmMemory): WasmExports {
   const exports = new WebAssembly.Instance(module, importsFor(memory)).exports as unknown as WasmExports;
   exports._initialize?.();
   return exports;

@@ -13,6 +13,7 @@ import { viewLength } from '../typed-arrays.js';
 import type { AsyncRunner, KernelCall } from './wasm-core.js';
 import type { MhaCall, PackedMha } from './wasm-multihead.js';
 import { WORKER_PROTOCOL } from './worker-protocol.js';
+import type { WasmMemory, WasmModule } from './wasm-types.js';
 
 export interface WorkerLike {
   post(message: unknown, transfer?: Transferable[]): void;
@@ -115,7 +116,7 @@ function workerFailed(message: string): Error {
  * memory and runs kernel plans (exec mode) where the runtime can send the memory; otherwise it
  * instantiates its own (copy mode).
  */
-export function createWorkerRunner(worker: WorkerLike, module: WebAssembly.Module, shared = false, memory?: WebAssembly.Memory): WorkerRunner {
+export function createWorkerRunner(worker: WorkerLike, module: WasmModule, shared = false, memory?: WasmMemory): WorkerRunner {
   let nextId = 1;
   let nextMha = 1;
   let alive = true;
