@@ -441,7 +441,8 @@ struct Core {
   Core(const KernelTable* t, int threads, int cores) : kt(t), pool(threads, cores) {}
 };
 
-// Runs fn with the pool limited to `threads` (0 = all).
+// Runs fn with the pool limited to `threads` (0 = all), from a libuv thread: a region waits
+// while another call's region runs.
 template <typename F>
 int WithPool(Core& core, int threads, F&& fn) {
   if (threads > 0 && threads < core.pool.workers()) {
@@ -449,6 +450,19 @@ int WithPool(Core& core, int threads, F&& fn) {
     return fn((sa::Parallel&)lp);
   }
   return fn((sa::Parallel&)core.pool);
+}
+
+// The same from the JS thread (synchronous calls): a region that finds the pool busy with an
+// asynchronous call's region runs on the JS thread alone rather than stall the event loop until
+// that call ends (a one-token forward behind a prefill's forwardAsync waited ~0.5 s).
+template <typename F>
+int WithPoolNow(Core& core, int threads, F&& fn) {
+  sa::InlineWhenBusy now(core.pool);
+  if (threads > 0 && threads < core.pool.workers()) {
+    sa::LimitedParallel lp(now, threads);
+    return fn((sa::Parallel&)lp);
+  }
+  return fn((sa::Parallel&)now);
 }
 
 // Whether this environment can still run JS: Node-API refuses every call into JS (a property
@@ -728,7 +742,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       auto c = core(env);
       int threads = 0;
       AttnParams p = ReadAttention(info, "attention", nullptr, &threads);
-      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); }), "attention");
+      CheckStatus(env, WithPoolNow(*c, threads, [&](sa::Parallel& par) { return c->kt->attention(p, par); }), "attention");
       return env.Undefined();
     });
   }
@@ -752,7 +766,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       auto c = core(env);
       int threads = 0;
       MatmulParams p = ReadMatmul(info, &threads);
-      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->matmul(p, par); }), "matmul");
+      CheckStatus(env, WithPoolNow(*c, threads, [&](sa::Parallel& par) { return c->kt->matmul(p, par); }), "matmul");
       return env.Undefined();
     });
   }
@@ -772,7 +786,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       CheckLen(env, "args.x", lx, (__int128)p.rows * p.cols);
       CheckLen(env, "args.out", lo, (__int128)p.rows * p.cols);
       int threads = (int)r.IntOr("threads", 0, 0, 1 << 20);
-      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return c->kt->softmax(p, par); }), "softmax");
+      CheckStatus(env, WithPoolNow(*c, threads, [&](sa::Parallel& par) { return c->kt->softmax(p, par); }), "softmax");
       return env.Undefined();
     });
   }
@@ -871,7 +885,7 @@ Napi::Value MultiHead::Run(const Napi::CallbackInfo& info, bool async) {
     f.key_lengths = ReadKeyLengths(env, info[S::kKeyLengths], kp, f.batch, seq_k);
     const int threads = threads_;
     if (!async) {
-      CheckStatus(env, WithPool(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); }), "forward");
+      CheckStatus(env, WithPoolNow(*c, threads, [&](sa::Parallel& par) { return w->forward(f, par); }), "forward");
       return env.Undefined();
     }
     using Both = std::pair<std::shared_ptr<Core>, std::shared_ptr<sa::MultiHeadWeights>>;

@@ -148,6 +148,20 @@ void ThreadPool::worker_main(int id) {
 void ThreadPool::run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
   if (n <= 0) return;
   std::lock_guard<std::mutex> region(region_mu_);
+  run_region(n, fn, ctx);
+}
+
+void ThreadPool::run_or_inline(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
+  if (n <= 0) return;
+  std::unique_lock<std::mutex> region(region_mu_, std::try_to_lock);
+  if (region.owns_lock()) return run_region(n, fn, ctx);
+  // another caller's region holds the workers: the tasks run here, in order (scratch slot 0 is
+  // this call's own, as kernels allocate their scratch per call)
+  Awake awake;
+  for (int64_t t = 0; t < n; ++t) fn(ctx, t, 0);
+}
+
+void ThreadPool::run_region(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
   Awake awake;  // (not while it waits for another caller's region)
   if (threads_ == 1 || n == 1) {
     for (int64_t t = 0; t < n; ++t) fn(ctx, t, 0);

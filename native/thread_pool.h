@@ -29,10 +29,14 @@ class ThreadPool final : public Parallel {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int workers() const override { return threads_; }
+  // waits while another caller's region runs
   void run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) override;
+  // runs the tasks on the calling thread alone when another caller's region holds the pool
+  void run_or_inline(int64_t n, void (*fn)(void*, int64_t, int), void* ctx);
   int threads() const { return threads_; }
 
  private:
+  void run_region(int64_t n, void (*fn)(void*, int64_t, int), void* ctx);
   void worker_main(int id);
   void work(int id);
   void stop_workers();
@@ -53,6 +57,20 @@ class ThreadPool final : public Parallel {
   void (*fn_)(void*, int64_t, int) = nullptr;
   void* ctx_ = nullptr;
   std::atomic<int64_t> next_{0};
+};
+
+// The pool as a thread that must not wait sees it (an event loop's, whose synchronous calls
+// would otherwise stall it until another caller's long region ends): a region that finds the pool
+// busy runs on the calling thread alone. Results are the same: they never depend on the thread
+// count.
+class InlineWhenBusy final : public Parallel {
+ public:
+  explicit InlineWhenBusy(ThreadPool& pool) : pool_(pool) {}
+  int workers() const override { return pool_.workers(); }
+  void run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) override { pool_.run_or_inline(n, fn, ctx); }
+
+ private:
+  ThreadPool& pool_;
 };
 
 // Limits a region to the first `limit` workers of a pool (per-call `threads` option).

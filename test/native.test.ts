@@ -320,6 +320,36 @@ describe('native backend', function () {
       if (syncMs > 50) assert.ok(intervals >= 3, `only ${intervals} interval ticks during ${syncMs} ms`);
     });
 
+    // Every sync call took the pool's region lock, so one made while an async call of the same
+    // engine ran waited for that call's whole kernel, and the event loop with it (~0.5 s behind a
+    // prefill). It now runs on the JS thread alone.
+    for (const threads of [1, 2]) {
+      it(`a sync call made while an async call of the same engine computes does not wait for it (threads ${threads})`, async () => {
+        const b = load({ isa: 'scalar', threads });
+        // out on shared memory, so that this thread can watch the kernel write it (Atomics)
+        const big = attnArgs(1, 4, 4, 2048, 2048, 64, {}, 41);
+        big.out = new Float32Array(new SharedArrayBuffer(big.out.length * 4));
+        const bits = new Int32Array(big.out.buffer);
+        const last = bits.length - 1;
+        const p = b.attentionAsync(big);
+        // until its first query block is written, the kernel has not started (or not got far)
+        const t0 = Date.now();
+        while (Atomics.load(bits, 0) === 0 && Date.now() - t0 < 60000);
+        assert.notEqual(Atomics.load(bits, 0), 0, 'the async kernel wrote nothing in 60 s');
+        const small = attnArgs(1, 2, 2, 9, 13, 16, { causal: true }, 42);
+        b.attention(small);
+        const lastWritten = Atomics.load(bits, last) !== 0;
+        await p;
+        assert.equal(lastWritten, false, "the sync call returned only once the async call's kernel had ended");
+        const again = { ...small, out: new Float32Array(small.out.length) };
+        await b.attentionAsync(again);
+        assert.ok(sameBits(small.out, again.out), 'the sync call computed on its own differs from the pool');
+        const ref = { ...big, out: new Float32Array(big.out.length) };
+        b.attention(ref);
+        assert.ok(sameBits(big.out, ref.out), 'the async call differs from a sync one');
+      });
+    }
+
     it('runs several async calls concurrently on one engine and rejects bad ones with a code', async () => {
       const b = load({ threads: 2 });
       const a1 = attnArgs(2, 4, 2, 100, 130, 32, { causal: true }, 11);
