@@ -632,8 +632,11 @@ class Engine;
 // getter borrowed from one class and called on the other, or a MultiHead passed where the engine
 // goes, would treat one C++ object as the other. So the classes have methods only (an engine's
 // isa and threads are plain values set when it is made), and an engine is type-tagged when made
-// and checked before the multi-head constructor unwraps it.
-const napi_type_tag kEngineTag = {0x8b6d1c2a5f3e4d71ULL, 0xa2c94e0b7d165f38ULL};
+// and checked before the multi-head constructor unwraps it. The tag holds an address in this copy
+// of the binary: an engine made by another copy (a different file, perhaps another version whose
+// Engine is laid out otherwise) fails the check too.
+const char kTagAnchor = 0;
+const napi_type_tag kEngineTag = {0x8b6d1c2a5f3e4d71ULL, 0xa2c94e0b7d165f38ULL ^ (uint64_t)(uintptr_t)&kTagAnchor};
 
 bool Tagged(const Napi::Value& v, const napi_type_tag* tag) { return v.IsObject() && v.As<Napi::Object>().CheckTypeTag(tag); }
 

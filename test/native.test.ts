@@ -767,6 +767,29 @@ if (isMainThread) {
       e.close();
     });
 
+    it("refuses an engine made by another copy of the binary (another file: perhaps another version's layout)", () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-copy-'));
+      try {
+        const copy = path.join(dir, 'copy.node');
+        fs.copyFileSync(b.details().binary, copy);
+        const require = createRequire(import.meta.url);
+        const raw = require(b.details().binary) as NativeBinding;
+        const other = require(copy) as NativeBinding;
+        const e = raw.createEngine('scalar', 1) as unknown as { createMultiHead(p: unknown): { constructor: new (...a: unknown[]) => unknown; dispose(): void }; close(): void };
+        const foreign = other.createEngine('scalar', 1) as unknown as { close(): void };
+        const mh = e.createMultiHead(mhParams(16, 2, 2, 5));
+        // before, the tag was one constant: the other copy's engine passed and was unwrapped as this copy's
+        expectCode(() => new mh.constructor(mhParams(16, 2, 2, 5), foreign), 'ERR_ATTN_TYPE', TypeError);
+        const same = new mh.constructor(mhParams(16, 2, 2, 5), e) as { dispose(): void };
+        same.dispose();
+        mh.dispose();
+        e.close();
+        foreign.close();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('an engine whose threads the OS refuses is an ERR_ATTN_NATIVE error, not a hang (a child under ulimit -v)', function () {
       // AddressSanitizer's shadow memory alone takes more address space than the limit
       if (process.env.SIMD_ATTENTION_SANITIZED) this.skip();
