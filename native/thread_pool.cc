@@ -145,16 +145,31 @@ void ThreadPool::worker_main(int id) {
   }
 }
 
+// busy_ is the region's lock proper; region_mu_ queues the callers that wait, so that only the
+// first of them polls. (A try_lock of the mutex would do without the flag, but
+// pthread_mutex_trylock is versioned GLIBC_2.34: see runtime_floor.cc.)
+namespace {
+struct Holding {
+  std::atomic<bool>& busy;
+  ~Holding() { busy.store(false, std::memory_order_release); }
+};
+}  // namespace
+
 void ThreadPool::run(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
   if (n <= 0) return;
-  std::lock_guard<std::mutex> region(region_mu_);
+  std::lock_guard<std::mutex> queue(region_mu_);
+  // held only by a run_or_inline caller's region here: poll until it ends
+  while (busy_.exchange(true, std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  Holding holding{busy_};
   run_region(n, fn, ctx);
 }
 
 void ThreadPool::run_or_inline(int64_t n, void (*fn)(void*, int64_t, int), void* ctx) {
   if (n <= 0) return;
-  std::unique_lock<std::mutex> region(region_mu_, std::try_to_lock);
-  if (region.owns_lock()) return run_region(n, fn, ctx);
+  if (!busy_.exchange(true, std::memory_order_acquire)) {
+    Holding holding{busy_};
+    return run_region(n, fn, ctx);
+  }
   // another caller's region holds the workers: the tasks run here, in order (scratch slot 0 is
   // this call's own, as kernels allocate their scratch per call)
   Awake awake;

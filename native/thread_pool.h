@@ -45,7 +45,8 @@ class ThreadPool final : public Parallel {
   int cores_;
   int64_t spin_micros_;  // kSpinMicros, or 0 when the pool has more threads than the machine cores
   std::vector<std::thread> workers_;
-  std::mutex region_mu_;  // one parallel region at a time
+  std::atomic<bool> busy_{false};  // a region holds the workers
+  std::mutex region_mu_;           // the callers waiting for them
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
   uint64_t generation_ = 0;
