@@ -124,6 +124,7 @@ function checkScale(fn: string, value: unknown, fallback: number): number {
 
 export function checkLayout(fn: string, value: unknown): Layout {
   if (value === undefined) return 'bhsd';
+  if (typeof value !== 'string') throw attnTypeError('ERR_ATTN_TYPE', `${fn}: layout must be "bhsd" or "bshd", got ${describe(value)}`);
   if (value !== 'bhsd' && value !== 'bshd') {
     throw attnRangeError('ERR_ATTN_VALUE', `${fn}: layout must be "bhsd" or "bshd", got ${describe(value)}`);
   }

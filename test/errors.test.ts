@@ -95,6 +95,9 @@ for (const variant of variants()) {
       expectError(() => attn.attention(q, f([1, 1, 5, 4]), v), RangeError, 'ERR_ATTN_SHAPE', /same number of heads/);
       expectError(() => attn.attention({ data: new Float32Array(5), shape: [1, 2, 3, 4] }, k, v), RangeError, 'ERR_ATTN_SIZE', /5 elements/);
       expectError(() => attn.attention(q, k, v, { layout: 'bsdh' as never }), RangeError, 'ERR_ATTN_VALUE', /layout/);
+      // a layout that is no string is a wrong type (it was ERR_ATTN_VALUE, as an unknown name is)
+      expectError(() => attn.attention(q, k, v, { layout: 1 as never }), TypeError, 'ERR_ATTN_TYPE', /layout/);
+      expectError(() => attn.attention(q, k, v, { layout: null as never }), TypeError, 'ERR_ATTN_TYPE', /layout/);
       expectError(() => attn.attention(q, k, v, { scale: Infinity }), RangeError, 'ERR_ATTN_VALUE', /finite/);
       expectError(() => attn.attention(q, k, v, { mask: f([3, 4]) }), RangeError, 'ERR_ATTN_SHAPE', /does not broadcast/);
       expectError(() => attn.attention(q, k, v, { mask: f([2, 1, 3, 5]) }), RangeError, 'ERR_ATTN_SHAPE', /does not broadcast/);
