@@ -21,6 +21,7 @@ namespace {
 struct X86Features {
   bool avx2_fma = false;
   bool avx512 = false;
+  bool amd_zen5_or_later = false;  // AMD family 1Ah or later
 };
 
 void cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
@@ -48,8 +49,13 @@ X86Features detect() {
   unsigned r[4];
   cpuid(0, 0, r);
   const unsigned max_leaf = r[0];
-  if (max_leaf < 7) return f;
+  const bool amd = r[1] == 0x68747541u && r[3] == 0x69746e65u && r[2] == 0x444d4163u;  // "AuthenticAMD"
+  if (max_leaf < 1) return f;
   cpuid(1, 0, r);
+  const unsigned base_family = (r[0] >> 8) & 0xf;
+  const unsigned family = base_family == 0xf ? base_family + ((r[0] >> 20) & 0xff) : base_family;
+  f.amd_zen5_or_later = amd && family >= 0x1a;
+  if (max_leaf < 7) return f;
   const bool osxsave = (r[2] >> 27) & 1;
   const bool avx = (r[2] >> 28) & 1;
   const bool fma = (r[2] >> 12) & 1;
@@ -74,6 +80,18 @@ const X86Features& features() {
 }
 }  // namespace
 #endif
+
+// Decoding streams K and V from memory once. Towards L2 (prefetcht1) suits the Intel AVX-512 and
+// AMD Zen 3 hosts this was tuned on (non-temporal prefetches halved the Intel host's decoding);
+// on AMD Zen 5 prefetchnta read faster, one thread, K and V of 128 MiB, paired runs: +8-9% on
+// avx512, +10-17% on avx2, +4% on scalar. Other CPUs keep the measured default.
+bool decode_prefetch_nta() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return features().amd_zen5_or_later;
+#else
+  return false;
+#endif
+}
 
 int supported_isas(const char** out, int max) {
   int n = 0;

@@ -99,6 +99,10 @@ struct KernelTable {
   int lanes;  // floats per vector
 };
 
+// Whether the decoding kernels prefetch K and V rows non-temporally (prefetchnta) rather than
+// towards L2: dispatch.cc decides by the CPU, read once by each kernel unit at load.
+bool decode_prefetch_nta();
+
 const KernelTable* kernels_generic();
 #if defined(__x86_64__) || defined(_M_X64)
 const KernelTable* kernels_avx2();
