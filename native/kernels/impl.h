@@ -313,6 +313,7 @@ struct AttnPlan {
   int64_t nqb;       // flash: query blocks per head
   bool stream_kv;    // flash: K and V come from memory (see flash_streams_kv)
   int64_t gs;        // flash: query heads per task (of one kv head; see flash_task)
+  int64_t hs;        // flash: query heads stacked in one block's lanes (see flash_stacked_heads)
   int64_t bk;        // flash: keys per block
   int64_t group;     // Hq / Hkv
   int64_t chunk;     // direct: keys per chunk
@@ -331,6 +332,17 @@ struct AttnPlan {
 // of 64-256 keys), so they are left out there.
 static inline bool flash_streams_kv(const AttnParams& p, int64_t nqb) {
   return nqb <= 4 && p.seq_k * (p.head_dim + p.head_dim_v) * (int64_t)sizeof(float) >= ((int64_t)512 << 10);
+}
+
+// A grouped-query kv head's query heads with few rows each share a block's lanes (stacked): one
+// head's 16 rows in a block of BQ = 64 lanes (AVX-512) made it compute 4x the multiply-adds its
+// rows needed (a GQA prompt chunk against a long cache ran at 22% of the FMA peak). Only the shape
+// decides, so results stay the same for any thread count.
+static inline int64_t flash_stacked_heads(const AttnParams& p, const AttnPlan& pl) {
+  if (p.weights || pl.group < 2 || p.seq_q * 2 > BQ) return 1;
+  for (int64_t hs = imin(pl.group, BQ / p.seq_q); hs > 1; --hs)
+    if (pl.group % hs == 0) return hs;
+  return 1;
 }
 
 // Query heads per flash task: a kv head's whole group where that still leaves 4 tasks per
@@ -368,10 +380,12 @@ static inline float mask_value(const AttnParams& p, int64_t b, int64_t h, int64_
   return ((const uint8_t*)p.mask)[idx] ? 0.0f : kNegInf;
 }
 
-// One query block's running state in a flash task: head h's rows [i0, i0 + nq), packed Qᵀ, the
-// output sums Oᵀ and the online softmax's max, sum and rescale factors (all in scratch).
+// One query block's running state in a flash task: head h's rows [i0, i0 + nq), or with heads
+// stacked (sq > 0) lane q is row q % sq of head h + q / sq; packed Qᵀ, the output sums Oᵀ and the
+// online softmax's max, sum and rescale factors (all in scratch).
 struct FlashRows {
   int64_t h;
+  int64_t sq;  // rows per stacked head; 0: one head's consecutive rows
   float *qt, *ot, *mo, *lo, *alpha, *inv, *tmax, *negm;
   bool ref_moderate;  // every lane's reference max is finite and below 2^40 in magnitude
 };
@@ -381,6 +395,7 @@ static inline int64_t flash_rows_floats(int64_t D, int64_t Dv) { return (D + Dv 
 static inline FlashRows flash_rows(int64_t h, float* buf, int64_t D, int64_t Dv) {
   FlashRows r;
   r.h = h;
+  r.sq = 0;
   r.qt = buf;
   r.ot = buf + D * BQ;
   float* ml = r.ot + Dv * BQ;  // m[BQ], l[BQ], alpha[BQ], inv[BQ], tmax[BQ], -m[BQ]
@@ -393,6 +408,9 @@ static inline FlashRows flash_rows(int64_t h, float* buf, int64_t D, int64_t Dv)
   r.ref_moderate = false;
   return r;
 }
+
+static inline int64_t lane_head(const FlashRows& r, int64_t q) { return r.sq ? r.h + q / r.sq : r.h; }
+static inline int64_t lane_query(const FlashRows& r, int64_t i0, int64_t q) { return r.sq ? q % r.sq : i0 + q; }
 
 // One lane group's column of a tile (c[j * BQ], j < nk) turned into P = exp2(c - mref) in place
 // (without the subtraction when Sub is false: offset tiles already hold s - m); returns its sum,
@@ -427,6 +445,32 @@ static inline T exp2_column(float* c, int64_t nk, T mref) {
   return sum;
 }
 
+// Qᵀ of a block of stacked heads (lane q: row q % sq of head h + q / sq), scaled; padded lanes
+// are zero. Scalar: a block of few rows per head packs a few thousand floats against its rows'
+// millions of multiply-adds over a long cache.
+static inline void pack_qt_stacked(const AttnParams& p, FlashRows& r, int64_t b, int64_t nq, int64_t lanes, float s) {
+  const int64_t D = p.head_dim;
+  for (int64_t q = 0; q < BQ; ++q) {
+    if (q >= lanes) {
+      for (int64_t d = 0; d < D; ++d) r.qt[d * BQ + q] = 0.0f;
+      continue;
+    }
+    const float* src = p.q + b * p.q_sb + (r.h + q / nq) * p.q_sh + (q % nq) * p.q_ss;
+    for (int64_t d = 0; d < D; ++d) r.qt[d * BQ + q] = src[d] * s;
+  }
+}
+
+// write_out for a block of stacked heads (each lane to its head's row), or zeros where no key was
+// visible (any = false); the same arithmetic as write_out
+static inline void write_out_stacked(const AttnParams& p, FlashRows& r, int64_t b, int64_t lanes, bool any) {
+  const int64_t Dv = p.head_dim_v;
+  for (int64_t q = 0; q < lanes; ++q) {
+    float* dst = p.out + b * p.o_sb + lane_head(r, q) * p.o_sh + lane_query(r, 0, q) * p.o_ss;
+    const float inv = !any || r.lo[q] == 0.0f ? 0.0f : 1.0f / r.lo[q];
+    for (int64_t c = 0; c < Dv; ++c) dst[c] = any ? r.ot[c * BQ + q] * inv + 0.0f : 0.0f;
+  }
+}
+
 // One key block [kb, kb + nk) of one query block: S = Q·Kᵀ into the tile st, masks, the online
 // softmax, O += P·V. prefetch_kv: the K rows of the next block and this block's V rows are
 // prefetched during the Q·Kᵀ tiles (flash_streams_kv; done by a task's first query block only).
@@ -458,7 +502,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       limited = true;
       for (int64_t j = 0; j < nk; ++j)
         for (int64_t q = 0; q < nq; ++q) {
-          const float mv = mask_value(p, b, r.h, i0 + q, kb + j);
+          const float mv = mask_value(p, b, lane_head(r, q), lane_query(r, i0, q), kb + j);
           if (p.mask_kind == kMaskBoolean) {
             if (mv == kNegInf) st[j * BQ + q] = kNegInf;  // hidden, even where the score is NaN
           } else {
@@ -470,7 +514,13 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     // the mask, since it replaces a hidden score outright: a NaN or +Infinity that an additive
     // mask holds at a key the causal rule hides cannot reach the row (-Infinity + NaN is NaN),
     // as the reference never reads the mask there
-    if (p.causal && kb + nk - 1 > i0 + off) {
+    if (p.causal && kb + nk - 1 > i0 + off && r.sq) {
+      // stacked heads: each lane's query index restarts per head
+      limited = true;
+      for (int64_t j = 0; j < nk; ++j)
+        for (int64_t q = 0; q < nq; ++q)
+          if (kb + j > q % r.sq + off) st[j * BQ + q] = kNegInf;
+    } else if (p.causal && kb + nk - 1 > i0 + off) {
       limited = true;
       for (int64_t j = 0; j < nk; ++j) {
         int64_t hid = kb + j - off - i0;
@@ -563,9 +613,9 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       if (!row_nonfinite(vr, Dv)) continue;
       pv_all(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, r.ot);
       for (int64_t q = 0; q < nq; ++q) {
-        const int64_t kj = kb + j, i = i0 + q;
+        const int64_t kj = kb + j, i = lane_query(r, i0, q);
         if (p.causal && kj > i + off) continue;
-        if (p.mask_kind == kMaskBoolean && mask_value(p, b, r.h, i, kj) == kNegInf) continue;
+        if (p.mask_kind == kMaskBoolean && mask_value(p, b, lane_head(r, q), i, kj) == kNegInf) continue;
         const float pj = st[j * BQ + q];
         for (int64_t x = 0; x < Dv; ++x) r.ot[x * BQ + q] += pj * vr[x];
       }
@@ -596,9 +646,14 @@ static void flash_task(void* vctx, int64_t t, int worker) {
   if (kend < 0) kend = 0;
 
   float* buf = c.scratch->bufs[worker];
-  float* st = buf + gs * flash_rows_floats(D, Dv);  // the S / P tile, shared by the task's heads in turn
+  float* st = buf + gs * flash_rows_floats(D, Dv);  // the S / P tile, shared by the task's blocks in turn
+  // one block per head, or per pl.hs heads stacked in its lanes
+  const int64_t hs = pl.hs, nblk = gs / hs, lanes = hs * nq;
   FlashRows rows[SA_MAX_GROUP_TASK];
-  for (int64_t g = 0; g < gs; ++g) rows[g] = flash_rows(h0 + g, buf + g * flash_rows_floats(D, Dv), D, Dv);
+  for (int64_t g = 0; g < nblk; ++g) {
+    rows[g] = flash_rows(h0 + g * hs, buf + g * flash_rows_floats(D, Dv), D, Dv);
+    if (hs > 1) rows[g].sq = nq;
+  }
 
   const float* kbase = p.k + b * p.k_sb + kvh * p.k_sh;
   const float* vbase = p.v + b * p.v_sb + kvh * p.v_sh;
@@ -619,23 +674,32 @@ static void flash_task(void* vctx, int64_t t, int worker) {
     for (int64_t q = 0; q < nq; ++q) prefetch_span<1>(obase + (i0 + q) * p.o_ss, Dv);
   }
   if (kend > 0) {
-    for (int64_t g = 0; g < gs; ++g) {
+    for (int64_t g = 0; g < nblk; ++g) {
       FlashRows& r = rows[g];
       // pack Qᵀ (scaled into base-2 units); padded lanes are zero
-      pack_qt(p.q + b * p.q_sb + r.h * p.q_sh + i0 * p.q_ss, p.q_ss, nq, D, pl.qscale, r.qt);
+      if (r.sq) {
+        pack_qt_stacked(p, r, b, nq, lanes, pl.qscale);
+      } else {
+        pack_qt(p.q + b * p.q_sb + r.h * p.q_sh + i0 * p.q_ss, p.q_ss, nq, D, pl.qscale, r.qt);
+      }
       for (int64_t x = 0; x < Dv * BQ; ++x) r.ot[x] = 0.0f;
       for (int q = 0; q < BQ; ++q) { r.mo[q] = kNegInf; r.lo[q] = 0.0f; }
     }
     for (int64_t kb = 0; kb < kend; kb += pl.bk) {
       const int64_t nk = imin(pl.bk, kend - kb);
-      for (int64_t g = 0; g < gs; ++g) flash_step(p, pl, rows[g], b, i0, nq, kb, nk, kend, kbase, vbase, st, pl.stream_kv && g == 0);
+      for (int64_t g = 0; g < nblk; ++g) flash_step(p, pl, rows[g], b, i0, lanes, kb, nk, kend, kbase, vbase, st, pl.stream_kv && g == 0);
     }
   }
   // normalise and write out (a row with no visible key gives zeros)
-  for (int64_t g = 0; g < gs; ++g) {
-    float* obase = p.out + b * p.o_sb + (h0 + g) * p.o_sh;
+  for (int64_t g = 0; g < nblk; ++g) {
+    FlashRows& r = rows[g];
+    if (r.sq) {
+      write_out_stacked(p, r, b, lanes, kend > 0);
+      continue;
+    }
+    float* obase = p.out + b * p.o_sb + r.h * p.o_sh;
     if (kend > 0) {
-      write_out(rows[g].ot, rows[g].lo, nq, Dv, obase + i0 * p.o_ss, p.o_ss, rows[g].inv);
+      write_out(r.ot, r.lo, nq, Dv, obase + i0 * p.o_ss, p.o_ss, r.inv);
     } else {
       for (int64_t q = 0; q < nq; ++q)
         for (int64_t c0 = 0; c0 < Dv; ++c0) obase[(i0 + q) * p.o_ss + c0] = 0.0f;
@@ -1118,7 +1182,9 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
   pl.nqb = (p.seq_q + BQ - 1) / BQ;
   pl.stream_kv = flash_streams_kv(p, pl.nqb);
   pl.bk = p.weights ? imax(p.seq_k, 1) : ATT_BK;
+  pl.hs = flash_stacked_heads(p, pl);
   pl.gs = flash_heads_per_task(p, pl, workers);
+  if (pl.gs % pl.hs) pl.gs = pl.hs;  // whole stacks per task
   pl.scratch_floats = pl.gs * flash_rows_floats(p.head_dim, p.head_dim_v) + pl.bk * BQ;
   if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
   par.run(p.batch * (p.heads / pl.gs) * pl.nqb, flash_task, &c);

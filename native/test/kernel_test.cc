@@ -397,6 +397,13 @@ int main(int argc, char** argv) {
     run_case(kt, Case{1, 2, 2, 300, 300, 64, 64, true, false, true, 0, false}, pool2, "weights");
     run_case(kt, Case{1, 2, 1, 40, 129, 48, 80, true, true, false, 2, true}, pool2, "mixed");
     run_case(kt, Case{1, 2, 2, 200, 100, 16, 16, true, false, false, 0, false}, pool2, "sq>sk");
+    // a grouped-query kv head's query heads stacked in one block's lanes (few rows per head):
+    // per-head masks, causal with Sk > Sq, bshd, key lengths, rows that do not fill the block
+    run_case(kt, Case{1, 8, 2, 16, 300, 64, 64, true, false, false, 3, false}, pool2, "stacked");
+    run_case(kt, Case{2, 8, 1, 13, 200, 32, 48, true, true, false, 2, true}, pool2, "stacked");
+    run_case(kt, Case{1, 12, 3, 9, 130, 64, 64, false, false, false, 3, true}, serial, "stacked");
+    run_case(kt, Case{1, 32, 8, 16, 1000, 128, 128, true, false, false, 1, false}, pool2, "stacked");
+    run_case(kt, Case{1, 6, 2, 8, 8, 16, 16, true, false, false, 3, false}, serial, "stacked");
     test_matmul(kt, pool2);
     test_matmul_column_blocks(kt, pool2);
     test_matmul_self_packed(kt, pool2);
