@@ -132,31 +132,31 @@ struct Scratch {
 // ---------------------------------------------------------------------------------------------
 
 // st[n][q] = init[q] + sum_d qt[d][q] * k_n[d]   for n < N keys, q < BQ (init == nullptr: 0)
-template <int N>
+template <int N, int MR>
 static inline void qk_tile(const float* __restrict qt, const float* __restrict k0, int64_t ks, int64_t D,
                            float* __restrict st, float* __restrict tmax, const float* __restrict init) {
-  T acc[N][kAttMR];
+  T acc[N][MR];
   if (init) {
-    SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+    SA_UNROLL for (int m = 0; m < MR; ++m) {
       const T iv = V::load(init + m * W);
       SA_UNROLL for (int n = 0; n < N; ++n) acc[n][m] = iv;
     }
   } else {
-    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
+    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < MR; ++m) acc[n][m] = V::zero();
   }
   const float* kp[N];
   SA_UNROLL for (int n = 0; n < N; ++n) kp[n] = k0 + n * ks;
   SA_ATT_UNROLL for (int64_t d = 0; d < D; ++d) {
-    T qv[kAttMR];
-    SA_UNROLL for (int m = 0; m < kAttMR; ++m) qv[m] = V::load(qt + d * BQ + m * W);
+    T qv[MR];
+    SA_UNROLL for (int m = 0; m < MR; ++m) qv[m] = V::load(qt + d * BQ + m * W);
     SA_UNROLL for (int n = 0; n < N; ++n) {
       T b = V::set1(kp[n][d]);
-      SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::fmadd(qv[m], b, acc[n][m]);
+      SA_UNROLL for (int m = 0; m < MR; ++m) acc[n][m] = V::fmadd(qv[m], b, acc[n][m]);
     }
   }
-  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(st + n * BQ + m * W, acc[n][m]);
+  SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < MR; ++m) V::store(st + n * BQ + m * W, acc[n][m]);
   // fused running max over these keys (used when no mask is applied to the tile afterwards)
-  SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+  SA_UNROLL for (int m = 0; m < MR; ++m) {
     T mx = V::load(tmax + m * W);
     SA_UNROLL for (int n = 0; n < N; ++n) mx = V::max(mx, acc[n][m]);
     V::store(tmax + m * W, mx);
@@ -168,41 +168,41 @@ static inline void qk_tile(const float* __restrict qt, const float* __restrict k
 // and are added to ot at the end: summed onto ot itself, every product of a long row was rounded
 // at the size of the whole running sum (a relative error growing with Sk: 1.4e-5 at 131k keys,
 // test/long-rows); so only a piece's products (at most kSumKeys) and the row's piece sums are.
-template <int N>
+template <int N, int MR>
 static inline void pv_tile(const float* __restrict pt, int64_t nk, const float* __restrict v0, int64_t vs,
                            float* __restrict ot) {
   // a block longer than kSumKeys (with weights the block is the whole row) in pieces of it
   for (int64_t j0 = 0; j0 < nk; j0 += kSumKeys) {
     const int64_t j1 = imin(nk, j0 + kSumKeys);
-    T acc[N][kAttMR];
-    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::zero();
+    T acc[N][MR];
+    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < MR; ++m) acc[n][m] = V::zero();
     SA_ATT_UNROLL for (int64_t j = j0; j < j1; ++j) {
-      T pv[kAttMR];
-      SA_UNROLL for (int m = 0; m < kAttMR; ++m) pv[m] = V::load(pt + j * BQ + m * W);
+      T pv[MR];
+      SA_UNROLL for (int m = 0; m < MR; ++m) pv[m] = V::load(pt + j * BQ + m * W);
       const float* vr = v0 + j * vs;
       SA_UNROLL for (int n = 0; n < N; ++n) {
         T b = V::set1(vr[n]);
-        SA_UNROLL for (int m = 0; m < kAttMR; ++m) acc[n][m] = V::fmadd(pv[m], b, acc[n][m]);
+        SA_UNROLL for (int m = 0; m < MR; ++m) acc[n][m] = V::fmadd(pv[m], b, acc[n][m]);
       }
     }
-    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < kAttMR; ++m)
+    SA_UNROLL for (int n = 0; n < N; ++n) SA_UNROLL for (int m = 0; m < MR; ++m)
       V::store(ot + n * BQ + m * W, V::add(V::load(ot + n * BQ + m * W), acc[n][m]));
   }
 }
 
-template <int N>
+template <int N, int MR>
 static inline void qk_dispatch(int n, const float* qt, const float* k0, int64_t ks, int64_t D, float* st, float* tmax,
                                const float* init) {
   if constexpr (N > 0) {
-    if (n == N) return qk_tile<N>(qt, k0, ks, D, st, tmax, init);
-    qk_dispatch<N - 1>(n, qt, k0, ks, D, st, tmax, init);
+    if (n == N) return qk_tile<N, MR>(qt, k0, ks, D, st, tmax, init);
+    qk_dispatch<N - 1, MR>(n, qt, k0, ks, D, st, tmax, init);
   }
 }
-template <int N>
+template <int N, int MR>
 static inline void pv_dispatch(int n, const float* pt, int64_t nk, const float* v0, int64_t vs, float* ot) {
   if constexpr (N > 0) {
-    if (n == N) return pv_tile<N>(pt, nk, v0, vs, ot);
-    pv_dispatch<N - 1>(n, pt, nk, v0, vs, ot);
+    if (n == N) return pv_tile<N, MR>(pt, nk, v0, vs, ot);
+    pv_dispatch<N - 1, MR>(n, pt, nk, v0, vs, ot);
   }
 }
 
@@ -217,11 +217,12 @@ static inline bool row_nonfinite(const float* r, int64_t n) {
   return s != s;
 }
 
+template <int MR>
 static inline void pv_all(const float* pt, int64_t nk, const float* v0, int64_t vs, int64_t Dv, float* ot) {
   if (nk <= 0) return;
   for (int64_t c0 = 0; c0 < Dv; c0 += kAttNR) {
     int n = (int)imin(kAttNR, Dv - c0);
-    pv_dispatch<kAttNR>(n, pt, nk, v0 + c0, vs, ot + c0 * BQ);
+    pv_dispatch<kAttNR, MR>(n, pt, nk, v0 + c0, vs, ot + c0 * BQ);
   }
 }
 
@@ -474,6 +475,7 @@ static inline void write_out_stacked(const AttnParams& p, FlashRows& r, int64_t 
 // One key block [kb, kb + nk) of one query block: S = Q·Kᵀ into the tile st, masks, the online
 // softmax, O += P·V. prefetch_kv: the K rows of the next block and this block's V rows are
 // prefetched during the Q·Kᵀ tiles (flash_streams_kv; done by a task's first query block only).
+template <int MR>
 static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows& r, int64_t b, int64_t i0, int64_t nq,
                               int64_t kb, int64_t nk, int64_t kend, const float* kbase, const float* vbase, float* st,
                               bool prefetch_kv) {
@@ -494,7 +496,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
           if (kb + pl.bk + j + jj < kend) prefetch_span<0, 2>(kbase + (kb + pl.bk + j + jj) * p.k_ss, D);
           prefetch_span<0, 2>(vbase + (kb + j + jj) * p.v_ss, Dv);
         }
-      qk_dispatch<kAttNR>(n, r.qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, r.tmax, offset ? r.negm : nullptr);
+      qk_dispatch<kAttNR, MR>(n, r.qt, kbase + (kb + j) * p.k_ss, p.k_ss, D, st + j * BQ, r.tmax, offset ? r.negm : nullptr);
       j += n;
     }
     bool limited = false;
@@ -525,7 +527,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       for (int64_t j = 0; j < nk; ++j) {
         int64_t hid = kb + j - off - i0;
         if (hid <= 0) continue;
-        SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+        SA_UNROLL for (int m = 0; m < MR; ++m) {
           int64_t cnt = iclamp(hid - m * W, 0, W);
           if (cnt > 0) V::store(st + j * BQ + m * W, V::hide_lanes_below(V::load(st + j * BQ + m * W), (int)cnt));
         }
@@ -552,7 +554,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     // weights came out nearly uniform). Such a block is scored again as it is; it is rare, since
     // the first block sets the reference.
     bool moves = false;
-    SA_UNROLL for (int m = 0; m < kAttMR; ++m) moves |= !(V::hmax(block_max(masked, m)) <= kRescaleSlack);
+    SA_UNROLL for (int m = 0; m < MR; ++m) moves |= !(V::hmax(block_max(masked, m)) <= kRescaleSlack);
     if (moves) {
       offs = false;
       masked = scores(false, false);
@@ -562,7 +564,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
   // block's max exceeds it by more than kRescaleSlack (base-2 units), so P <= 2^slack and
   // the rescale of O (alpha != 1) is skipped in most blocks; the first block sets it exactly.
   bool rescale = false, moved = false;
-  SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+  SA_UNROLL for (int m = 0; m < MR; ++m) {
     if (offs) {
       // every lane group's max stayed within the slack (checked above): the reference is
       // unchanged (alpha = 1), P = exp2(t); a NaN score gives a NaN row either way
@@ -587,7 +589,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
   }
   if (moved) {  // the references changed: refresh -m and whether every lane's is moderate
     T acc = V::zero(), big = V::zero();
-    SA_UNROLL for (int m = 0; m < kAttMR; ++m) {
+    SA_UNROLL for (int m = 0; m < MR; ++m) {
       const T mv = V::load(r.mo + m * W);
       const T neg = V::sub(V::zero(), mv);
       V::store(r.negm + m * W, neg);
@@ -599,7 +601,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
   }
   if (rescale) {  // O *= alpha (multiplying by 1 changes nothing, so only when some lane moved)
     for (int64_t x = 0; x < Dv; ++x)
-      SA_UNROLL for (int m = 0; m < kAttMR; ++m) V::store(r.ot + x * BQ + m * W, V::mul(V::load(r.ot + x * BQ + m * W), V::load(r.alpha + m * W)));
+      SA_UNROLL for (int m = 0; m < MR; ++m) V::store(r.ot + x * BQ + m * W, V::mul(V::load(r.ot + x * BQ + m * W), V::load(r.alpha + m * W)));
   }
   // O += P·V. A hidden key's value is never read (the reference's rule; it matters when
   // that value is NaN or infinite, since 0 * NaN = NaN): in tiles where some keys are hidden
@@ -611,7 +613,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
     for (int64_t j = 0; j < nk; ++j) {
       const float* vr = vbase + (kb + j) * p.v_ss;
       if (!row_nonfinite(vr, Dv)) continue;
-      pv_all(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, r.ot);
+      pv_all<MR>(st + seg * BQ, j - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, r.ot);
       for (int64_t q = 0; q < nq; ++q) {
         const int64_t kj = kb + j, i = lane_query(r, i0, q);
         if (p.causal && kj > i + off) continue;
@@ -622,7 +624,22 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       seg = j + 1;
     }
   }
-  pv_all(st + seg * BQ, nk - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, r.ot);
+  pv_all<MR>(st + seg * BQ, nk - seg, vbase + (kb + seg) * p.v_ss, p.v_ss, Dv, r.ot);
+}
+
+// flash_step over the vectors of lanes that hold rows (mr of kAttMR): a block with fewer rows than
+// BQ (a short sequence's only block, a longer one's last) skips the others. A 64-lane AVX-512
+// block holding 16 rows of each of 32 heads (no grouping to stack) did 4x the multiply-adds its
+// rows needed. The rows' arithmetic is the same either way; which vectors run depends on the
+// shape only.
+template <int MR>
+static inline void flash_step_rows(int mr, const AttnParams& p, const AttnPlan& pl, FlashRows& r, int64_t b, int64_t i0,
+                                   int64_t nq, int64_t kb, int64_t nk, int64_t kend, const float* kbase, const float* vbase,
+                                   float* st, bool prefetch_kv) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return flash_step_rows<MR - 1>(mr, p, pl, r, b, i0, nq, kb, nk, kend, kbase, vbase, st, prefetch_kv);
+  }
+  flash_step<MR>(p, pl, r, b, i0, nq, kb, nk, kend, kbase, vbase, st, prefetch_kv);
 }
 
 // Task: batch b, the pl.gs query heads h0.. (of one kv head: they read the same K and V) and
@@ -649,6 +666,7 @@ static void flash_task(void* vctx, int64_t t, int worker) {
   float* st = buf + gs * flash_rows_floats(D, Dv);  // the S / P tile, shared by the task's blocks in turn
   // one block per head, or per pl.hs heads stacked in its lanes
   const int64_t hs = pl.hs, nblk = gs / hs, lanes = hs * nq;
+  const int mr = (int)((lanes + W - 1) / W);  // vectors of lanes that hold rows
   FlashRows rows[SA_MAX_GROUP_TASK];
   for (int64_t g = 0; g < nblk; ++g) {
     rows[g] = flash_rows(h0 + g * hs, buf + g * flash_rows_floats(D, Dv), D, Dv);
@@ -687,7 +705,8 @@ static void flash_task(void* vctx, int64_t t, int worker) {
     }
     for (int64_t kb = 0; kb < kend; kb += pl.bk) {
       const int64_t nk = imin(pl.bk, kend - kb);
-      for (int64_t g = 0; g < nblk; ++g) flash_step(p, pl, rows[g], b, i0, lanes, kb, nk, kend, kbase, vbase, st, pl.stream_kv && g == 0);
+      for (int64_t g = 0; g < nblk; ++g)
+        flash_step_rows<kAttMR>(mr, p, pl, rows[g], b, i0, lanes, kb, nk, kend, kbase, vbase, st, pl.stream_kv && g == 0);
     }
   }
   // normalise and write out (a row with no visible key gives zeros)
