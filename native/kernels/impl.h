@@ -1175,10 +1175,7 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
   AttnPlan& pl = c.plan;
   pl.group = p.heads / p.kv_heads;
   pl.qscale = p.scale * kLog2e;
-  // and on wide blocks (AVX-512's 64 lanes) for rows under a quarter block when heads cannot be
-  // stacked: 8 rows of 32 heads x 4096 keys (D 128) ran at 10% of the FMA peak in a flash block
-  // (7/8 of its lanes idle), 19% here; at 16 rows the two paths meet
-  pl.direct = p.seq_q < DIRECT_MAX_SQ || (p.seq_q * 4 < BQ && flash_stacked_heads(p, pl) == 1);
+  pl.direct = p.seq_q < DIRECT_MAX_SQ;
   Scratch scratch;
   c.scratch = &scratch;
   const int workers = par.workers();
