@@ -630,8 +630,8 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
 // flash_step over the vectors of lanes that hold rows (mr of kAttMR): a block with fewer rows than
 // BQ (a short sequence's only block, a longer one's last) skips the others. A 64-lane AVX-512
 // block holding 16 rows of each of 32 heads (no grouping to stack) did 4x the multiply-adds its
-// rows needed. The rows' arithmetic is the same either way; which vectors run depends on the
-// shape only.
+// rows needed. Which vectors run depends on the shape only, so results stay the same for any
+// thread count; the block-wide choices (offset mode, rescale) no longer look at idle lanes.
 template <int MR>
 static inline void flash_step_rows(int mr, const AttnParams& p, const AttnPlan& pl, FlashRows& r, int64_t b, int64_t i0,
                                    int64_t nq, int64_t kb, int64_t nk, int64_t kend, const float* kbase, const float* vbase,
