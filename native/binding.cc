@@ -441,28 +441,29 @@ struct Core {
   Core(const KernelTable* t, int threads, int cores) : kt(t), pool(threads, cores) {}
 };
 
-// Runs fn with the pool limited to `threads` (0 = all), from a libuv thread: a region waits
-// while another call's region runs.
+// Runs fn on `base` limited to `threads` of its workers (0 = all).
 template <typename F>
-int WithPool(Core& core, int threads, F&& fn) {
-  if (threads > 0 && threads < core.pool.workers()) {
-    sa::LimitedParallel lp(core.pool, threads);
+int WithLimit(sa::Parallel& base, int threads, F&& fn) {
+  if (threads > 0 && threads < base.workers()) {
+    sa::LimitedParallel lp(base, threads);
     return fn((sa::Parallel&)lp);
   }
-  return fn((sa::Parallel&)core.pool);
+  return fn(base);
 }
 
-// The same from the JS thread (synchronous calls): a region that finds the pool busy with an
-// asynchronous call's region runs on the JS thread alone rather than stall the event loop until
-// that call ends (a one-token forward behind a prefill's forwardAsync waited ~0.5 s).
+// From a libuv thread: a region waits while another call's region runs.
+template <typename F>
+int WithPool(Core& core, int threads, F&& fn) {
+  return WithLimit(core.pool, threads, fn);
+}
+
+// From the JS thread (synchronous calls): a region that finds the pool busy with an asynchronous
+// call's region runs on the JS thread alone rather than stall the event loop until that call ends
+// (a one-token forward behind a prefill's forwardAsync waited ~0.5 s).
 template <typename F>
 int WithPoolNow(Core& core, int threads, F&& fn) {
   sa::InlineWhenBusy now(core.pool);
-  if (threads > 0 && threads < core.pool.workers()) {
-    sa::LimitedParallel lp(now, threads);
-    return fn((sa::Parallel&)lp);
-  }
-  return fn((sa::Parallel&)now);
+  return WithLimit(now, threads, fn);
 }
 
 // Whether this environment can still run JS: Node-API refuses every call into JS (a property

@@ -352,9 +352,10 @@ static inline int64_t flash_stacked_heads(const AttnParams& p, const AttnPlan& p
 #define SA_MAX_GROUP_TASK 8
 static inline int64_t flash_heads_per_task(const AttnParams& p, const AttnPlan& pl, int workers) {
   if (p.weights) return 1;
-  for (int64_t gs = imin(pl.group, SA_MAX_GROUP_TASK); gs > 1; --gs)
-    if (pl.group % gs == 0 && p.batch * (p.heads / gs) * pl.nqb >= 4 * (int64_t)workers) return gs;
-  return 1;
+  // whole stacks only (pl.hs heads share a block's lanes; 1 without stacking)
+  for (int64_t gs = imin(pl.group, SA_MAX_GROUP_TASK); gs > pl.hs; --gs)
+    if (pl.group % gs == 0 && gs % pl.hs == 0 && p.batch * (p.heads / gs) * pl.nqb >= 4 * (int64_t)workers) return gs;
+  return pl.hs;
 }
 
 struct AttnCtx {
@@ -449,14 +450,14 @@ static inline T exp2_column(float* c, int64_t nk, T mref) {
 // Qᵀ of a block of stacked heads (lane q: row q % sq of head h + q / sq), scaled; padded lanes
 // are zero. Scalar: a block of few rows per head packs a few thousand floats against its rows'
 // millions of multiply-adds over a long cache.
-static inline void pack_qt_stacked(const AttnParams& p, FlashRows& r, int64_t b, int64_t nq, int64_t lanes, float s) {
+static inline void pack_qt_stacked(const AttnParams& p, FlashRows& r, int64_t b, int64_t lanes, float s) {
   const int64_t D = p.head_dim;
   for (int64_t q = 0; q < BQ; ++q) {
     if (q >= lanes) {
       for (int64_t d = 0; d < D; ++d) r.qt[d * BQ + q] = 0.0f;
       continue;
     }
-    const float* src = p.q + b * p.q_sb + (r.h + q / nq) * p.q_sh + (q % nq) * p.q_ss;
+    const float* src = p.q + b * p.q_sb + lane_head(r, q) * p.q_sh + lane_query(r, 0, q) * p.q_ss;
     for (int64_t d = 0; d < D; ++d) r.qt[d * BQ + q] = src[d] * s;
   }
 }
@@ -521,7 +522,7 @@ static inline void flash_step(const AttnParams& p, const AttnPlan& pl, FlashRows
       limited = true;
       for (int64_t j = 0; j < nk; ++j)
         for (int64_t q = 0; q < nq; ++q)
-          if (kb + j > q % r.sq + off) st[j * BQ + q] = kNegInf;
+          if (kb + j > lane_query(r, i0, q) + off) st[j * BQ + q] = kNegInf;
     } else if (p.causal && kb + nk - 1 > i0 + off) {
       limited = true;
       for (int64_t j = 0; j < nk; ++j) {
@@ -696,7 +697,7 @@ static void flash_task(void* vctx, int64_t t, int worker) {
       FlashRows& r = rows[g];
       // pack Qᵀ (scaled into base-2 units); padded lanes are zero
       if (r.sq) {
-        pack_qt_stacked(p, r, b, nq, lanes, pl.qscale);
+        pack_qt_stacked(p, r, b, lanes, pl.qscale);
       } else {
         pack_qt(p.q + b * p.q_sb + r.h * p.q_sh + i0 * p.q_ss, p.q_ss, nq, D, pl.qscale, r.qt);
       }
@@ -1203,7 +1204,6 @@ static int attention_impl(const AttnParams& p, Parallel& par) {
   pl.bk = p.weights ? imax(p.seq_k, 1) : ATT_BK;
   pl.hs = flash_stacked_heads(p, pl);
   pl.gs = flash_heads_per_task(p, pl, workers);
-  if (pl.gs % pl.hs) pl.gs = pl.hs;  // whole stacks per task
   pl.scratch_floats = pl.gs * flash_rows_floats(p.head_dim, p.head_dim_v) + pl.bk * BQ;
   if (!scratch.alloc(workers, pl.scratch_floats)) return kErrAlloc;
   par.run(p.batch * (p.heads / pl.gs) * pl.nqb, flash_task, &c);
