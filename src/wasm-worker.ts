@@ -73,9 +73,13 @@ function mhaForward(id: number, mhaId: number, c: WorkerMhaCall): { reply: Worke
   return { reply: { id, out, kNew: r.kNew, vNew: r.vNew }, transfer };
 }
 
-/** an error without an ERR_ATTN code: the worker's, so the calling side computes the call itself */
-function workerError(p: Port, id: number, message: string): void {
-  p.post({ id, error: { name: 'Error', message } }, []);
+/**
+ * The reply for a call that failed. An error without an ERR_ATTN code is the worker's (its
+ * protocol, its module), so the calling side computes the call itself; a coded one is the call's.
+ */
+function errorReply(id: number, err: unknown): WorkerReply {
+  const e = err as Error & { code?: string };
+  return { id, error: { name: e.name, message: e.message, code: e.code } };
 }
 
 function handle(p: Port, msg: unknown): void {
@@ -94,7 +98,7 @@ function handle(p: Port, msg: unknown): void {
   if (refused) {
     // a call of another protocol is answered, never computed: read with this protocol's
     // meaning it could write the calling side's shared memory wrongly
-    if (typeof m.id === 'number') workerError(p, m.id, refused);
+    if (typeof m.id === 'number') p.post(errorReply(m.id, new Error(refused)), []);
     return;
   }
   if (m.type === 'exec') {
@@ -104,8 +108,7 @@ function handle(p: Port, msg: unknown): void {
       execCalls(shared, e.calls);
       p.post({ id: e.id }, []);
     } catch (err) {
-      const x = err as Error & { code?: string };
-      p.post({ id: e.id, error: { name: x.name, message: x.message, code: x.code } }, []);
+      p.post(errorReply(e.id, err), []);
     }
     return;
   }
@@ -135,14 +138,13 @@ function handle(p: Port, msg: unknown): void {
       const { reply, transfer } = mhaForward(f.id, f.mhaId, f.call);
       p.post(reply, transfer);
     } catch (err) {
-      const e = err as Error & { code?: string };
-      p.post({ id: f.id, error: { name: e.name, message: e.message, code: e.code } }, []);
+      p.post(errorReply(f.id, err), []);
     }
     return;
   }
   if (m.type !== 'attention') {
     // a message this worker does not know still gets its answer: its call must not stay pending
-    if (typeof m.id === 'number') workerError(p, m.id, `wasm-worker: unknown message ${JSON.stringify(m.type)} (protocol ${WORKER_PROTOCOL})`);
+    if (typeof m.id === 'number') p.post(errorReply(m.id, new Error(`wasm-worker: unknown message ${JSON.stringify(m.type)} (protocol ${WORKER_PROTOCOL})`)), []);
     return;
   }
   const req = msg as WorkerAttentionRequest;
@@ -158,8 +160,7 @@ function handle(p: Port, msg: unknown): void {
     transfer.push(out.buffer);
     if (weights) transfer.push(weights.buffer);
   } catch (err) {
-    const e = err as Error & { code?: string };
-    reply = { id: req.id, error: { name: e.name, message: e.message, code: e.code } };
+    reply = errorReply(req.id, err);
   }
   p.post(reply, transfer);
 }
